@@ -1,0 +1,20 @@
+"""Shared test helpers: where the reference fixtures live, and skipping when absent."""
+
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED_DIR = os.environ.get("OBJTRACK_SHARED_DIR", os.path.join(HERE, "..", "..", "shared"))
+PIPS2_REF_DIR = os.environ.get("OBJTRACK_REFERENCE_DIR", os.path.join(SHARED_DIR, "reference", "pips2"))
+OBJPRIOR_REF_DIR = os.environ.get(
+    "OBJTRACK_OBJPRIOR_REFERENCE_DIR", os.path.join(SHARED_DIR, "reference", "objprior"))
+CAMEL_MP4 = os.path.join(SHARED_DIR, "data", "camel.mp4")
+
+
+def require_path(path: str, what: str) -> str:
+    """Skips the calling test, with a reason, when a shared fixture is missing."""
+    if not os.path.exists(path):
+        pytest.skip(f"{what} not found at {os.path.abspath(path)} (set the environment variable "
+                    "that points to it, see tests/conftest.py)")
+    return path
