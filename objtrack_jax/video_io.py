@@ -1,0 +1,200 @@
+"""Reading and writing videos as uint8 RGB arrays [T, H, W, 3] (OpenCV under the hood).
+
+A "video" is either a container file readable by OpenCV (.mp4, .avi, .mov, .mkv, ...) or a folder of
+frames (.jpg/.jpeg/.png/.bmp), taken in natural-sort order of their file names (``frame_2`` before
+``frame_10``). Errors always name the offending file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def _natural_key(name: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder: str) -> list[str]:
+    """Frame image paths inside ``folder`` (non-recursive), natural-sorted; raises if there are none."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(FRAME_EXTENSIONS)]
+    if not names:
+        raise ValueError(f"video folder {folder!r} holds no frames (expected {', '.join(FRAME_EXTENSIONS)})")
+    return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
+
+
+def _check_exists(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"video not found: {path!r}")
+
+
+def _read_image_rgb(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)  # always 3-channel 8-bit BGR
+    if image is None:
+        raise ValueError(f"cannot read frame image {path!r} (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _resize(frame: np.ndarray, resize_to: Sequence[int] | None) -> np.ndarray:
+    if resize_to is None:
+        return frame
+    height, width = (int(s) for s in resize_to)
+    if frame.shape[:2] == (height, width):
+        return frame
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int] | None = None,
+               stride: int = 1) -> np.ndarray:
+    """Reads a video file or a folder of frames.
+
+    Args:
+      path: video file or folder of frame images.
+      max_frames: keep at most this many frames (counted after striding); None = all.
+      resize_to: optional (H, W); frames are resized with OpenCV bilinear (``INTER_LINEAR``).
+      stride: keep frames 0, stride, 2·stride, ...
+
+    Returns:
+      uint8 [T, H, W, 3] RGB.
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: unreadable file, zero frames, or frames of different sizes in a folder.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    _check_exists(path)
+    frames = []
+    if os.path.isdir(path):
+        files = list_frame_files(path)[::stride]
+        if max_frames is not None:
+            files = files[:max_frames]
+        first_shape = None
+        for file in files:
+            frame = _read_image_rgb(file)
+            if first_shape is None:
+                first_shape = (frame.shape, file)
+            elif frame.shape != first_shape[0]:
+                raise ValueError(
+                    f"frame {file!r} is {frame.shape[1]}x{frame.shape[0]} but {first_shape[1]!r} is "
+                    f"{first_shape[0][1]}x{first_shape[0][0]}: frames in a video folder must share one size")
+            frames.append(_resize(frame, resize_to))
+    else:
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            raise ValueError(f"cannot open video {path!r} (not a video, or codec unsupported by OpenCV)")
+        try:
+            index = 0
+            while max_frames is None or len(frames) < max_frames:
+                if index % stride == 0:
+                    ok, frame = capture.read()
+                    if not ok:
+                        break
+                    frames.append(_resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), resize_to))
+                elif not capture.grab():  # skip without decoding to RGB
+                    break
+                index += 1
+        finally:
+            capture.release()
+    if not frames:
+        raise ValueError(f"video {path!r} has zero readable frames")
+    return np.stack(frames)
+
+
+def video_info(path: str) -> dict:
+    """Basic facts about a video without decoding it all.
+
+    Returns a dict with ``kind`` ('file' or 'folder'), ``num_frames``, ``height``, ``width`` and
+    ``fps`` (None for a folder). For files ``num_frames`` is what the container reports (OpenCV
+    ``CAP_PROP_FRAME_COUNT``), which for some containers is approximate.
+    """
+    _check_exists(path)
+    if os.path.isdir(path):
+        files = list_frame_files(path)
+        height, width = _read_image_rgb(files[0]).shape[:2]
+        return {"kind": "folder", "num_frames": len(files), "height": height, "width": width, "fps": None}
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ValueError(f"cannot open video {path!r} (not a video, or codec unsupported by OpenCV)")
+    try:
+        info = {
+            "kind": "file",
+            "num_frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "height": int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "width": int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "fps": float(capture.get(cv2.CAP_PROP_FPS)) or None,
+        }
+    finally:
+        capture.release()
+    if info["num_frames"] <= 0 and info["width"] <= 0:
+        raise ValueError(f"video {path!r} reports no frames")
+    return info
+
+
+def _as_uint8_frames(frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim == 3:  # [T, H, W] grayscale
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"frames must be [T>0, H, W, 3] (or [T, H, W]), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        frames = np.clip(np.round(frames.astype(np.float64)), 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_frames(folder: str, frames) -> str:
+    """Writes frames as ``folder/frame_00000.png``, ... (RGB in, lossless); returns ``folder``."""
+    frames = _as_uint8_frames(frames)
+    os.makedirs(folder, exist_ok=True)
+    for i, frame in enumerate(frames):
+        file = os.path.join(folder, f"frame_{i:05d}.png")
+        if not cv2.imwrite(file, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write frame image {file!r}")
+    return folder
+
+
+def write_video(path: str, frames, fps: float = 24.0, fourcc: str = "mp4v") -> str:
+    """Writes uint8 RGB frames [T, H, W, 3] to a video file (OpenCV, ``fourcc`` default 'mp4v').
+
+    Non-uint8 input is rounded and clipped to [0, 255]; [T, H, W] is treated as grayscale. Odd
+    heights/widths are padded by one edge-replicated row/column (MPEG-4 needs even sizes). If the
+    codec is unavailable (the writer does not open, or the file comes out missing or empty), a
+    warning is logged and the frames are written as PNGs into the folder ``<path without
+    extension>_frames`` instead. Returns the path actually written (file or folder); both are
+    readable with :func:`read_video`.
+    """
+    frames = _as_uint8_frames(frames)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:  # MPEG-4 encoders silently crop odd sizes; pad instead
+        log.warning("padding %dx%d frames to even size for %r (edge-replicated last row/column)",
+                    width, height, path)
+        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
+    opened = writer.isOpened()
+    if opened:
+        try:
+            for frame in frames:
+                writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
+        finally:
+            writer.release()
+    if opened and os.path.isfile(path) and os.path.getsize(path) > 0:
+        return path
+    folder = os.path.splitext(path)[0] + "_frames"
+    log.warning("OpenCV could not write %r with fourcc %r; writing %d PNG frames to %r instead",
+                path, fourcc, len(frames), folder)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        os.remove(path)
+    return write_frames(folder, frames)
