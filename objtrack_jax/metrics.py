@@ -111,7 +111,7 @@ def tapvid_metrics(
         raise ValueError(f"query_points must be {(*gt_tracks.shape[:2], 3)}, got {query_points.shape}")
 
     evaluate = tapvid_evaluation_mask(query_points, gt_tracks.shape[2], query_mode)  # [b, n, T]
-    axes = (2,) if get_trackwise_metrics else (1, 2)
+    axes = (-1,) if get_trackwise_metrics else (-2, -1)  # sum over T (and n); works for [k, b, n, T]
 
     def total(mask):
         return np.sum(mask, axis=axes)
