@@ -67,6 +67,8 @@ def default_radius(image_size: Sequence[int]) -> int:
 
 
 def _fixed(points: np.ndarray) -> np.ndarray:
+    """(x, y) → OpenCV fixed-point ints; non-finite/huge entries become 0 (callers skip them)."""
+    points = np.where(np.abs(points) < 1e9, points, 0.0)  # also false for nan
     return np.round(points * _ONE).astype(np.int64)
 
 
