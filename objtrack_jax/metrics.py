@@ -158,8 +158,9 @@ def masked_median(values: np.ndarray, mask: np.ndarray, axis: int = -1) -> tuple
     hi = count // 2
     lo_v = np.take_along_axis(ordered, lo[..., None], -1)[..., 0]
     hi_v = np.take_along_axis(ordered, hi[..., None], -1)[..., 0]
-    finite = count > 0
-    median = np.where(finite, 0.5 * (np.where(finite, lo_v, 0.0) + np.where(finite, hi_v, 0.0)), np.nan)
+    nonempty = count > 0  # empty rows hold inf at lo/hi: zero them before adding, then mark nan
+    median = np.where(nonempty, 0.5 * (np.where(nonempty, lo_v, 0.0) + np.where(nonempty, hi_v, 0.0)),
+                      np.nan)
     return median, count
 
 
