@@ -32,7 +32,7 @@ block ``blocks_i``:
 * ``horiz_out``  [Nimg, H, W, C_a]
 * ``verti_out``  [Nimg, W, H, C_a]      (column-major, as the original before its transpose back)
 * ``proj_out``   [Nimg, H, W, C]        block ``proj`` output (before the residual add)
-* ``out``        [Nimg, H, W, C]        block output
+* ``block_out``  [Nimg, H, W, C]        block output
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ class MixAxialBlock(nn.Module):
         y = _layer_norm(self.dtype, "norm2")(x)
         y = Mlp(int(c * self.mlp_ratio), self.dtype, name="mlp")(y)
         x = x + dp(y)
-        self.sow("intermediates", "out", x)
+        self.sow("intermediates", "block_out", x)
         return x
 
 
