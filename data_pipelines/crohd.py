@@ -1,0 +1,212 @@
+"""CroHD head tracking (MOTChallenge HT21) as point tracks, for the PIPs++ evaluation protocol.
+
+Layout (SPEC §5)::
+
+    <root>/HT21/train/HT21-0{1..4}/img1/%06d.jpg   frames, 1-based file numbers
+                                   gt/gt.txt       MOT CSV: frame, id, left, top, w, h, conf, class,
+                                                   visibility (frame 1-based)
+
+`root` may be the folder holding ``HT21``, ``HT21`` itself, or a split folder.
+
+Conventions:
+
+* A head's point is its box centre ``(left + w/2, top + h/2)`` in pixels of the stored frames. Frame
+  file ``k`` (1-based) is array index ``k - 1``.
+* ``valids``: the head is annotated at that frame (rows with ``conf == 0``, MOT's "ignore" flag, are
+  dropped unless ``keep_ignored=True``). ``visibs``: valid and the MOT visibility column > 0.
+* Clips: ``clip_len`` (1000) frames every ``clip_stride`` (500); a clip may be cut short by the end
+  of the sequence and is kept when it has at least ``min_len`` (128) frames.
+* Heads kept in a clip: valid at clip frames 0 and 1 and with total motion > ``min_motion`` (150 px),
+  total motion = path length, the sum of ``|p[t+1] - p[t]|`` over consecutive frames that are both
+  valid, measured in the stored (native) pixels.
+* ``metric_valids`` = valid and at least ``border_margin`` (32) px from the border of the *output*
+  frame (after the optional ``resize_to``): ``margin <= x <= W-1-margin`` and the same for y. This is
+  the "valid" of the CroHD metric (SPEC §4). PIPs++ evaluates at 512x896 (``resize_to=(512, 896)``),
+  with tracks scaled by W_new/W_old, H_new/H_old.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+CLIP_LEN = 1000
+CLIP_STRIDE = 500
+MIN_CLIP_LEN = 128
+MIN_MOTION = 150.0
+BORDER_MARGIN = 32
+EVAL_SIZE = (512, 896)
+_IMG_RE = re.compile(r"^(\d{6})\.jpg$")
+
+
+class CrohdError(ValueError):
+    """A CroHD file is missing or malformed; the message names it."""
+
+
+def _split_dir(root: str, split: str) -> str:
+    for cand in (os.path.join(root, "HT21", split), os.path.join(root, split), root):
+        if os.path.isdir(cand) and any(os.path.isdir(os.path.join(cand, d, "img1"))
+                                       for d in os.listdir(cand)):
+            return cand
+    raise CrohdError(f"{root}: no HT21 sequences found (expected {root}/HT21/{split}/HT21-XX/img1)")
+
+
+def list_sequences(root: str, split: str = "train") -> list[str]:
+    """Sequence folders (those with ``img1/``), sorted."""
+    d = _split_dir(root, split)
+    return [os.path.join(d, s) for s in sorted(os.listdir(d)) if os.path.isdir(os.path.join(d, s, "img1"))]
+
+
+def num_frames(seq_dir: str) -> int:
+    """Number of frames in ``img1/``; checks files 000001.jpg .. {T:06d}.jpg are all there."""
+    img_dir = os.path.join(seq_dir, "img1")
+    if not os.path.isdir(img_dir):
+        raise CrohdError(f"{img_dir}: frame folder not found")
+    nums = sorted(int(m.group(1)) for m in map(_IMG_RE.match, os.listdir(img_dir)) if m)
+    if not nums:
+        raise CrohdError(f"{img_dir}: no %06d.jpg frames")
+    if nums != list(range(1, len(nums) + 1)):
+        missing = sorted(set(range(1, nums[-1] + 1)) - set(nums))
+        raise CrohdError(f"{os.path.join(img_dir, f'{missing[0]:06d}.jpg')}: missing frame (expected "
+                         f"000001.jpg..{nums[-1]:06d}.jpg contiguous, {len(missing)} missing)")
+    return len(nums)
+
+
+def load_gt(seq_dir: str, keep_ignored: bool = False) -> dict[str, np.ndarray]:
+    """Parses ``gt/gt.txt`` into dense tracks over all frames of the sequence.
+
+    Returns dict(trajs float32 [T,N,2] box centres (0 where not annotated), valids bool [T,N],
+    visibs bool [T,N], track_ids int64 [N] (MOT ids, sorted)).
+    """
+    path = os.path.join(seq_dir, "gt", "gt.txt")
+    if not os.path.exists(path):
+        raise CrohdError(f"{path}: file not found")
+    total = num_frames(seq_dir)
+    try:
+        rows = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as e:
+        raise CrohdError(f"{path}: not a numeric MOT CSV ({e})") from e
+    if rows.size == 0:
+        rows = np.zeros((0, 9))
+    if rows.shape[1] < 6:
+        raise CrohdError(f"{path}: {rows.shape[1]} columns, expected at least 6 "
+                         "(frame, id, left, top, w, h[, conf, class, visibility])")
+    if not np.all(np.isfinite(rows[:, :6])):
+        raise CrohdError(f"{path}: non-finite values in frame/id/box columns")
+    if rows.shape[1] >= 7 and not keep_ignored:
+        rows = rows[rows[:, 6] != 0]
+    frame = rows[:, 0].astype(np.int64) - 1
+    if frame.size and (frame.min() < 0 or frame.max() >= total):
+        raise CrohdError(f"{path}: frame numbers {frame.min() + 1}..{frame.max() + 1} outside the "
+                         f"{total} frames in img1/ (expected 1..{total})")
+    ids, col = np.unique(rows[:, 1].astype(np.int64), return_inverse=True)
+    flat = frame * max(len(ids), 1) + col
+    if np.unique(flat).size != flat.size:
+        raise CrohdError(f"{path}: duplicate (frame, id) rows")
+    trajs = np.zeros((total, len(ids), 2), np.float32)
+    valids = np.zeros((total, len(ids)), bool)
+    visibs = np.zeros((total, len(ids)), bool)
+    trajs[frame, col, 0] = rows[:, 2] + rows[:, 4] / 2.0
+    trajs[frame, col, 1] = rows[:, 3] + rows[:, 5] / 2.0
+    valids[frame, col] = True
+    vis = rows[:, 8] > 0 if rows.shape[1] >= 9 else np.ones(len(rows), bool)
+    visibs[frame, col] = vis
+    return dict(trajs=trajs, valids=valids, visibs=visibs, track_ids=ids)
+
+
+def clip_ranges(total: int, clip_len: int = CLIP_LEN, clip_stride: int = CLIP_STRIDE,
+                min_len: int = MIN_CLIP_LEN) -> list[tuple[int, int]]:
+    """[start, end) frame ranges: `clip_len` frames every `clip_stride`, kept if >= `min_len` long."""
+    out = []
+    for start in range(0, total, clip_stride):
+        end = min(start + clip_len, total)
+        if end - start >= min_len:
+            out.append((start, end))
+    return out
+
+
+def path_length(trajs: np.ndarray, valids: np.ndarray) -> np.ndarray:
+    """Per point: sum of |p[t+1] - p[t]| over consecutive frames that are both valid. [T,N,2] -> [N]."""
+    step = np.linalg.norm(np.diff(trajs, axis=0), axis=-1)
+    return np.sum(step * (valids[1:] & valids[:-1]), axis=0)
+
+
+def select_heads(trajs: np.ndarray, valids: np.ndarray, min_motion: float = MIN_MOTION) -> np.ndarray:
+    """Heads valid at frames 0 and 1 whose total motion exceeds `min_motion` px. Returns bool [N]."""
+    if trajs.shape[0] < 2:
+        return np.zeros(trajs.shape[1], bool)
+    return valids[0] & valids[1] & (path_length(trajs, valids) > min_motion)
+
+
+def border_valid(trajs: np.ndarray, valids: np.ndarray, size: tuple[int, int],
+                 margin: float = BORDER_MARGIN) -> np.ndarray:
+    """The CroHD metric's "valid": annotated and >= `margin` px inside an (H, W) frame."""
+    h, w = size
+    x, y = trajs[..., 0], trajs[..., 1]
+    return valids & (x >= margin) & (x <= w - 1 - margin) & (y >= margin) & (y <= h - 1 - margin)
+
+
+def frame_paths(seq_dir: str, indices: Sequence[int]) -> list[str]:
+    """Paths of 0-based frame `indices` (file numbers are 1-based)."""
+    return [os.path.join(seq_dir, "img1", f"{int(i) + 1:06d}.jpg") for i in indices]
+
+
+def load_frames(seq_dir: str, indices: Sequence[int], resize_to: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB frames at 0-based `indices` as uint8 [S, H, W, 3], optionally resized (cv2 linear)."""
+    out = []
+    for path in frame_paths(seq_dir, indices):
+        if not os.path.exists(path):
+            raise CrohdError(f"{path}: file not found")
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise CrohdError(f"{path}: could not decode image (corrupt or not an image)")
+        if resize_to is not None:
+            img = cv2.resize(img, (int(resize_to[1]), int(resize_to[0])), interpolation=cv2.INTER_LINEAR)
+        if out and img.shape != out[0].shape:
+            raise CrohdError(f"{path}: frame size {img.shape[:2]} differs from the first frame's "
+                             f"{out[0].shape[:2]}")
+        out.append(img[..., ::-1])
+    return np.ascontiguousarray(np.stack(out))
+
+
+def iter_clips(root: str, split: str = "train", clip_len: int = CLIP_LEN, clip_stride: int = CLIP_STRIDE,
+               min_len: int = MIN_CLIP_LEN, min_motion: float = MIN_MOTION,
+               border_margin: float = BORDER_MARGIN, resize_to: tuple[int, int] | None = None,
+               load_rgbs: bool = True, sequences: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Yields evaluation clips (clips without any selected head are skipped).
+
+    Dict: rgbs uint8 [S,H,W,3] (only with `load_rgbs`; clips are long -- consider `resize_to`),
+    frame_paths list[str], trajs float32 [S,M,2] (x, y) in output pixels, valids / visibs /
+    metric_valids bool [S,M], track_ids int64 [M], seq_name str, start int, size (H, W) of the output
+    frames, source_size (H, W) of the stored frames.
+    """
+    for seq_dir in (list_sequences(root, split) if sequences is None else sequences):
+        gt = load_gt(seq_dir)
+        total = gt["trajs"].shape[0]
+        first = cv2.imread(frame_paths(seq_dir, [0])[0], cv2.IMREAD_COLOR)
+        if first is None:
+            raise CrohdError(f"{frame_paths(seq_dir, [0])[0]}: could not decode image")
+        src_hw = first.shape[:2]
+        out_hw = tuple(int(s) for s in resize_to) if resize_to is not None else src_hw
+        scale = np.array([out_hw[1] / src_hw[1], out_hw[0] / src_hw[0]], np.float32)
+        for start, end in clip_ranges(total, clip_len, clip_stride, min_len):
+            trajs, valids = gt["trajs"][start:end], gt["valids"][start:end]
+            keep = np.nonzero(select_heads(trajs, valids, min_motion))[0]
+            if keep.size == 0:
+                continue
+            trajs = trajs[:, keep] * scale
+            valids = valids[:, keep]
+            idx = np.arange(start, end)
+            clip = dict(frame_paths=frame_paths(seq_dir, idx), trajs=trajs.astype(np.float32),
+                        valids=valids, visibs=gt["visibs"][start:end][:, keep],
+                        metric_valids=border_valid(trajs, valids, out_hw, border_margin),
+                        track_ids=gt["track_ids"][keep],
+                        seq_name=os.path.basename(os.path.normpath(seq_dir)), start=int(start),
+                        size=out_hw, source_size=tuple(src_hw))
+            if load_rgbs:
+                clip["rgbs"] = load_frames(seq_dir, idx, resize_to)
+            yield clip
