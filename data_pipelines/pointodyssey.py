@@ -31,7 +31,6 @@ iterators skip the offending clip (or sequence), count it, and log a summary whe
 from __future__ import annotations
 
 import collections
-import glob
 import logging
 import os
 import re
