@@ -1,0 +1,88 @@
+"""Small building blocks shared by the models: PyTorch-convention convolutions and norms.
+
+Layout is channels-last throughout (NHWC for images, NTC for sequences). Convolutions pad
+symmetrically by ``k // 2`` on each side, like PyTorch's ``padding=k//2``; this differs from
+TF-style "SAME" for strided convolutions, and matters for reusing PyTorch weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+
+def instance_norm(x: jnp.ndarray, axes: Sequence[int], eps: float = 1e-5) -> jnp.ndarray:
+    """Normalises ``x`` per sample and channel over ``axes`` (biased variance, no affine).
+
+    Statistics are computed in float32 even for low-precision inputs.
+    """
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=tuple(axes), keepdims=True)
+    var = jnp.mean(jnp.square(xf - mean), axis=tuple(axes), keepdims=True)
+    return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+class TorchConv(nn.Module):
+    """``nn.Conv`` with PyTorch's symmetric ``k//2`` zero padding and default init.
+
+    Kernel is stored HWIO (``[kh, kw, in, out]``) / WIO for 1D, the bias as ``[out]``.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: int = 1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        ks = tuple(self.kernel_size)
+        fan_in = int(np.prod(ks)) * x.shape[-1]
+        bound = 1.0 / np.sqrt(fan_in)
+        return nn.Conv(
+            self.features,
+            ks,
+            strides=(self.strides,) * len(ks),
+            padding=[(k // 2, k // 2) for k in ks],
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+            bias_init=lambda key, shape, dtype=jnp.float32: _uniform(key, shape, bound, dtype),
+            name="conv",
+        )(x)
+
+
+def _uniform(key, shape, bound, dtype):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def resize_matrix_align_corners(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] matrix of 1D linear interpolation with ``align_corners=True``."""
+    m = np.zeros((n_out, n_in), np.float64)
+    if n_out == 1 or n_in == 1:
+        m[:, 0] = 1.0
+        return m.astype(np.float32)
+    src = np.arange(n_out, dtype=np.float64) * (n_in - 1) / (n_out - 1)
+    i0 = np.clip(np.floor(src).astype(np.int64), 0, n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = src - i0
+    np.add.at(m, (np.arange(n_out), i0), 1.0 - w1)
+    np.add.at(m, (np.arange(n_out), i1), w1)
+    return m.astype(np.float32)
+
+
+def resize_bilinear_align_corners(x: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
+    """Bilinear resize of ``[N, H, W, C]`` with the ``align_corners=True`` convention."""
+    _, h, w, _ = x.shape
+    oh, ow = out_hw
+    if (h, w) == (oh, ow):
+        return x
+    mh = jnp.asarray(resize_matrix_align_corners(h, oh), x.dtype)
+    mw = jnp.asarray(resize_matrix_align_corners(w, ow), x.dtype)
+    x = jnp.einsum("oh,nhwc->nowc", mh, x)
+    return jnp.einsum("pw,nowc->nopc", mw, x)

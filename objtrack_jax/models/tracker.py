@@ -1,0 +1,180 @@
+"""The PIPs++ tracker (optionally with the paper's contextual attention) as a Flax module.
+
+Shapes and conventions (used throughout the library):
+- ``rgbs``: ``[B, S, H, W, 3]`` float, values in [0, 255] (channels-last).
+- tracks: ``[B, S, N, 2]`` (x, y) in input pixels, time-major like the PyTorch original
+  (the TAP-Vid helpers use tapnet's ``[b, n, t, 2]``). x=0 is the centre of column 0.
+- ``trajs_e0``: initial estimate ``[B, S, N, 2]``; frame 0 holds the query positions and is
+  kept fixed ("locked") in the output.
+- Internally coordinates are divided by the stride (8): feature-grid units.
+
+Iterative refinement is a ``lax.scan`` (via ``nn.scan``) over iterations; each iteration
+starts from ``stop_gradient(coords)``, so only the coordinates are cut from the gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from objtrack_jax.models.correlation import build_pyramid, pyramid_correlation, sample_features
+from objtrack_jax.models.encoder import BasicEncoder
+from objtrack_jax.models.layers import Dtype
+from objtrack_jax.models.update import DeltaBlock, motion_features
+
+
+class TrackerOutput(NamedTuple):
+    """Result of one window.
+
+    Attributes:
+      tracks: ``[B, S, N, 2]`` final estimate in pixels, frame 0 re-locked to the query.
+      iterates: ``[I, B, S, N, 2]`` pixels after each iteration, recorded *before* the
+        frame-0 re-lock (these feed the sequence loss).
+      feats: ``(feats1, feats2, feats4)``, each ``[B, S, N, C]``: the templates used in the
+        last iteration, to carry into the next window of a long video.
+      vis_logits: ``[B, S, N]`` visibility logits of the last iteration (visibility head),
+        or ``None`` when the model has no visibility head.
+    """
+
+    tracks: jnp.ndarray
+    iterates: jnp.ndarray
+    feats: tuple
+    vis_logits: Optional[jnp.ndarray] = None
+
+
+MIN_SIZE = 128
+
+
+def check_inputs(rgbs_shape, trajs_shape, stride: int = 8):
+    """Raises ``ValueError`` for shapes the tracker cannot handle (never returns NaN)."""
+    if len(rgbs_shape) != 5 or rgbs_shape[-1] != 3:
+        raise ValueError(f"rgbs must be [B, S, H, W, 3] (channels-last RGB), got shape {tuple(rgbs_shape)}")
+    b, s, h, w, _ = rgbs_shape
+    if h % stride or w % stride:
+        raise ValueError(f"frame size {h}x{w} (HxW) is not a multiple of the stride {stride}; "
+                         "resize or pad the video first")
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ValueError(f"frame size {h}x{w} (HxW) is below the minimum {MIN_SIZE}x{MIN_SIZE}: "
+                         "with 4 pyramid levels the coarsest map would be under 2 px")
+    if len(trajs_shape) != 4 or trajs_shape[-1] != 2:
+        raise ValueError(f"trajs_e0 must be [B, S, N, 2] (x, y), got shape {tuple(trajs_shape)}")
+    if trajs_shape[0] != b or trajs_shape[1] != s:
+        raise ValueError(f"trajs_e0 shape {tuple(trajs_shape)} does not match rgbs shape "
+                         f"{tuple(rgbs_shape)} in batch/frames")
+    if s < 2:
+        raise ValueError(f"need at least 2 frames per window, got S={s}")
+
+
+class PIPsTracker(nn.Module):
+    """PIPs++ with the optional contextual-attention stack and visibility head.
+
+    Params tree: ``fnet`` (encoder), ``attention`` (when ``use_attention``), ``delta_block``.
+    """
+
+    stride: int = 8
+    latent_dim: int = 128
+    corr_levels: int = 4
+    corr_radius: int = 3
+    use_attention: bool = False
+    attention_depth: int = 6
+    attention_heads: int = 8
+    attention_window: int = 7
+    drop_path_rate: float = 0.2
+    visibility_head: bool = False
+    dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.fnet = BasicEncoder(out_dim=self.latent_dim, stride=self.stride, dtype=self.dtype)
+        if self.use_attention:
+            from objtrack_jax.models.attention import ContextualAttention
+
+            self.attention = ContextualAttention(
+                dim=self.latent_dim, depth=self.attention_depth, num_heads=self.attention_heads,
+                window_size=self.attention_window, drop_path_rate=self.drop_path_rate,
+                dtype=self.dtype)
+        self.delta_block = DeltaBlock(hidden=self.latent_dim, dtype=self.dtype,
+                                      visibility_head=self.visibility_head)
+
+    def encode(self, rgbs: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+        """``[B, S, H, W, 3]`` in [0, 255] → feature maps ``[B, S, H/8, W/8, C]``."""
+        b, s, h, w, _ = rgbs.shape
+        x = 2.0 * (rgbs.astype(jnp.float32) / 255.0) - 1.0
+        f = self.fnet(x.reshape(b * s, h, w, 3))
+        if self.use_attention:
+            f = self.attention(f, deterministic=deterministic)
+        return f.reshape((b, s) + f.shape[1:])
+
+    def refine(self, fmaps: jnp.ndarray, trajs_e0: jnp.ndarray, iters: int,
+               feat_init: Optional[tuple] = None) -> TrackerOutput:
+        """Iterative refinement on precomputed ``fmaps`` (see :meth:`encode`)."""
+        b, s, hf, wf, c = fmaps.shape
+        stride = float(self.stride)
+        coords0 = trajs_e0.astype(jnp.float32) / stride
+        query0 = coords0[:, 0]
+        pyramid = build_pyramid(fmaps, self.corr_levels)
+        if feat_init is None:
+            f1 = sample_features(fmaps[:, :1], coords0[:, :1])  # [B, 1, N, C]
+            feats1 = jnp.broadcast_to(f1, (b, s) + f1.shape[2:])
+            feats2_0 = feats4_0 = feats1
+        else:
+            feats1, feats2_0, feats4_0 = (jnp.asarray(f, fmaps.dtype) for f in feat_init)
+        t = np.arange(s)
+        idx2 = np.maximum(t - 2, 0)
+        idx4 = np.maximum(t - 4, 0)
+        radius = self.corr_radius
+        latent = self.latent_dim
+
+        def body(delta_block, carry, itr, bc):
+            coords, _, _, _ = carry
+            pyr, fm, f1, f2_0, f4_0, q0 = bc
+            coords = jax.lax.stop_gradient(coords)
+            sampled = sample_features(fm, coords)
+            first = itr == 0
+            f2 = jnp.where(first, f2_0, sampled[:, idx2])
+            f4 = jnp.where(first, f4_0, sampled[:, idx4])
+            corr = pyramid_correlation(pyr, coords, jnp.stack([f1, f2, f4]), radius)
+            motion = motion_features(coords, latent)
+            x = jnp.concatenate([corr.astype(jnp.float32), motion], axis=-1)  # [B, S, N, 718]
+            n = x.shape[2]
+            x = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * n, s, x.shape[-1])
+            delta, vis = delta_block(x)
+            delta = jnp.transpose(delta.reshape(b, n, s, 2), (0, 2, 1, 3))
+            vis = jnp.transpose(vis.reshape(b, n, s), (0, 2, 1)) if vis is not None else \
+                jnp.zeros((b, s, n), jnp.float32)
+            coords = coords + delta
+            pred = coords * stride
+            coords = coords.at[:, 0].set(q0)
+            return (coords, f2, f4, vis), pred
+
+        scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
+                       in_axes=(0, nn.broadcast), out_axes=0)
+        n = trajs_e0.shape[2]
+        carry0 = (coords0, feats2_0, feats4_0, jnp.zeros((b, s, n), jnp.float32))
+        (coords, f2, f4, vis), preds = scan(
+            self.delta_block, carry0, jnp.arange(iters),
+            (pyramid, fmaps, feats1, feats2_0, feats4_0, query0))
+        return TrackerOutput(tracks=coords * stride, iterates=preds, feats=(feats1, f2, f4),
+                             vis_logits=vis if self.visibility_head else None)
+
+    def __call__(self, rgbs: jnp.ndarray, trajs_e0: jnp.ndarray, iters: int = 4,
+                 feat_init: Optional[tuple] = None, deterministic: bool = True) -> TrackerOutput:
+        check_inputs(rgbs.shape, trajs_e0.shape, self.stride)
+        fmaps = self.encode(rgbs, deterministic=deterministic)
+        return self.refine(fmaps, trajs_e0, iters, feat_init)
+
+
+def tracker_from_config(cfg: Any) -> PIPsTracker:
+    """Builds a :class:`PIPsTracker` from a ``model`` ConfigDict (or dict)."""
+    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
+    dtype = get("dtype", "float32")
+    return PIPsTracker(
+        stride=get("stride", 8), latent_dim=get("latent_dim", 128),
+        corr_levels=get("corr_levels", 4), corr_radius=get("corr_radius", 3),
+        use_attention=get("use_attention", False), attention_depth=get("attention_depth", 6),
+        attention_heads=get("attention_heads", 8), attention_window=get("attention_window", 7),
+        drop_path_rate=get("drop_path_rate", 0.2), visibility_head=get("visibility_head", False),
+        dtype=jnp.dtype(dtype))
