@@ -123,7 +123,6 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.split = "train"
     c.tfds_name = "point_odyssey_clips/s24_c12_f1_native"  # source='tfds': builder name[/config]
     c.tfds_data_dir = ml_collections.config_dict.placeholder(str)
-    c.mask_source = "gt"  # passed to the reader when it supports it (e.g. 'gt' or 'cropformer').
 
     c.clip_len = 24  # S
     c.clip_stride = 8  # distance between clip starts in the table (in original frames).
