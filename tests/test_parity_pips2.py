@@ -143,10 +143,8 @@ def test_parity_pips2_train_loss_and_grads(ref, loaded):
         g = _grad_entry(grads, tname)
         noise = rel(g, _grad_entry(grads64, tname))
         e = rel(g, ref[k])
-        if tname.startswith("delta_block.dense"):
-            tol = LAST_GRAD_REL_TOL
-        else:
-            tol = max(DEEP_GRAD_REL_TOL, F32_NOISE_FACTOR * noise)
+        floor = LAST_GRAD_REL_TOL if tname.startswith("delta_block.dense") else DEEP_GRAD_REL_TOL
+        tol = max(floor, F32_NOISE_FACTOR * noise)
         print(f"grad {tname}: relative error {e:.3e}, own f32-vs-f64 {noise:.3e} (tol {tol:.3e})")
         assert e <= tol, tname
 

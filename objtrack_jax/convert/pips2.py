@@ -199,3 +199,39 @@ def load_torch_checkpoint(path: str | os.PathLike, dtype: str = "float32",
     params = params_from_state_dict(sd, model)
     n = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(params))
     return model, params, {"architecture": arch, "num_params": n, **kw}
+
+
+def _from_flax(arr: np.ndarray, leaf: str) -> np.ndarray:
+    if leaf == "kernel":
+        if arr.ndim == 4:
+            return np.transpose(arr, (3, 2, 0, 1))
+        if arr.ndim == 3:
+            return np.transpose(arr, (2, 1, 0))
+        if arr.ndim == 2:
+            return arr.T
+    return arr
+
+
+def state_dict_from_params(params: dict, model) -> dict[str, np.ndarray]:
+    """Inverse of :func:`params_from_state_dict`: Flax params (or grads) → PyTorch keys/layout.
+
+    Works for any pytree shaped like the params (e.g. gradients). Parameters the PyTorch
+    model does not have (the visibility head) are left out.
+    """
+    enc_prefix = "fnet.0." if model.use_attention else "fnet."
+    out = {}
+    for path, val in traverse_util.flatten_dict(params).items():
+        val = np.asarray(val)
+        if path[0] == "attention":
+            from objtrack_jax.convert.attention import torch_key as attn_key
+
+            key = attn_key(tuple(path[1:]), prefix="fnet.1.")
+            if path[-1] == "scale":
+                out[key] = val
+            else:
+                out[key] = _from_flax(val, path[-1])
+            continue
+        key = _torch_key(path, enc_prefix)
+        if key is not None:
+            out[key] = _from_flax(val, path[-1])
+    return out
