@@ -1,0 +1,428 @@
+"""Benchmark evaluation with the PIPs++ and TAP-Vid protocols (SPEC §4).
+
+:func:`evaluate` runs a model over a dataset and returns ``(per_video, mean)``.
+
+Datasets (``data_root``):
+
+* ``pointodyssey``: a PointOdyssey root (``<root>/<split>/<seq>/rgbs``, split ``test`` by default).
+* ``synthetic``: a PointOdyssey-layout root written by :mod:`data_pipelines.synthetic`; when
+  ``data_root`` is None or missing, a small test split (2 sequences × 12 frames, 128×160) is
+  generated in a temporary directory.
+* ``crohd``: a CroHD/HT21 root (split ``train``, the one with ground truth), clips as in
+  :mod:`data_pipelines.crohd`.
+* ``tapvid_davis`` / ``tapvid_rgb_stacking``: the pickle (or a folder holding
+  ``tapvid_davis.pkl`` / ``tapvid_rgb_stacking.pkl``); ``tapvid_kinetics``: the folder of
+  ``*_of_0010.pkl`` shards.
+
+PIPs++ protocol (``protocol='pips'``):
+
+* frames resized to ``resolution`` (default 512×896 for the real datasets as in PIPs++, the
+  native size rounded up to a valid model size for ``synthetic``): OpenCV bilinear for
+  PointOdyssey/synthetic/CroHD, TAP-Vid bilinear (no antialias) with PIPs++'s ``(W-1, H-1)``
+  normalised→pixel convention for TAP-Vid; ground truth scaled by ``W_new/W_old``, ``H_new/H_old``;
+* queries: the points visible at frame 0 (CroHD: the selected heads, valid at frame 0), tracked
+  from frame 0 with the GT frame-0 position repeated as initialisation;
+* :func:`objtrack_jax.metrics.pips_metrics` with "valid" = annotated (PointOdyssey/synthetic),
+  visible (TAP-Vid), annotated and ≥32 px from the border (CroHD); ``survival_threshold`` 16
+  (PIPs++) or 50 (the paper's PointOdyssey table).
+
+TAP-Vid protocol (``protocol='tapvid'``):
+
+* videos at 256×256 (TAP-Vid datasets: their reader, bilinear, tapnet's ``(W, H)`` convention;
+  other datasets: OpenCV bilinear, tracks scaled by 256/W, 256/H, ``occluded = not visible``);
+  queries sampled with ``query_mode`` 'first' or 'strided' and tracked forward and backward with
+  :func:`objtrack_jax.tracking.track_queries`; the model runs at ``resolution`` (default
+  256×256) and its tracks are mapped back to 256×256;
+* :func:`objtrack_jax.metrics.tapvid_metrics`. ``pts_within_δ`` and ``average_pts_within_thresh``
+  are always reported. ``occlusion_accuracy``, ``jaccard_δ`` and ``average_jaccard`` need
+  predicted occlusion: they are ``None`` ("n/a") unless the model has a visibility head.
+
+Checkpoints (:func:`load_model`): a PyTorch ``.pth`` file or a directory of ``model-<step>.pth``
+files (PIPs++ / object-prior layouts), a training-loop checkpoint directory (through
+``objtrack_jax.train.checkpoint.load_for_inference`` when that module provides it), or a simple
+inference directory written by :func:`save_inference_checkpoint`::
+
+    <dir>/params.msgpack   flax.serialization.to_bytes(params)
+    <dir>/config.json      {"model": {...PIPsTracker fields, see tracker_from_config...}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from objtrack_jax import metrics as metrics_lib
+from objtrack_jax.tracking import resize_video, track_queries
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("pointodyssey", "tapvid_davis", "tapvid_kinetics", "tapvid_rgb_stacking", "crohd",
+            "synthetic")
+PROTOCOLS = ("pips", "tapvid")
+PIPS_RESOLUTION = (512, 896)
+TAPVID_RESOLUTION = (256, 256)
+DEFAULT_SPLITS = {"pointodyssey": "test", "synthetic": "test", "crohd": "train"}
+TAPVID_OCCLUSION_KEYS = ("occlusion_accuracy", *(f"jaccard_{d}" for d in metrics_lib.TAPVID_THRESHOLDS),
+                         "average_jaccard")
+_TAPVID_FILES = {"tapvid_davis": "tapvid_davis.pkl", "tapvid_rgb_stacking": "tapvid_rgb_stacking.pkl"}
+_FRAME_BATCH = 64  # frames read (and resized) at a time, to bound peak memory on long sequences
+PARAMS_FILE = "params.msgpack"
+CONFIG_FILE = "config.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def save_inference_checkpoint(directory: str, model, params) -> str:
+    """Writes ``params.msgpack`` + ``config.json`` (the simple inference format, module docstring)."""
+    from flax import serialization
+
+    os.makedirs(directory, exist_ok=True)
+    fields = ("stride", "latent_dim", "corr_levels", "corr_radius", "use_attention", "attention_depth",
+              "attention_heads", "attention_window", "drop_path_rate", "visibility_head")
+    cfg = {k: getattr(model, k) for k in fields}
+    cfg["dtype"] = np.dtype(model.dtype).name
+    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
+        json.dump({"model": cfg}, f, indent=2)
+    with open(os.path.join(directory, PARAMS_FILE), "wb") as f:
+        f.write(serialization.to_bytes(params))
+    return directory
+
+
+def _load_msgpack_dir(directory: str):
+    import jax
+    import jax.numpy as jnp
+    from flax import serialization
+
+    from objtrack_jax.convert.pips2 import abstract_params
+    from objtrack_jax.models.tracker import tracker_from_config
+
+    with open(os.path.join(directory, CONFIG_FILE)) as f:
+        cfg = json.load(f)
+    model = tracker_from_config(cfg.get("model", cfg))
+    with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
+        raw = serialization.msgpack_restore(f.read())
+    target = abstract_params(model)
+    try:
+        params = serialization.from_state_dict(target, raw)
+        want = jax.tree_util.tree_map(lambda x: tuple(x.shape), target)
+        got = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
+        if want != got:
+            raise ValueError("parameter shapes differ from the model's")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{directory}: {PARAMS_FILE} does not match the model in {CONFIG_FILE} "
+                         f"({e})") from e
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    return model, params, {"architecture": "msgpack", "config": cfg.get("model", cfg)}
+
+
+def load_model(checkpoint: str):
+    """Loads ``(model, params, info)`` from a checkpoint path (module docstring lists the formats)."""
+    path = os.fspath(checkpoint)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, PARAMS_FILE)):
+        if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+            raise FileNotFoundError(f"{path}: has {PARAMS_FILE} but no {CONFIG_FILE} describing the model")
+        return _load_msgpack_dir(path)
+    is_torch = path.endswith(".pth") or (
+        os.path.isdir(path) and any(n.startswith("model-") and n.endswith(".pth") for n in os.listdir(path)))
+    if is_torch:
+        from objtrack_jax.convert.pips2 import load_torch_checkpoint
+
+        return load_torch_checkpoint(path)
+    if os.path.isdir(path):
+        try:
+            from objtrack_jax.train import checkpoint as train_checkpoint
+        except ImportError:
+            train_checkpoint = None
+        loader = getattr(train_checkpoint, "load_for_inference", None)
+        if loader is not None:
+            out = loader(path)
+            return out if len(out) == 3 else (*out, {"architecture": "train_checkpoint"})
+    raise ValueError(
+        f"{path}: not a recognised checkpoint. Expected a PyTorch .pth file, a directory of "
+        f"model-<step>.pth files, a directory with {PARAMS_FILE} + {CONFIG_FILE}, or a training "
+        "checkpoint directory (needs objtrack_jax.train.checkpoint.load_for_inference).")
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset readers → common records
+# --------------------------------------------------------------------------------------------------
+# A record: name, video uint8 [T, h, w, 3], trajs float32 [T, N, 2] (x, y) pixels of the video,
+# visibs bool [T, N], valids bool [T, N] (the metric's "valid"), query_ok bool [N] (usable as a
+# PIPs++ frame-0 query: visible at frame 0; CroHD: annotated at frame 0), source_size (H, W).
+
+
+def valid_model_size(height: int, width: int, stride: int = 8, minimum: int = 128) -> tuple[int, int]:
+    """The smallest size >= (height, width) that the tracker accepts (multiples of 8, >= 128)."""
+    def side(s):
+        return max(minimum, -(-int(s) // stride) * stride)
+
+    return side(height), side(width)
+
+
+def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np.ndarray:
+    from data_pipelines import pointodyssey
+
+    parts = []
+    for lo in range(0, num, _FRAME_BATCH):
+        frames = pointodyssey.load_frames(seq_dir, range(lo, min(lo + _FRAME_BATCH, num)))
+        parts.append(frames if size is None else resize_video(frames, size))
+    return np.concatenate(parts, 0)
+
+
+def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool) -> Iterator[dict]:
+    """PointOdyssey layout. size None: native (rounded up to a model size when auto_valid)."""
+    import cv2
+
+    from data_pipelines import pointodyssey
+
+    for seq_dir in pointodyssey.list_sequences(root, split):
+        anno = pointodyssey.load_annotations(seq_dir)
+        num = pointodyssey.num_frames(seq_dir)
+        num = min(num, anno["trajs"].shape[0])
+        first = cv2.imread(os.path.join(seq_dir, "rgbs", "rgb_00000.jpg"), cv2.IMREAD_COLOR)
+        if first is None:
+            raise ValueError(f"{seq_dir}/rgbs/rgb_00000.jpg: could not decode image")
+        src = first.shape[:2]
+        out = tuple(size) if size is not None else (valid_model_size(*src) if auto_valid else src)
+        scale = np.array([out[1] / src[1], out[0] / src[0]], np.float32)
+        yield dict(name=os.path.basename(seq_dir), video=_load_po_frames(seq_dir, num, out),
+                   trajs=anno["trajs"][:num] * scale, visibs=anno["visibs"][:num],
+                   valids=anno["valids"][:num], query_ok=anno["visibs"][0],
+                   source_size=tuple(src))
+
+
+def _iter_crohd(root: str, split: str, size) -> Iterator[dict]:
+    from data_pipelines import crohd
+
+    for clip in crohd.iter_clips(root, split, resize_to=size):
+        yield dict(name=f"{clip['seq_name']}:{clip['start']}", video=clip["rgbs"], trajs=clip["trajs"],
+                   visibs=clip["visibs"] & clip["valids"], valids=clip["metric_valids"],
+                   query_ok=clip["valids"][0], source_size=clip["source_size"])
+
+
+def _tapvid_path(dataset: str, root: str) -> str:
+    if os.path.isdir(root) and dataset in _TAPVID_FILES:
+        cand = os.path.join(root, _TAPVID_FILES[dataset])
+        if os.path.exists(cand):
+            return cand
+        raise FileNotFoundError(f"{root}: no {_TAPVID_FILES[dataset]} in this folder")
+    return root
+
+
+def _iter_tapvid_raw(dataset: str, root: str, **kw) -> Iterator[dict]:
+    from data_pipelines import tapvid
+
+    return tapvid.iter_tapvid(dataset[len("tapvid_"):], _tapvid_path(dataset, root), **kw)
+
+
+def _iter_tapvid_pips(dataset: str, root: str, size) -> Iterator[dict]:
+    for v in _iter_tapvid_raw(dataset, root, query_mode="first", resolution=tuple(size), convention="pips"):
+        visibs = ~np.asarray(v["occluded"]).T
+        yield dict(name=v["name"], video=v["video"], trajs=np.transpose(v["target_points"], (1, 0, 2)),
+                   visibs=visibs, valids=visibs, query_ok=visibs[0], source_size=v["source_size"])
+
+
+def iter_records(dataset: str, data_root: str, size=None, split: Optional[str] = None,
+                 auto_valid: bool = True) -> Iterator[dict]:
+    """Common records for ``dataset`` at ``size`` (H, W); None = the dataset's native size."""
+    split = split or DEFAULT_SPLITS.get(dataset)
+    if dataset in ("pointodyssey", "synthetic"):
+        return _iter_pointodyssey(data_root, split, size, auto_valid)
+    if dataset == "crohd":
+        return _iter_crohd(data_root, split, size)
+    if dataset.startswith("tapvid_"):
+        return _iter_tapvid_pips(dataset, data_root, size or PIPS_RESOLUTION)
+    raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
+
+
+def _subsample(n: int, max_points: Optional[int]) -> np.ndarray:
+    """Deterministic, evenly spread subset of range(n) with at most max_points entries."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, int(max_points)).round().astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------------------
+# Protocols
+# --------------------------------------------------------------------------------------------------
+
+
+def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: float,
+                max_points: Optional[int]) -> Optional[tuple[dict, int]]:
+    video = rec["video"]
+    keep = np.flatnonzero(rec["query_ok"])
+    keep = keep[_subsample(keep.size, max_points)]
+    if keep.size == 0:
+        log.warning("%s: no point visible at frame 0; skipped", rec["name"])
+        return None
+    trajs_g = rec["trajs"][:, keep]
+    queries = np.stack([np.zeros(keep.size), trajs_g[0, :, 1], trajs_g[0, :, 0]], -1)
+    tracks, _, _ = track_queries(model, params, video, queries, resize_to=video.shape[1:3], **track_kw)
+    trajs_e = np.transpose(tracks, (1, 0, 2))[None]
+    m = metrics_lib.pips_metrics(trajs_e, trajs_g[None], rec["valids"][:, keep][None],
+                                 image_size=video.shape[1:3], survival_threshold=survival_threshold)
+    return {k: float(v[0]) for k, v in m.items()}, keep.size
+
+
+def _tapvid_inputs(rec: dict, query_mode: str) -> dict:
+    """A common record (already at 256×256) → the TAP-Vid reader's per-video dict."""
+    from data_pipelines import tapvid
+
+    target = np.transpose(rec["trajs"], (1, 0, 2)).astype(np.float32)
+    occluded = ~(rec["visibs"] & rec["valids"]).T
+    sampler = {"first": tapvid.sample_queries_first, "strided": tapvid.sample_queries_strided}
+    if query_mode not in sampler:
+        raise ValueError(f"query_mode must be 'first' or 'strided', got {query_mode!r}")
+    return dict(video=rec["video"], name=rec["name"], **sampler[query_mode](target, occluded))
+
+
+def _iter_tapvid_protocol(dataset: str, data_root: str, split, query_mode: str) -> Iterator[dict]:
+    if dataset.startswith("tapvid_"):
+        yield from _iter_tapvid_raw(dataset, data_root, query_mode=query_mode,
+                                    resolution=TAPVID_RESOLUTION, convention="tapnet")
+        return
+    for rec in iter_records(dataset, data_root, size=TAPVID_RESOLUTION, split=split):
+        yield _tapvid_inputs(rec, query_mode)
+
+
+def _tapvid_video(v: dict, model, params, track_kw: dict, resolution, query_mode: str,
+                  max_points: Optional[int]) -> Optional[tuple[dict, int]]:
+    keep = _subsample(v["query_points"].shape[0], max_points)
+    if keep.size == 0:
+        log.warning("%s: no queries; skipped", v["name"])
+        return None
+    q, target, occluded = v["query_points"][keep], v["target_points"][keep], v["occluded"][keep]
+    tracks, visible, _ = track_queries(model, params, v["video"], q, resize_to=resolution, **track_kw)
+    has_vis = visible is not None
+    pred_occluded = ~visible if has_vis else np.zeros_like(occluded)
+    m = metrics_lib.tapvid_metrics(q[None], occluded[None], target[None], pred_occluded[None],
+                                   tracks[None], query_mode)
+    row = {k: float(val[0]) for k, val in m.items()}
+    if not has_vis:
+        row.update({k: None for k in TAPVID_OCCLUSION_KEYS})
+    return row, keep.size
+
+
+def metric_keys(protocol: str) -> tuple[str, ...]:
+    return metrics_lib.PIPS_KEYS if protocol == "pips" else metrics_lib.TAPVID_KEYS
+
+
+@contextlib.contextmanager
+def _synthetic_root(data_root: Optional[str]):
+    if data_root and os.path.isdir(data_root):
+        yield data_root
+        return
+    from data_pipelines import synthetic
+
+    with tempfile.TemporaryDirectory(prefix="objtrack_synth_eval_") as tmp:
+        log.warning("synthetic root %r not found: generating a small test split in %s", data_root, tmp)
+        synthetic.generate_dataset(tmp, num_seqs={"test": 2}, frames=12, size=(128, 160),
+                                   num_points=64, progress=False, write_depths=False)
+        yield tmp
+
+
+def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: str = "pips",
+             window: int = 128, iters: int = 16, carry: str = "pips2", query_mode: str = "first",
+             max_videos: Optional[int] = None, progress: bool = True, *,
+             resolution: Optional[Sequence[int]] = None, survival_threshold: float = 16.0,
+             split: Optional[str] = None, max_points: Optional[int] = None,
+             chunk_size: int = 256) -> tuple[list[dict], dict]:
+    """Evaluates ``model`` on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
+
+    Args:
+      dataset: one of :data:`DATASETS`.
+      data_root: dataset path (see the module docstring); may be None for 'synthetic'.
+      protocol: 'pips' or 'tapvid'.
+      window, iters, carry: long-video tracking settings (PIPs++: 128 / 16 / 'pips2'; the paper's
+        PointOdyssey and CroHD tests: window 36 with carry 'paper').
+      query_mode: TAP-Vid protocol only, 'first' or 'strided'.
+      max_videos: stop after this many videos (None = all).
+      resolution: (H, W). PIPs++ protocol: the frame size the videos and ground truth are resized
+        to (default 512×896; synthetic: native, rounded up to a model size). TAP-Vid protocol: the
+        model's input size (default 256×256; the metrics are always computed at 256×256).
+      survival_threshold: PIPs++ survival threshold (16; the paper's PointOdyssey table uses 50).
+      split: dataset split (default: 'test' for PointOdyssey/synthetic, 'train' for CroHD).
+      max_points: evaluate at most this many queries per video (evenly spread; None = all).
+      chunk_size: points refined at once.
+
+    Returns:
+      ``(per_video, mean)``: per_video rows ``{'video', <metrics>, 'num_frames', 'num_points',
+      'seconds'}`` (metrics as floats, or None where not available); mean = average over videos of
+      each numeric entry, the unavailable metrics as None, plus ``num_videos``.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if query_mode not in ("first", "strided"):
+        raise ValueError(f"query_mode must be 'first' or 'strided', got {query_mode!r}")
+    if data_root is None and dataset != "synthetic":
+        raise ValueError(f"data_root is required for dataset {dataset!r}")
+    if data_root is not None and dataset != "synthetic" and not os.path.exists(data_root):
+        raise FileNotFoundError(f"{dataset} data not found at {data_root}")
+    track_kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, progress=False)
+    res = tuple(int(s) for s in resolution) if resolution is not None else None
+
+    per_video: list[dict] = []
+    root_ctx = _synthetic_root(data_root) if dataset == "synthetic" else contextlib.nullcontext(data_root)
+    with root_ctx as root:
+        if protocol == "pips":
+            size = res if res is not None else (None if dataset == "synthetic" else PIPS_RESOLUTION)
+            videos = iter_records(dataset, root, size=size, split=split)
+        else:
+            videos = _iter_tapvid_protocol(dataset, root, split, query_mode)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=max_videos, desc=f"eval {dataset}", unit="video")
+        try:
+            for v in videos:
+                if max_videos is not None and len(per_video) >= max_videos:
+                    break
+                t0 = time.perf_counter()
+                if protocol == "pips":
+                    out = _pips_video(v, model, params, track_kw, survival_threshold, max_points)
+                else:
+                    out = _tapvid_video(v, model, params, track_kw, res or TAPVID_RESOLUTION,
+                                        query_mode, max_points)
+                if out is None:
+                    continue
+                row_metrics, num_points = out
+                row = {"video": v["name"], **row_metrics, "num_frames": int(v["video"].shape[0]),
+                       "num_points": int(num_points), "seconds": time.perf_counter() - t0}
+                per_video.append(row)
+                if bar is not None:
+                    bar.update(1)
+                    if row.get("d_avg") is not None:
+                        bar.set_postfix(d_avg=f"{row['d_avg']:.1f}")
+                    elif row.get("average_pts_within_thresh") is not None:
+                        bar.set_postfix(delta_avg=f"{row['average_pts_within_thresh']:.3f}")
+        finally:
+            if bar is not None:
+                bar.close()
+    return per_video, mean_row(per_video)
+
+
+def mean_row(per_video: Sequence[dict]) -> dict:
+    """Mean over videos; metrics that are None in every row stay None; adds ``num_videos``."""
+    averaged = metrics_lib.average_metrics(per_video)
+    mean: dict[str, Any] = {}
+    for row in per_video:
+        for k in row:
+            if k != "video" and k not in mean:
+                mean[k] = averaged.get(k)
+    mean["num_videos"] = len(per_video)
+    return mean
