@@ -1,0 +1,470 @@
+"""``train_and_evaluate(config, workdir)``: the data-parallel training loop.
+
+Readable on purpose (no callback framework). In order:
+
+1. multi-process initialisation when launched so (:func:`maybe_initialize_distributed`);
+2. a ``('data', 'model')`` device mesh (``jax.make_mesh``, axis types passed explicitly as ``Auto``:
+   the model code has no sharding annotations and XLA propagates the batch sharding); batches are
+   ``NamedSharding(mesh, P('data'))``, the state is replicated;
+3. the dataset: ``config.data.root``, or a procedural synthetic dataset generated into
+   ``<workdir>/synthetic`` when it is empty (process 0 writes, the others wait);
+4. the state: restored from the latest checkpoint in ``<workdir>/checkpoints`` (auto-resume, data
+   position included) or created (abstractly first, then materialised replicated);
+5. ``jax.jit(train_step, donate_argnums=0)`` built once (XLA compiles one program per batch shape:
+   with non-square crops the pipeline's x/y swap gives two);
+6. the loop: log every ``log_every`` steps (process 0: ``<workdir>/metrics.jsonl``, TensorBoard
+   under ``<workdir>/tensorboard`` when TensorFlow is importable, a tqdm bar with ETA), checkpoint
+   every ``checkpoint.every_steps``, evaluate every ``eval_every`` steps on the held-out split.
+
+Stopping:
+
+* non-finite loss or gradient norm -> ``FloatingPointError`` naming the step and the loss terms
+  (checked every step, before the state of that step can be checkpointed);
+* SIGTERM (preemption) -> the step in flight finishes, a checkpoint is written, and the function
+  returns with ``stopped_early='SIGTERM'`` (``main`` then exits with status 143); in a multi-process
+  run the processes agree on the stop every ``distributed.stop_check_every`` steps;
+* Ctrl-C (SIGINT) -> the same checkpoint, then ``KeyboardInterrupt`` is re-raised (a second Ctrl-C
+  interrupts immediately);
+* ``max_steps_this_run`` -> a checkpoint, then return with ``stopped_early='max_steps_this_run'``.
+The checkpointer is always drained (``wait_until_finished``) before returning or raising.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import signal
+import time
+from typing import Any, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+from objtrack_jax.models.tracker import tracker_from_config
+from objtrack_jax.train import checkpoint as ckpt_lib
+from objtrack_jax.train import optim as optim_lib
+from objtrack_jax.train import state as state_lib
+from objtrack_jax.train.step import select_batch, train_step
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------------
+# Distributed setup and mesh
+# --------------------------------------------------------------------------------------------------
+
+
+def multiprocess_launch_detected(environ=None) -> bool:
+    """True when the environment says this is one process of a multi-process launch."""
+    env = os.environ if environ is None else environ
+
+    def count(name):
+        try:
+            return int(env.get(name, "1"))
+        except ValueError:
+            return 1
+
+    return bool(env.get("JAX_COORDINATOR_ADDRESS") or env.get("MEGASCALE_COORDINATOR_ADDRESS")
+                or count("SLURM_NTASKS") > 1 or count("OMPI_COMM_WORLD_SIZE") > 1
+                or "," in env.get("TPU_WORKER_HOSTNAMES", ""))
+
+
+def maybe_initialize_distributed(config) -> bool:
+    """Calls ``jax.distributed.initialize`` when asked or detected; returns whether it did.
+
+    ``config.distributed.initialize``: 'on' (always), 'off' (never), 'auto' (when
+    ``coordinator_address`` is set or :func:`multiprocess_launch_detected`). With explicit
+    ``coordinator_address/num_processes/process_id`` those are passed; otherwise JAX detects the
+    cluster (TPU pod slices, SLURM, Open MPI, ...). CPU collectives use gloo.
+    """
+    d = config.distributed
+    mode = d.initialize
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"distributed.initialize must be 'auto', 'on' or 'off', got {mode!r}")
+    if mode == "off" or jax.distributed.is_initialized():
+        return False
+    if mode == "auto" and not (d.coordinator_address or multiprocess_launch_detected()):
+        return False
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {}
+    if d.coordinator_address:
+        kwargs = dict(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
+                      process_id=d.process_id)
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
+def make_mesh(config) -> jax.sharding.Mesh:
+    """``('data', 'model')`` mesh; ``mesh.data = -1`` takes all devices not used by ``model``."""
+    n_dev = jax.device_count()
+    n_model = int(config.mesh.model)
+    n_data = int(config.mesh.data)
+    if n_model < 1 or n_dev % n_model:
+        raise ValueError(f"mesh.model={n_model} must divide the device count {n_dev}")
+    if n_data == -1:
+        n_data = n_dev // n_model
+    if n_data * n_model != n_dev:
+        raise ValueError(f"mesh {n_data}x{n_model} (data x model) does not match the {n_dev} devices")
+    return jax.make_mesh((n_data, n_model), ("data", "model"),
+                         axis_types=(AxisType.Auto, AxisType.Auto))
+
+
+def check_batch_size(global_batch: int, mesh) -> None:
+    n_dev = jax.device_count()
+    n_proc = jax.process_count()
+    n_data = mesh.shape["data"]
+    if global_batch % n_dev or global_batch % n_data or global_batch % n_proc:
+        raise ValueError(
+            f"batch_size={global_batch} is the GLOBAL batch and must be divisible by the number of "
+            f"devices ({n_dev}; {n_proc} process(es), data axis {n_data}); e.g. use "
+            f"--config.batch_size={max(1, global_batch // n_dev) * n_dev}")
+
+
+def to_host(tree):
+    """Fetches (replicated) arrays to host numpy, also for arrays spanning other processes."""
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_data(0)
+        return np.asarray(x)
+    return jax.tree.map(get, tree)
+
+
+def local_copy(tree):
+    """A process-local (single-device) copy of a replicated pytree, for host-driven evaluation."""
+    return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+def prepare_data_root(config, workdir: str) -> str:
+    """``config.data.root`` or, when empty (source 'dir'), a synthetic tree in ``<workdir>``."""
+    if config.data.source != "dir" or config.data.root:
+        return config.data.root
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
+    root = os.path.join(workdir, "synthetic")
+    done = os.path.join(root, "DONE")
+
+    def generate():
+        from data_pipelines import synthetic  # pylint: disable=import-outside-toplevel
+        s = config.synthetic
+        synthetic.generate_dataset(root, num_seqs={"train": s.num_train, "val": s.num_val},
+                                   frames=s.frames, size=tuple(s.size), seed=s.seed,
+                                   num_points=s.num_points, progress=False, write_depths=False)
+        with open(done, "w") as f:
+            f.write("ok\n")
+
+    if jax.process_index() == 0 and not os.path.exists(done):
+        generate()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("synthetic_data")
+        if not os.path.exists(done):  # workdir not shared between hosts: generate locally
+            generate()
+    return root
+
+
+def _data_state_for_checkpoint(it) -> dict:
+    st = dict(it.state())
+    if "raw_position" in st:  # streamed TFDS: one position per process
+        from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+        pos = np.asarray([st.pop("raw_position")], np.int64)
+        if jax.process_count() > 1:
+            pos = np.asarray(multihost_utils.process_allgather(pos)).reshape(-1)
+        st["raw_positions"] = [int(p) for p in pos]
+    return st
+
+
+def _iterator_state_from_checkpoint(data_state: dict) -> Optional[dict]:
+    if "raw_positions" in data_state:
+        return {"raw_position": data_state["raw_positions"][jax.process_index()]}
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate(model, params, config, root: str) -> dict[str, float]:
+    """PIPs++-protocol metrics on up to ``eval.num_videos`` sequences of ``root/eval.split``.
+
+    Per sequence: the first ``eval.max_frames`` frames, queries = the first ``eval.max_points``
+    points valid and visible at frame 0, init = zero velocity, ``track_long_video`` (windows of
+    ``eval.window``, ``eval.iters`` iterations, PIPs++ carry), :func:`pips_metrics` over annotated
+    valid points (survival threshold ``eval.survival_threshold``); averaged over sequences.
+    Returns ``{'eval/d_avg', 'eval/survival', 'eval/median_l2', 'eval/d_1', ...}`` ({} without data).
+    """
+    from data_pipelines import pointodyssey as po  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.inference import track_long_video  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.metrics import average_metrics, pips_metrics  # pylint: disable=all
+
+    e = config.eval
+    root = e.root or root
+    if not root or not os.path.isdir(os.path.join(root, e.split)):
+        return {}
+    seq_dirs = po.list_sequences(root, e.split)[:e.num_videos]
+    per_video = []
+    for d in seq_dirs:
+        t = min(int(e.max_frames), po.num_frames(d))
+        rgbs = po.load_frames(d, np.arange(t))
+        anno = po.load_annotations(d)
+        trajs = np.asarray(anno["trajs"][:t], np.float32)
+        valids = np.asarray(anno["valids"][:t], bool) & np.all(np.isfinite(trajs), -1)
+        vis = np.asarray(anno["visibs"][:t], bool) & valids
+        trajs = np.where(valids[..., None], trajs, 0.0)
+        sel = np.flatnonzero(vis[0])[:e.max_points]
+        if len(sel) == 0 or t < 2:
+            continue
+        trajs, valids = trajs[:, sel], valids[:, sel]
+        h, w = rgbs.shape[1:3]
+        if e.image_size is not None:
+            import cv2  # pylint: disable=import-outside-toplevel
+            hn, wn = (int(v) for v in e.image_size)
+            rgbs = np.stack([cv2.resize(f, (wn, hn), interpolation=cv2.INTER_LINEAR) for f in rgbs])
+            trajs = trajs * np.asarray([wn / w, hn / h], np.float32)
+            h, w = hn, wn
+        trajs_e0 = np.repeat(trajs[:1], t, axis=0)
+        trajs_e = track_long_video(model, params, rgbs[None].astype(np.float32), trajs_e0[None],
+                                   window=min(int(e.window), t), iters=int(e.iters), carry="pips2")
+        per_video.append(pips_metrics(trajs_e, trajs[None], valids[None].astype(np.float32),
+                                      image_size=(h, w),
+                                      survival_threshold=float(e.survival_threshold)))
+    if not per_video:
+        return {}
+    return {f"eval/{k}": v for k, v in average_metrics(per_video).items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Logging
+# --------------------------------------------------------------------------------------------------
+
+
+class MetricLogger:
+    """Process-0 metric sink: JSON lines (``metrics.jsonl``) and TensorBoard (optional)."""
+
+    def __init__(self, workdir: str, enabled: bool, tensorboard: bool = True):
+        self.enabled = enabled
+        self._file = None
+        self._tb = None
+        if not enabled:
+            return
+        self._file = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+        if tensorboard:
+            try:
+                import tensorflow as tf  # pylint: disable=import-outside-toplevel
+                from tensorflow.core.framework import summary_pb2  # pylint: disable=all
+                # Raw summary op + the scalars plugin's metadata: works without the
+                # tensorboard package (tf.summary.scalar needs it).
+                meta = summary_pb2.SummaryMetadata()
+                meta.plugin_data.plugin_name = "scalars"
+                self._meta = meta.SerializeToString()
+                self._tf = tf
+                self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+            except Exception as err:  # pylint: disable=broad-except  # TB is optional
+                log.warning("TensorBoard logging disabled: %s", err)
+
+    def write(self, step: int, scalars: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"step": int(step), "time": time.time()}
+        row.update({k: float(v) for k, v in scalars.items()})
+        self._file.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            with self._tb.as_default(step=int(step)):
+                for k, v in scalars.items():
+                    self._tf.summary.write(k, self._tf.constant(float(v), self._tf.float32),
+                                           metadata=self._meta)
+            self._tb.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def check_finite(metrics: dict, step: int) -> None:
+    """Raises ``FloatingPointError`` naming the step and the loss terms when the loss or the
+    gradient norm is not finite."""
+    bad = [k for k in ("loss", "grad_norm") if k in metrics and not math.isfinite(metrics[k])]
+    if bad:
+        terms = ", ".join(f"{k}={metrics[k]:.6g}" for k in sorted(metrics))
+        raise FloatingPointError(
+            f"non-finite {' and '.join(bad)} at step {step}: {terms}. Training stopped; the last "
+            "checkpoint before this step is intact (lower optim.lr, check the data, or use float32).")
+
+
+class _StopSignals:
+    """Turns SIGTERM/SIGINT into a flag checked between steps (main thread only)."""
+
+    def __init__(self):
+        self.received: Optional[str] = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGINT and self.received == "SIGINT":
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.received = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+
+    def __exit__(self, *exc):
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains (resuming from ``workdir`` if it holds a checkpoint) and returns the final metrics.
+
+    Returns a dict with the last logged training scalars, the last evaluation (``eval/...``), and
+    ``step``, ``start_step``, ``stopped_early`` (None, 'SIGTERM' or 'max_steps_this_run'),
+    ``workdir``.
+    """
+    from data_pipelines import pipeline  # pylint: disable=import-outside-toplevel
+
+    config = config.copy_and_resolve_references()
+    maybe_initialize_distributed(config)
+    pipeline.hide_accelerators_from_tf()
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+
+    mesh = make_mesh(config)
+    check_batch_size(int(config.batch_size), mesh)
+    batch_sharding = NamedSharding(mesh, P("data"))
+    rep = state_lib.replicated(mesh)
+    config.data.root = prepare_data_root(config, workdir)
+
+    model = tracker_from_config(config.model)
+    tx, schedule = optim_lib.make_optimizer(config)
+    abstract = state_lib.abstract_train_state(model, tx, mesh, config.seed)
+    shardings = state_lib.state_shardings(abstract)
+    ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 every_steps=config.checkpoint.every_steps,
+                                 keep=config.checkpoint.keep,
+                                 async_save=config.checkpoint.async_save)
+    state, data_state, restored = ckpt_lib.restore_or_init(
+        ckpt, abstract, lambda: state_lib.create_train_state(model, tx, mesh, config.seed))
+    start_step = int(to_host(state.step))
+    if data_state and int(data_state.get("step", start_step)) != start_step:
+        raise RuntimeError(f"checkpoint mismatch: state step {start_step} but data position "
+                           f"{data_state['step']}")
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+        log.info("%s at step %d; %d parameters; mesh %s; %d process(es)",
+                 "resumed" if restored is not None else "started", start_step,
+                 state_lib.param_count(abstract.params), dict(mesh.shape), jax.process_count())
+
+    it = pipeline.make_train_iterator(config.data, int(config.batch_size), start_step=start_step,
+                                      mesh=mesh, state=_iterator_state_from_checkpoint(data_state))
+    step_fn = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, schedule=schedule, config=config),
+        donate_argnums=0, in_shardings=(shardings, batch_sharding), out_shardings=(shardings, rep))
+
+    max_steps = int(config.max_steps)
+    end_step = max_steps
+    if config.max_steps_this_run is not None:
+        end_step = min(end_step, start_step + int(config.max_steps_this_run))
+    logger = MetricLogger(workdir, is_main, config.tensorboard)
+    bar = None
+    if is_main and config.progress_bar:
+        from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+        bar = tqdm(total=max_steps, initial=start_step, desc="train", unit="step",
+                   dynamic_ncols=True)
+    result: dict[str, Any] = {"start_step": start_step, "workdir": workdir, "stopped_early": None}
+    last_saved = restored
+    step = start_step
+    stop_every = max(1, int(config.distributed.stop_check_every))
+    window_t0, window_steps, data_wait = time.perf_counter(), 0, 0.0
+
+    def save(force=False):
+        nonlocal last_saved
+        if last_saved == step:
+            return
+        if ckpt.save(step, state, _data_state_for_checkpoint(it), force=force):
+            last_saved = step
+
+    def run_eval():
+        if not is_main:
+            return {}
+        scalars = evaluate(model, local_copy(state.params), config, config.data.root)
+        if scalars:
+            logger.write(step, scalars)
+        return scalars
+
+    try:
+        with _StopSignals() as signals:
+            while step < end_step:
+                t0 = time.perf_counter()
+                batch = select_batch(next(it), config)
+                data_wait += time.perf_counter() - t0
+                state, metrics = step_fn(state, batch)
+                step += 1
+                window_steps += 1
+                metrics = {k: float(v) for k, v in to_host(metrics).items()}
+                check_finite(metrics, step)
+                if bar is not None:
+                    bar.update(1)
+                if step % int(config.log_every) == 0 or step == end_step:
+                    dt = time.perf_counter() - window_t0
+                    metrics["steps_per_sec"] = window_steps / max(dt, 1e-9)
+                    metrics["data_wait_s"] = data_wait / window_steps
+                    logger.write(step, metrics)
+                    result.update(metrics)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{metrics['loss']:.4g}", lr=f"{metrics['lr']:.2e}")
+                    window_t0, window_steps, data_wait = time.perf_counter(), 0, 0.0
+                save()
+                if config.eval_every and step % int(config.eval_every) == 0 and step < max_steps:
+                    result.update(run_eval())
+                stop = signals.received is not None
+                if jax.process_count() > 1 and step % stop_every == 0:
+                    from jax.experimental import multihost_utils  # pylint: disable=all
+                    flags = multihost_utils.process_allgather(np.asarray([int(stop)], np.int32))
+                    stop = bool(np.asarray(flags).any())
+                    if stop and signals.received is None:
+                        signals.received = "SIGTERM"  # another process was told to stop
+                elif jax.process_count() > 1:
+                    stop = False  # only stop where all processes agree
+                if stop:
+                    break
+            save(force=True)
+            if signals.received == "SIGINT":
+                raise KeyboardInterrupt(f"interrupted at step {step}; checkpoint saved")
+            if signals.received == "SIGTERM":
+                result["stopped_early"] = "SIGTERM"
+            elif step < max_steps:
+                result["stopped_early"] = "max_steps_this_run"
+            elif config.eval.at_end:
+                result.update(run_eval())
+    finally:
+        ckpt.wait_until_finished()
+        ckpt.close()
+        it.close()
+        logger.close()
+        if bar is not None:
+            bar.close()
+    result["step"] = step
+    return result
