@@ -10,8 +10,8 @@
 
 ``--checkpoint`` accepts anything :func:`objtrack_jax.evaluation.load_model` reads (a PyTorch
 ``.pth`` file or a folder of ``model-<step>.pth``, a ``params.msgpack`` + ``config.json`` folder, a
-training checkpoint folder). Without it, ``objtrack_jax.load_pretrained()`` is used when the
-package provides it.
+training workdir with ``config.json`` + ``checkpoints/``). Without it,
+``objtrack_jax.load_pretrained()`` is used when the package provides it.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=evaluation.DATASETS)
     p.add_argument("--data-root", default=None,
                    help="dataset root / pickle (optional for synthetic: a small split is generated)")
-    p.add_argument("--checkpoint", default=None, help="PyTorch .pth (file or folder) or msgpack folder")
+    p.add_argument("--checkpoint", default=None,
+                   help="PyTorch .pth (file or folder), params.msgpack folder or training workdir")
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
     p.add_argument("--window", type=int, default=128, help="frames per window (PIPs++ 128, paper 36)")
@@ -142,7 +143,8 @@ def track_parser() -> argparse.ArgumentParser:
     q.add_argument("--queries", default=None,
                    help=".npy or .txt with one (t, y, x) row per query, in pixels of the input video")
     p.add_argument("--grid-frame", type=int, default=0, help="query frame of the --grid points")
-    p.add_argument("--checkpoint", default=None, help="PyTorch .pth (file or folder) or msgpack folder")
+    p.add_argument("--checkpoint", default=None,
+                   help="PyTorch .pth (file or folder), params.msgpack folder or training workdir")
     p.add_argument("--out", default="tracks.mp4", help="annotated video; .npz and .png are written next to it")
     p.add_argument("--resolution", type=_parse_hw, default=None,
                    help="model input HxW (multiples of 8, >= 128); default: aspect kept, short side 384")

@@ -38,9 +38,10 @@ TAP-Vid protocol (``protocol='tapvid'``):
   predicted occlusion: they are ``None`` ("n/a") unless the model has a visibility head.
 
 Checkpoints (:func:`load_model`): a PyTorch ``.pth`` file or a directory of ``model-<step>.pth``
-files (PIPs++ / object-prior layouts), a training-loop checkpoint directory (through
-``objtrack_jax.train.checkpoint.load_for_inference`` when that module provides it), or a simple
-inference directory written by :func:`save_inference_checkpoint`::
+files (PIPs++ / object-prior layouts); a training workdir (``<workdir>/config.json`` with a
+``model`` section, orbax checkpoints in ``<workdir>/checkpoints/<step>``, latest step used; the
+``checkpoints`` folder itself works too), read with ``objtrack_jax.train.checkpoint.load_params``;
+or a simple inference directory written by :func:`save_inference_checkpoint`::
 
     <dir>/params.msgpack   flax.serialization.to_bytes(params)
     <dir>/config.json      {"model": {...PIPsTracker fields, see tracker_from_config...}}
@@ -140,19 +141,44 @@ def load_model(checkpoint: str):
         from objtrack_jax.convert.pips2 import load_torch_checkpoint
 
         return load_torch_checkpoint(path)
-    if os.path.isdir(path):
-        try:
-            from objtrack_jax.train import checkpoint as train_checkpoint
-        except ImportError:
-            train_checkpoint = None
-        loader = getattr(train_checkpoint, "load_for_inference", None)
-        if loader is not None:
-            out = loader(path)
-            return out if len(out) == 3 else (*out, {"architecture": "train_checkpoint"})
+    if os.path.isdir(path) and _is_training_dir(path):
+        return _load_training_dir(path)
     raise ValueError(
         f"{path}: not a recognised checkpoint. Expected a PyTorch .pth file, a directory of "
         f"model-<step>.pth files, a directory with {PARAMS_FILE} + {CONFIG_FILE}, or a training "
-        "checkpoint directory (needs objtrack_jax.train.checkpoint.load_for_inference).")
+        f"workdir (<workdir>/{CONFIG_FILE} + <workdir>/checkpoints/<step>/).")
+
+
+def _is_training_dir(path: str) -> bool:
+    """A training workdir (has ``checkpoints/``) or its orbax root (has numeric step folders)."""
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return True
+    return any(n.isdigit() and os.path.isdir(os.path.join(path, n)) for n in os.listdir(path))
+
+
+def _load_training_dir(path: str, step: Optional[int] = None):
+    """Params of the latest (or ``step``) orbax checkpoint of a training run; the model from the
+    run's ``config.json`` (its ``model`` section), looked up in ``path`` and its parent."""
+    import jax
+    import jax.numpy as jnp
+
+    from objtrack_jax.models.tracker import tracker_from_config
+    from objtrack_jax.train import checkpoint as train_checkpoint
+
+    cfg_path = next((c for c in (os.path.join(path, CONFIG_FILE),
+                                 os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_FILE))
+                     if os.path.exists(c)), None)
+    if cfg_path is None:
+        raise ValueError(f"{path}: training checkpoint without a {CONFIG_FILE} (expected in the "
+                         "workdir, next to checkpoints/) to say which model it holds")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    model_cfg = cfg.get("model", cfg)
+    model = tracker_from_config(model_cfg)
+    params, step = train_checkpoint.load_params(path, step)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    return model, params, {"architecture": "train_checkpoint", "step": int(step),
+                           "config": model_cfg}
 
 
 # --------------------------------------------------------------------------------------------------

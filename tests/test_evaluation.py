@@ -17,9 +17,8 @@ import objtrack_jax
 from conftest import PIPS2_REF_DIR, require_path
 from data_pipelines import synthetic
 from objtrack_jax import cli_eval, evaluation
-from objtrack_jax.convert.pips2 import init_params_for, load_torch_checkpoint
+from objtrack_jax.convert.pips2 import abstract_params, load_torch_checkpoint
 from objtrack_jax.metrics import PIPS_KEYS, TAPVID_KEYS
-from objtrack_jax.models.tracker import PIPsTracker
 from objtrack_jax.video_io import read_video, write_video
 
 KW = dict(window=4, iters=1, progress=False, max_points=8)
@@ -100,9 +99,17 @@ def test_tapvid_davis_pickle(tracker, davis_pickle):
     assert all(r["num_points"] == 4 for r in rows) and set(PIPS_KEYS) <= set(rows[0])
 
 
-def test_visibility_head_reports_jaccard(davis_pickle):
-    model = PIPsTracker(visibility_head=True)
-    params = init_params_for(model, jax.random.PRNGKey(0))
+def with_visibility_head(model, params, seed=0):
+    """The reference model plus a randomly initialised visibility head (no init compile)."""
+    model = model.clone(visibility_head=True)
+    shapes = abstract_params(model)["delta_block"]["vis_dense"]
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(shapes))
+    head = {k: 0.05 * jax.random.normal(key, v.shape, v.dtype) for key, (k, v) in zip(keys, shapes.items())}
+    return model, {**params, "delta_block": {**params["delta_block"], "vis_dense": head}}
+
+
+def test_visibility_head_reports_jaccard(tracker, davis_pickle):
+    model, params = with_visibility_head(*tracker)
     rows, _ = evaluation.evaluate("tapvid_davis", davis_pickle, model, params, protocol="tapvid",
                                   resolution=(128, 128), max_videos=1, **KW)
     assert len(rows) == 1
@@ -123,6 +130,23 @@ def test_load_model_formats(tmp_path, tracker):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(ValueError, match="not a recognised checkpoint"):
         evaluation.load_model(str(tmp_path / "empty"))
+
+
+def test_load_model_training_workdir(tmp_path, tracker):
+    """A training workdir: <workdir>/config.json + orbax checkpoints/<step> (train/checkpoint.py)."""
+    train_checkpoint = pytest.importorskip("objtrack_jax.train.checkpoint")
+    model, params = tracker
+    workdir = tmp_path / "run"
+    ckpt = train_checkpoint.Checkpointer(str(workdir / "checkpoints"), every_steps=1, async_save=False)
+    ckpt.save(7, {"params": params, "step": np.int32(7)}, {"step": 7}, force=True)
+    ckpt.close()
+    evaluation.save_inference_checkpoint(str(tmp_path / "tmpcfg"), model, params)
+    os.replace(tmp_path / "tmpcfg" / "config.json", workdir / "config.json")
+    for path in (workdir, workdir / "checkpoints"):
+        m2, p2, info = evaluation.load_model(str(path))
+        assert m2 == model and info["step"] == 7
+        a, b = jax.tree_util.tree_leaves(params)[0], jax.tree_util.tree_leaves(p2)[0]
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_evaluate_rejects_bad_arguments(tracker, tmp_path):

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import PIPS2_REF_DIR, require_path
-from objtrack_jax.convert.pips2 import init_params_for, load_torch_checkpoint
+from objtrack_jax.convert.pips2 import abstract_params, load_torch_checkpoint
 from objtrack_jax.inference import track_long_video
-from objtrack_jax.models.tracker import PIPsTracker
 from objtrack_jax.tracking import (default_resolution, grid_queries, resize_video, track_queries)
 
 SIZE = (128, 128)
@@ -131,13 +130,21 @@ def test_static_video_stays_near_query(tracker):
     assert err < 3.0, err
 
 
-def test_visibility_head_gives_boolean_visibility():
-    model = PIPsTracker(visibility_head=True)
-    params = init_params_for(model, jax.random.PRNGKey(0))
-    video = smooth_video(6, 4, SIZE)
+def with_visibility_head(model, params, seed=0):
+    """The reference model plus a randomly initialised visibility head (no init compile)."""
+    model = model.clone(visibility_head=True)
+    shapes = abstract_params(model)["delta_block"]["vis_dense"]
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(shapes))
+    head = {k: 0.05 * jax.random.normal(key, v.shape, v.dtype) for key, (k, v) in zip(keys, shapes.items())}
+    return model, {**params, "delta_block": {**params["delta_block"], "vis_dense": head}}
+
+
+def test_visibility_head_gives_boolean_visibility(tracker):
+    model, params = with_visibility_head(*tracker)
+    video = smooth_video(6, 7, SIZE)
     q = np.array([[0, 40.0, 50.0], [3, 70.0, 90.0]], np.float32)
     tracks, visible, logits = track_queries(model, params, video, q, resize_to=SIZE, **KW)
-    assert visible.shape == logits.shape == (2, 4) and visible.dtype == bool
+    assert visible.shape == logits.shape == (2, 7) and visible.dtype == bool
     assert visible[0, 0] and visible[1, 3]  # the query frame is visible by definition
     mask = np.ones_like(visible)
     mask[0, 0] = mask[1, 3] = False
