@@ -90,7 +90,9 @@ def load_params(directory: str, step: Optional[int] = None) -> tuple[Any, int]:
     """
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         directory = os.path.join(directory, "checkpoints")
-    mngr = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "data"))
+    mngr = ocp.CheckpointManager(
+        os.path.abspath(directory),
+        item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
     try:
         step = mngr.latest_step() if step is None else step
         if step is None:
