@@ -18,3 +18,19 @@ def require_path(path: str, what: str) -> str:
         pytest.skip(f"{what} not found at {os.path.abspath(path)} (set the environment variable "
                     "that points to it, see tests/conftest.py)")
     return path
+
+
+def rel(a, b) -> float:
+    """Relative error max|a - b| / max|b| over the whole array (SPEC §6)."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def nhwc(x):
+    """Fixture video ``[B, S, 3, H, W]`` → ``[B, S, H, W, 3]`` jax array."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    return jnp.asarray(np.transpose(x, (0, 1, 3, 4, 2)))

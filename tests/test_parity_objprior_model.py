@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import OBJPRIOR_REF_DIR, require_path
+from conftest import OBJPRIOR_REF_DIR, nhwc, rel, require_path
 from objtrack_jax.convert.pips2 import (load_torch_checkpoint, params_from_state_dict,
                                         state_dict_from_params)
 from objtrack_jax.convert.torch_pickle import load_state_dict
@@ -29,15 +29,6 @@ DEEP_GRAD_REL_TOL = 5e-3
 # L1 subgradient there is float32 noise: it moves even the last layer's gradient by 3e-3.
 F32_NOISE_FACTOR = 3.0
 ALPHA = 0.5 / 3          # objectness weight of the official code
-
-
-def rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
-def nhwc(x):
-    return jnp.asarray(np.transpose(x, (0, 1, 3, 4, 2)))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PIPS2_REF_DIR, require_path
+from conftest import PIPS2_REF_DIR, nhwc, rel, require_path
 from objtrack_jax.convert.pips2 import load_torch_checkpoint
 from objtrack_jax.convert.torch_pickle import resolve_checkpoint_path
 from objtrack_jax.inference import track_long_video
@@ -32,11 +32,6 @@ DEEP_GRAD_REL_TOL = 5e-3   # floor for encoder / first-layer gradients
 F32_NOISE_FACTOR = 3.0
 
 
-def rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
 @pytest.fixture(scope="module")
 def ref():
     d = require_path(PIPS2_REF_DIR, "PIPs++ reference fixture directory")
@@ -48,10 +43,6 @@ def loaded():
     d = require_path(PIPS2_REF_DIR, "PIPs++ reference fixture directory")
     model, params, info = load_torch_checkpoint(resolve_checkpoint_path(d))
     return model, params
-
-
-def nhwc(x):
-    return jnp.asarray(np.transpose(x, (0, 1, 3, 4, 2)))
 
 
 @pytest.fixture(scope="module")
