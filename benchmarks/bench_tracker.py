@@ -7,7 +7,7 @@ Each config runs in a fresh subprocess so peak RSS is its own. Prints one JSON o
 the config, machine, compile time, median step time, encoder-only time, peak RSS, achieved
 FLOP/s (XLA cost analysis) and the FLOP/s of a large jnp.dot measured in the same process.
 
-  python benchmarks/bench_tracker.py [--configs a,b] [--dtype float32] [--repeats 3]
+  python benchmarks/bench_tracker.py [--configs a,b] [--dtype float32] [--repeats 3] [--encode-chunk 8]
 """
 
 import argparse
@@ -24,7 +24,7 @@ CONFIGS = {
 }
 
 
-def _child(name, dtype, repeats):
+def _child(name, dtype, repeats, encode_chunk=0):
     import resource
 
     import jax
@@ -35,7 +35,7 @@ def _child(name, dtype, repeats):
     from objtrack_jax.models.tracker import PIPsTracker
 
     c = CONFIGS[name]
-    model = PIPsTracker(dtype=jnp.dtype(dtype))
+    model = PIPsTracker(dtype=jnp.dtype(dtype), encode_chunk=encode_chunk)
     params = init_params_for(model, jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     rgbs = jnp.asarray(rng.uniform(0, 255, (c["B"], c["S"], c["H"], c["W"], 3)), jnp.float32)
@@ -77,7 +77,7 @@ def _child(name, dtype, repeats):
     dot_flops = 2 * n ** 3 * 5 / (time.perf_counter() - t0)
     step = float(np.median(times))
     out = dict(
-        config=name, **c, dtype=dtype, compile_s=round(compile_s, 2), step_s=round(step, 3),
+        config=name, **c, dtype=dtype, encode_chunk=encode_chunk, compile_s=round(compile_s, 2), step_s=round(step, 3),
         encoder_s=round(float(np.median(etimes)), 3),
         points_frames_per_s=round(c["B"] * c["N"] * c["S"] / step, 1),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -93,17 +93,19 @@ def main():
     ap.add_argument("--configs", default="a,b")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--encode-chunk", type=int, default=0,
+                    help="frames encoded at once (0: all; an inference memory saver)")
     ap.add_argument("--child", default=None)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.dtype, args.repeats)
+        _child(args.child, args.dtype, args.repeats, args.encode_chunk)
         return
     import jax
 
     results = []
     for name in args.configs.split(","):
         p = subprocess.run([sys.executable, __file__, "--child", name, "--dtype", args.dtype,
-                            "--repeats", str(args.repeats)], capture_output=True, text=True)
+                            "--repeats", str(args.repeats), "--encode-chunk", str(args.encode_chunk)], capture_output=True, text=True)
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         results.append(json.loads(line[0][7:]) if line else
                        {"config": name, "error": p.stderr[-2000:]})

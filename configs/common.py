@@ -11,7 +11,9 @@ Layout of the config (every field can be overridden on the command line, e.g.
   ``max_steps_this_run`` (stop early with a checkpoint, e.g. for a time-limited job), ``iters``,
   ``log_every``, ``eval_every``, ``progress_bar``, ``tensorboard``.
 * ``model``: :func:`objtrack_jax.models.tracker.tracker_from_config` fields, incl. ``dtype``
-  ('float32' | 'bfloat16'; parameters and optimizer state always stay float32).
+  ('float32' | 'bfloat16': compute dtype, parameters and optimizer state stay float32;
+  'float64': everything in float64 with jax_enable_x64 except the attention softmax (float32),
+  for numerical checks).
 * ``loss``: ``alpha`` (objectness weight, 0 disables the term and skips reading masks), ``gamma``,
   ``vis_weight``.
 * ``optim``: AdamW + one-cycle schedule + gradient clipping (see :mod:`objtrack_jax.train.optim`).
@@ -59,7 +61,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     m.attention_window = 7
     m.drop_path_rate = 0.2
     m.visibility_head = False
-    m.dtype = "float32"  # 'float32' | 'bfloat16' (compute dtype only)
+    m.dtype = "float32"  # 'float32' | 'bfloat16' (compute only) | 'float64' (all, for verification)
+    m.encoder_dims = (64, 96, 128, 128)  # stem/stage widths of the encoder (PIPs++)
+    m.update_channels = (128, 128, 256, 256, 512, 512, 1024, 1024)  # 1D-ResNet block widths
 
     lo = c.loss = ml_collections.ConfigDict()
     lo.alpha = 0.0  # objectness weight (paper: 0.5/3)
@@ -161,10 +165,57 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def apply_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The reduced model and budget of the shipped weights and the README ablation (2-core CPU).
+
+    Same architecture family with smaller widths (encoder 32/48/64/64 → 64-d features, update net
+    64..256, 2 attention blocks of 8 heads of 8 channels), 128x128 crops, S=8, N=64, global batch 2, 4 iterations, 600 steps,
+    and one optimiser setting for all four experiments (AdamW lr 1e-3, one-cycle) so the ablation
+    compares the additions and nothing else. The data is the procedural synthetic set (a shared
+    ``data.root`` given on the command line, or generated into the workdir).
+    """
+    m = c.model
+    m.latent_dim = 64
+    m.encoder_dims = (32, 48, 64, 64)
+    m.update_channels = (64, 64, 128, 128, 256, 256)
+    m.attention_depth = 2
+    m.drop_path_rate = 0.1
+    c.batch_size = 2
+    c.max_steps = 600
+    c.iters = 4
+    c.log_every = 25
+    c.eval_every = 0  # a final evaluation still runs (eval.at_end)
+    c.optim.lr = 1e-3
+    c.data.clip_len = 8
+    c.data.num_points = 64
+    c.data.min_points = 16
+    c.data.crop_size = (128, 128)
+    c.data.clip_stride = 2
+    c.synthetic.num_train = 48
+    c.synthetic.num_val = 4
+    c.synthetic.frames = 24
+    c.synthetic.size = (144, 176)
+    c.synthetic.num_points = 256
+    c.eval.num_videos = 4
+    c.eval.max_frames = 24
+    c.eval.max_points = 64
+    c.eval.window = 8
+    c.eval.iters = 4
+    c.checkpoint.every_steps = 200
+    c.checkpoint.keep = 2
+    return c
+
+
+VARIANTS = ("full", "tiny", "runlocal", "cpu")
+
+
 def finalize(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
     """Applies the variant named by the config-file argument ('' or None: the full experiment)."""
     if arg in (None, "", "full"):
         return c
     if arg in ("tiny", "runlocal"):
         return apply_tiny(c)
-    raise ValueError(f"unknown config variant {arg!r}: use no argument or 'tiny' (alias 'runlocal')")
+    if arg == "cpu":
+        return apply_cpu(c)
+    raise ValueError(f"unknown config variant {arg!r}: use no argument, 'cpu' (the shipped "
+                     "model's reduced setting) or 'tiny' (alias 'runlocal')")

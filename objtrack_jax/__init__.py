@@ -4,3 +4,11 @@ Importing the package has no side effects (no device initialisation, no file acc
 """
 
 __version__ = "0.1.0"
+
+
+def load_pretrained(name: str = "objprior_synth"):
+    """``(model, params, info)`` of the weights shipped with the package (see
+    :mod:`objtrack_jax.pretrained`)."""
+    from objtrack_jax.pretrained import load_pretrained as _load
+
+    return _load(name)

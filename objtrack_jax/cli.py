@@ -1,6 +1,6 @@
 """``objtrack`` command line: thin wrappers around library functions.
 
-Subcommands: convert, synth, train, eval, track. Each parses its own flags and calls into
+Subcommands: demo, convert, synth, train, eval, track. Each parses its own flags and calls into
 the library, so everything here is also usable from Python.
 """
 
@@ -16,6 +16,7 @@ import time
 from typing import Optional, Sequence
 
 COMMANDS = {
+    "demo": "track points on a generated synthetic scene with the shipped weights (or --video)",
     "convert": "convert a PyTorch PIPs++ / object-prior checkpoint to a Flax checkpoint",
     "synth": "generate a synthetic PointOdyssey-layout dataset",
     "train": "train a model (objtrack train --config configs/objprior.py --workdir DIR)",
@@ -65,6 +66,10 @@ def convert_main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def _dispatch(cmd: str, argv: list[str]):
+    if cmd == "demo":
+        from objtrack_jax.demo import demo_main
+
+        return demo_main(argv)
     if cmd == "convert":
         return convert_main(argv)
     if cmd == "synth":

@@ -73,6 +73,9 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="dataset root / pickle (optional for synthetic: a small split is generated)")
     p.add_argument("--checkpoint", default=None,
                    help="PyTorch .pth (file or folder), params.msgpack folder or training workdir")
+    p.add_argument("--baseline", default=None, choices=("zero",),
+                   help="evaluate a baseline instead of a model: 'zero' = zero motion (every "
+                        "query stays where it is)")
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
     p.add_argument("--window", type=int, default=128, help="frames per window (PIPs++ 128, paper 36)")
@@ -102,7 +105,12 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
 
     parser = eval_parser()
     args = parser.parse_args(argv)
-    model, params, info = _load(parser, args.checkpoint)
+    if args.baseline is not None:
+        if args.checkpoint is not None:
+            parser.error("--baseline and --checkpoint are exclusive")
+        model, params, info = None, None, {"architecture": f"baseline:{args.baseline}"}
+    else:
+        model, params, info = _load(parser, args.checkpoint)
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
         args.dataset, args.data_root, model, params, protocol=args.protocol, window=args.window,
@@ -114,13 +122,14 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]
     print(format_table(rows, keys, add_mean=False))
-    if not model.visibility_head and args.protocol == "tapvid":
+    has_vis = model is not None and bool(model.visibility_head)
+    if not has_vis and args.protocol == "tapvid":
         print("n/a: the model has no visibility head, so occlusion accuracy and Jaccard "
               "(AJ) cannot be computed.")
     print(f"{len(per_video)} videos in {seconds:.1f} s")
     config = {k: v for k, v in vars(args).items() if k != "no_progress"}
     config["model"] = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))}
-    config["visibility_head"] = bool(model.visibility_head)
+    config["visibility_head"] = has_vis
     result = {"config": config, "per_video": per_video, "mean": mean, "seconds": seconds}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -83,20 +83,41 @@ CONFIG_FILE = "config.json"
 # --------------------------------------------------------------------------------------------------
 
 
-def save_inference_checkpoint(directory: str, model, params) -> str:
-    """Writes ``params.msgpack`` + ``config.json`` (the simple inference format, module docstring)."""
+def save_inference_checkpoint(directory: str, model, params, extra: Optional[dict] = None) -> str:
+    """Writes ``params.msgpack`` + ``config.json`` (the simple inference format, module docstring).
+
+    Each file is written to a temporary name and renamed into place (atomic per file); ``extra``
+    (JSON-serialisable, e.g. how the weights were trained) is stored under ``"info"``.
+    """
     from flax import serialization
 
     os.makedirs(directory, exist_ok=True)
     fields = ("stride", "latent_dim", "corr_levels", "corr_radius", "use_attention", "attention_depth",
               "attention_heads", "attention_window", "drop_path_rate", "visibility_head")
     cfg = {k: getattr(model, k) for k in fields}
+    cfg["encoder_dims"] = [int(d) for d in model.encoder_dims]
+    cfg["update_channels"] = [int(d) for d in model.update_channels]
     cfg["dtype"] = np.dtype(model.dtype).name
-    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-        json.dump({"model": cfg}, f, indent=2)
-    with open(os.path.join(directory, PARAMS_FILE), "wb") as f:
-        f.write(serialization.to_bytes(params))
+    doc = {"model": cfg}
+    if extra:
+        doc["info"] = extra
+    params = jax_to_numpy(params)
+    for name, data in ((PARAMS_FILE, serialization.to_bytes(params)),
+                       (CONFIG_FILE, json.dumps(doc, indent=2).encode())):
+        path = os.path.join(directory, name)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
     return directory
+
+
+def jax_to_numpy(tree):
+    """Host numpy copy of a params tree (drops device placement / sharding)."""
+    import jax
+
+    return jax.tree_util.tree_map(lambda x: np.asarray(x), tree)
 
 
 def _load_msgpack_dir(directory: str):
@@ -285,6 +306,12 @@ def _subsample(n: int, max_points: Optional[int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
+def zero_motion_tracks(query_points: np.ndarray, num_frames: int) -> np.ndarray:
+    """The zero-motion baseline: every query stays at its (x, y) in all frames → ``[N, T, 2]``."""
+    q = np.asarray(query_points, np.float32)
+    return np.repeat(q[:, None, [2, 1]], num_frames, axis=1)
+
+
 def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: float,
                 max_points: Optional[int]) -> Optional[tuple[dict, int]]:
     video = rec["video"]
@@ -295,7 +322,11 @@ def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: fl
         return None
     trajs_g = rec["trajs"][:, keep]
     queries = np.stack([np.zeros(keep.size), trajs_g[0, :, 1], trajs_g[0, :, 0]], -1)
-    tracks, _, _ = track_queries(model, params, video, queries, resize_to=video.shape[1:3], **track_kw)
+    if model is None:  # zero-motion baseline
+        tracks = zero_motion_tracks(queries, video.shape[0])
+    else:
+        tracks, _, _ = track_queries(model, params, video, queries, resize_to=video.shape[1:3],
+                                     **track_kw)
     trajs_e = np.transpose(tracks, (1, 0, 2))[None]
     m = metrics_lib.pips_metrics(trajs_e, trajs_g[None], rec["valids"][:, keep][None],
                                  image_size=video.shape[1:3], survival_threshold=survival_threshold)
@@ -330,7 +361,11 @@ def _tapvid_video(v: dict, model, params, track_kw: dict, resolution, query_mode
         log.warning("%s: no queries; skipped", v["name"])
         return None
     q, target, occluded = v["query_points"][keep], v["target_points"][keep], v["occluded"][keep]
-    tracks, visible, _ = track_queries(model, params, v["video"], q, resize_to=resolution, **track_kw)
+    if model is None:  # zero-motion baseline: no occlusion prediction
+        tracks, visible = zero_motion_tracks(q, v["video"].shape[0]), None
+    else:
+        tracks, visible, _ = track_queries(model, params, v["video"], q, resize_to=resolution,
+                                           **track_kw)
     has_vis = visible is not None
     pred_occluded = ~visible if has_vis else np.zeros_like(occluded)
     m = metrics_lib.tapvid_metrics(q[None], occluded[None], target[None], pred_occluded[None],
@@ -369,6 +404,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
 
     Args:
       dataset: one of :data:`DATASETS`.
+      model, params: the tracker; ``model=None`` evaluates the zero-motion baseline (every query
+        stays where it is; no occlusion prediction).
       data_root: dataset path (see the module docstring); may be None for 'synthetic'.
       protocol: 'pips' or 'tapvid'.
       window, iters, carry: long-video tracking settings (PIPs++: 128 / 16 / 'pips2'; the paper's

@@ -152,13 +152,13 @@ def _label(image: np.ndarray, text: str) -> None:
 
 def contact_sheet(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | None = None, num: int = 6,
                   cols: int = 3, tail: int = 8, radius: int | None = None, cell_width: int | None = None,
-                  gap: int = 4) -> np.ndarray:
+                  gap: int = 4, colors: np.ndarray | None = None) -> np.ndarray:
     """A grid of ``num`` evenly spaced annotated frames, each labelled with its frame index.
 
     Frames are picked at ``round(linspace(0, T−1, num))`` (fewer when T < num), annotated as in
     :func:`draw_tracks` (only those frames are drawn), optionally resized to ``cell_width`` pixels
     wide, and laid out row-major in ``cols`` columns separated by ``gap`` black pixels; unused cells
-    stay black.
+    stay black. ``colors``: optional uint8 [N, 3] (default :func:`point_colors`).
 
     Returns:
       uint8 [rows·h + (rows−1)·gap, cols'·w + (cols'−1)·gap, 3] with cols' = min(cols, #frames).
@@ -171,7 +171,7 @@ def contact_sheet(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | 
     tracks, visible = _check_inputs(tracks, visible, frames.shape[0])
     size = frames.shape[1:3]
     radius = default_radius(size) if radius is None else int(radius)
-    colors = point_colors(tracks, visible, size)
+    colors = point_colors(tracks, visible, size) if colors is None else np.asarray(colors, np.uint8)
     indices = np.unique(np.round(np.linspace(0, frames.shape[0] - 1, num)).astype(int))
     cells = []
     for t in indices:

@@ -23,8 +23,9 @@ TRACK_PX_TOL = 1e-3
 LOSS_REL_TOL = 1e-4
 LAST_GRAD_REL_TOL = 1e-4
 DEEP_GRAD_REL_TOL = 5e-3
-# See test_parity_pips2.py. Every gradient tolerance is max(floor, 3 x our own measured
-# float32-vs-float64 difference). On this fixture one valid |P - G| component of the
+# See test_parity_pips2.py. Every gradient tolerance is max(floor, 3 x our own measured float32
+# noise), the noise being the larger of our float32-vs-float64 difference and our float32
+# rolled-vs-unrolled-refinement difference. On this fixture one valid |P - G| component of the
 # sequence loss is 7.6e-6 px, below float32 forward agreement (~1e-4 px), so the sign of the
 # L1 subgradient there is float32 noise: it moves even the last layer's gradient by 3e-3.
 F32_NOISE_FACTOR = 3.0
@@ -128,15 +129,21 @@ def test_parity_objprior_train_loss_and_grads(ref, models, tag):
         p64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params[tag])
         g64 = jax.jit(jax.grad(lambda p: _loss_fn(model, ref, jnp.float64)(p)[0]))(p64)
         g64 = jax.tree_util.tree_map(np.asarray, g64)
+    # Second float32 noise estimate: the same maths compiled differently (refinement loop rolled
+    # instead of unrolled) changes float32 rounding; the deep gradients move by percents.
+    rolled = model.clone(unroll_iters=False)
+    g_rolled = jax.jit(jax.grad(lambda p: _loss_fn(rolled, ref)(p)[0]))(params[tag])
     sd32 = state_dict_from_params(grads, model)
     sd64 = state_dict_from_params(g64, model)
+    sdr = state_dict_from_params(g_rolled, model)
     keys = [k[len(pre + "grad/"):] for k in ref if k.startswith(pre + "grad/")]
     assert keys, "fixture holds no gradients"
     for k in keys:
         r = ref[f"{pre}grad/{k}"]
         e = rel(sd32[k], r)
-        noise = rel(sd32[k], sd64[k])
+        noise = max(rel(sd32[k], sd64[k]), rel(sd32[k], sdr[k]))
         floor = LAST_GRAD_REL_TOL if k.startswith("delta_block.dense") else DEEP_GRAD_REL_TOL
         tol = max(floor, F32_NOISE_FACTOR * noise)
-        print(f"{tag} grad {k}: rel {e:.3e}, own f32-vs-f64 {noise:.3e}, tol {tol:.3e}")
+        print(f"{tag} grad {k}: rel {e:.3e}, own f32-vs-f64 {rel(sd32[k], sd64[k]):.3e}, "
+              f"rolled-vs-unrolled {rel(sd32[k], sdr[k]):.3e}, tol {tol:.3e}")
         assert e <= tol, k

@@ -56,9 +56,10 @@ def window_correlation(fmap: jnp.ndarray, coords: jnp.ndarray, templates: jnp.nd
     xi, fx, xin = _patch_indices(coords[:, 0], w, radius)  # [N, P]
     yi, fy, yin = _patch_indices(coords[:, 1], h, radius)
     patch = fmap[yi[:, :, None], xi[:, None, :]]  # [N, P(y), P(x), C]
-    scale = 1.0 / jnp.sqrt(jnp.asarray(c, jnp.float32))
+    adt = jnp.promote_types(patch.dtype, jnp.float32)
+    scale = 1.0 / jnp.sqrt(jnp.asarray(c, adt))
     corr = jnp.einsum("nyxc,knc->knyx", patch, templates.astype(patch.dtype),
-                      preferred_element_type=jnp.float32) * scale
+                      preferred_element_type=adt) * scale
     corr = corr * (yin[:, :, None] & xin[:, None, :]).astype(corr.dtype)
     fx = fx[None, :, None, None]
     fy = fy[None, :, None, None]
@@ -105,7 +106,7 @@ def sample_features_border(fmap: jnp.ndarray, coords: jnp.ndarray) -> jnp.ndarra
     y0 = y0.astype(jnp.int32)
     x1 = jnp.minimum(x0 + 1, w - 1)
     y1 = jnp.minimum(y0 + 1, h - 1)
-    f = fmap.astype(jnp.float32)
+    f = fmap.astype(jnp.promote_types(fmap.dtype, jnp.float32))
     top = f[y0, x0] * (1 - fx) + f[y0, x1] * fx
     bot = f[y1, x0] * (1 - fx) + f[y1, x1] * fx
     return (top * (1 - fy) + bot * fy).astype(fmap.dtype)

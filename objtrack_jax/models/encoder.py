@@ -8,12 +8,15 @@ InstanceNorms have eps 1e-5 and no affine parameters.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 from objtrack_jax.models.layers import Dtype, TorchConv, instance_norm, resize_bilinear_align_corners
 
 _SPATIAL = (1, 2)
+ENCODER_DIMS = (64, 96, 128, 128)
 
 
 class ResidualBlock(nn.Module):
@@ -41,15 +44,21 @@ class BasicEncoder(nn.Module):
     out_dim: int = 128
     stride: int = 8
     dtype: Dtype = jnp.float32
+    # Widths of the stem and the four stages (PIPs++: 64/96/128/128). Smaller widths give the
+    # reduced CPU-trainable model of the shipped weights; parameter names do not change.
+    dims: Sequence[int] = ENCODER_DIMS
 
     @nn.compact
     def __call__(self, x):
         n, h, w, _ = x.shape
         x = x.astype(self.dtype)
-        x = TorchConv(64, (7, 7), 2, self.dtype, name="conv1")(x)
+        dims = tuple(self.dims)
+        if len(dims) != 4:
+            raise ValueError(f"encoder dims must list the 4 stage widths, got {dims}")
+        x = TorchConv(dims[0], (7, 7), 2, self.dtype, name="conv1")(x)
         x = nn.relu(instance_norm(x, _SPATIAL))
         outs = []
-        for i, (feat, stride) in enumerate([(64, 1), (96, 2), (128, 2), (128, 2)]):
+        for i, (feat, stride) in enumerate(zip(dims, (1, 2, 2, 2))):
             x = ResidualBlock(feat, stride, self.dtype, name=f"layer{i + 1}_0")(x)
             x = ResidualBlock(feat, 1, self.dtype, name=f"layer{i + 1}_1")(x)
             outs.append(x)

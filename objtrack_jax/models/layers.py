@@ -17,12 +17,21 @@ import numpy as np
 Dtype = Any
 
 
+def acc_dtype(dtype) -> Any:
+    """Accumulation dtype for a compute dtype: at least float32 (bfloat16 → float32, float64 stays).
+
+    Parameters are created in float32; the float64 mode (``jax_enable_x64`` + ``dtype=float64``,
+    used to verify that distributed training matches single-device training exactly) casts them.
+    """
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def instance_norm(x: jnp.ndarray, axes: Sequence[int], eps: float = 1e-5) -> jnp.ndarray:
     """Normalises ``x`` per sample and channel over ``axes`` (biased variance, no affine).
 
-    Statistics are computed in float32 even for low-precision inputs.
+    Statistics are computed in float32 even for low-precision inputs (float64 stays float64).
     """
-    xf = x.astype(jnp.float32)
+    xf = x.astype(acc_dtype(x.dtype))
     mean = jnp.mean(xf, axis=tuple(axes), keepdims=True)
     var = jnp.mean(jnp.square(xf - mean), axis=tuple(axes), keepdims=True)
     return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax.models.layers import Dtype, TorchConv, instance_norm
+from objtrack_jax.models.layers import Dtype, TorchConv, acc_dtype, instance_norm
 
 UPDATE_CHANNELS = (128, 128, 256, 256, 512, 512, 1024, 1024)
 
@@ -20,7 +20,8 @@ def sincos_motion_embedding(flow: jnp.ndarray, dim: int) -> jnp.ndarray:
     ``[sin(x w), cos(x w), sin(y w), cos(y w), x, y]``.
     """
     k = dim // 4
-    freqs = jnp.asarray(1.0 / (10000.0 ** (np.arange(k, dtype=np.float64) / (k - 1))), jnp.float32)
+    freqs = jnp.asarray(1.0 / (10000.0 ** (np.arange(k, dtype=np.float64) / (k - 1))),
+                        jnp.promote_types(flow.dtype, jnp.float32))
     fx = flow[..., 0:1] * freqs
     fy = flow[..., 1:2] * freqs
     return jnp.concatenate([jnp.sin(fx), jnp.cos(fx), jnp.sin(fy), jnp.cos(fy), flow], axis=-1)
@@ -61,7 +62,7 @@ class DeltaBlock(nn.Module):
     """``[M, S, in]`` per-point time series → ``([M, S, 2], vis)``.
 
     The first output is the coordinate update (grid units). ``vis`` is ``[M, S]`` visibility
-    logits when ``visibility_head`` is set (a Dense on the last 1024-d features), else None.
+    logits when ``visibility_head`` is set (a Dense on the last block's features), else None.
     """
 
     hidden: int = 128
@@ -78,12 +79,13 @@ class DeltaBlock(nn.Module):
         x = nn.relu(x)
         bound = 1.0 / np.sqrt(x.shape[-1])
         init = nn.initializers.uniform(2 * bound)
-        dense = nn.Dense(2, dtype=jnp.float32, param_dtype=jnp.float32,
+        fdt = acc_dtype(self.dtype)
+        dense = nn.Dense(2, dtype=fdt, param_dtype=jnp.float32,
                          kernel_init=lambda k, s, d=jnp.float32: init(k, s, d) - bound,
                          bias_init=lambda k, s, d=jnp.float32: init(k, s, d) - bound,
                          name="dense")
-        x = x.astype(jnp.float32)
+        x = x.astype(fdt)
         vis = None
         if self.visibility_head:
-            vis = nn.Dense(1, name="vis_dense")(x)[..., 0]
+            vis = nn.Dense(1, dtype=fdt, name="vis_dense")(x)[..., 0]
         return dense(x), vis

@@ -344,6 +344,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     from data_pipelines import pipeline  # pylint: disable=import-outside-toplevel
 
     config = config.copy_and_resolve_references()
+    if str(config.model.get("dtype", "float32")) == "float64" and not jax.config.jax_enable_x64:
+        # The float64 verification mode (params, optimizer state and compute in float64).
+        logging.info("model.dtype=float64: enabling jax_enable_x64")
+        jax.config.update("jax_enable_x64", True)
     maybe_initialize_distributed(config)
     pipeline.hide_accelerators_from_tf()
     workdir = os.path.abspath(workdir)

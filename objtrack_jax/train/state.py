@@ -49,7 +49,9 @@ def make_init_fn(model: PIPsTracker, tx):
         k_params, k_train = jax.random.split(key)
         rgbs, trajs = _dummy_inputs(model)
         params = model.init(k_params, rgbs, trajs, iters=1)["params"]
-        params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+        # float32 parameters and optimizer state, except in the float64 verification mode.
+        pdt = jnp.float64 if jnp.dtype(model.dtype) == jnp.float64 else jnp.float32
+        params = jax.tree.map(lambda x: x.astype(pdt), params)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                           rng=k_train)
 
