@@ -3,8 +3,12 @@ bf16 compute (params and optimizer state stay fp32 in both).
 
 Each dtype runs in its own subprocess (so peak RSS, ``resource.getrusage``, is per dtype): it builds
 the jitted ``train_step`` from ``configs/objprior.py`` at a small size on a fixed synthetic batch,
-times the compile + first step, then the median of ``--steps`` further steps
-(``block_until_ready``). Prints one JSON object: the config, the machine and the results.
+times the compile, the first step, then the median of ``--steps`` further steps
+(``block_until_ready``). Memory: the process's peak RSS (includes XLA's compiler) and XLA's own
+buffer assignment for one step (``compiled.memory_analysis()``: arguments + outputs +
+temporaries - donated aliases),
+which is the device-memory figure on a GPU/TPU. Prints one JSON object: the config, the machine
+and the results.
 
     python benchmarks/bench_train_step.py                        # 128x128, S=8, N=32, B=1, iters 6
     python benchmarks/bench_train_step.py --size 256x256 --frames 8 --points 64 --steps 5
@@ -56,9 +60,14 @@ def _worker(args) -> dict:
     fn = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, schedule=sched, config=c),
                  donate_argnums=0)
     t0 = time.perf_counter()
-    state, metrics = fn(state, batch)
+    compiled = fn.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()  # XLA's buffer assignment for one step (device memory)
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
     first = time.perf_counter() - t0
+    fn = compiled
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -66,8 +75,15 @@ def _worker(args) -> dict:
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return dict(dtype=args.dtype, compile_and_first_step_s=first, step_s_median=statistics.median(times),
-                step_s_min=min(times), steps_timed=len(times), peak_rss_mib=rss_kib / 1024.0,
+    mib = lambda name: (getattr(mem, name, None) or 0) / 2**20 if mem is not None else None
+    return dict(dtype=args.dtype, compile_s=compile_s, first_step_s=first,
+                step_s_median=statistics.median(times), step_s_min=min(times),
+                steps_timed=len(times), peak_rss_mib=rss_kib / 1024.0,
+                xla_step_total_mib=(mib("argument_size_in_bytes") + mib("output_size_in_bytes")
+                                    + mib("temp_size_in_bytes") - mib("alias_size_in_bytes"))
+                if mem is not None else None,
+                xla_step_temp_mib=mib("temp_size_in_bytes"),
+                xla_step_arguments_mib=mib("argument_size_in_bytes"),
                 loss_last=float(metrics["loss"]), device=str(jax.devices()[0].device_kind),
                 num_params=state_lib.param_count(state.params))
 

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import ablation_attention_only, ablation_objectness_only, objprior, pips2_baseline
+from configs import (ablation_attention_only, ablation_objectness_only, common, objprior,
+                     pips2_baseline)
 from objtrack_jax.models.tracker import tracker_from_config
 from objtrack_jax.train import checkpoint as ckpt_lib
 from objtrack_jax.train import loop, optim
@@ -209,10 +210,12 @@ def test_non_finite_batch_is_caught(step_setup):
 
 
 def test_one_step_end_to_end(tmp_path, compile_cache):
-    """objprior (attention + objectness) tiny: data generated into the workdir, 1 step, checkpoint,
-    logs, final evaluation on the held-out synthetic split."""
+    """objprior (attention + objectness) tiny at the ``:cpu`` model widths (2 attention blocks):
+    data generated into the workdir, 1 step, checkpoint, logs, final evaluation on the held-out
+    synthetic split."""
     c = tiny(objprior, max_steps=1, tensorboard=True, **{"eval.at_end": True,
                                                          "eval.max_frames": 8})
+    c.model = common.apply_cpu(objprior.get_config()).model
     res = loop.train_and_evaluate(c, str(tmp_path))
     assert res["step"] == 1 and res["stopped_early"] is None
     for k in ("loss", "loss_seq", "loss_obj", "grad_norm", "param_norm", "lr", "steps_per_sec",

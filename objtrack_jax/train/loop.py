@@ -12,7 +12,8 @@ Readable on purpose (no callback framework). In order:
    position included) or created (abstractly first, then materialised replicated);
 5. ``jax.jit(train_step, donate_argnums=0)`` built once (XLA compiles one program per batch shape:
    with non-square crops the pipeline's x/y swap gives two);
-6. the loop: log every ``log_every`` steps (process 0: ``<workdir>/metrics.jsonl``, TensorBoard
+6. the loop: log every ``log_every`` steps (loss terms and gradient norm averaged over the steps
+   since the last log; process 0: ``<workdir>/metrics.jsonl``, TensorBoard
    under ``<workdir>/tensorboard`` when TensorFlow is importable, a tqdm bar with ETA), checkpoint
    every ``checkpoint.every_steps``, evaluate every ``eval_every`` steps on the held-out split.
 
@@ -52,6 +53,9 @@ from objtrack_jax.train import state as state_lib
 from objtrack_jax.train.step import select_batch, train_step
 
 log = logging.getLogger(__name__)
+
+# Logged as the value at the log step; every other train metric is the mean over the log window.
+LAST_VALUE_METRICS = ("lr", "param_norm")
 
 # --------------------------------------------------------------------------------------------------
 # Distributed setup and mesh
@@ -402,6 +406,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     step = start_step
     stop_every = max(1, int(config.distributed.stop_check_every))
     window_t0, window_steps, data_wait = time.perf_counter(), 0, 0.0
+    window_sums: dict[str, float] = {}  # loss terms and grad norm, summed over the log window
 
     def save(force=False):
         nonlocal last_saved
@@ -429,10 +434,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 window_steps += 1
                 metrics = {k: float(v) for k, v in to_host(metrics).items()}
                 check_finite(metrics, step)
+                for k, v in metrics.items():
+                    if k not in LAST_VALUE_METRICS:
+                        window_sums[k] = window_sums.get(k, 0.0) + v
                 if bar is not None:
                     bar.update(1)
                 if step % int(config.log_every) == 0 or step == end_step:
                     dt = time.perf_counter() - window_t0
+                    metrics.update({k: v / window_steps for k, v in window_sums.items()})
                     metrics["steps_per_sec"] = window_steps / max(dt, 1e-9)
                     metrics["data_wait_s"] = data_wait / window_steps
                     logger.write(step, metrics)
@@ -440,6 +449,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     if bar is not None:
                         bar.set_postfix(loss=f"{metrics['loss']:.4g}", lr=f"{metrics['lr']:.2e}")
                     window_t0, window_steps, data_wait = time.perf_counter(), 0, 0.0
+                    window_sums = {}
                 save()
                 if config.eval_every and step % int(config.eval_every) == 0 and step < max_steps:
                     result.update(run_eval())
