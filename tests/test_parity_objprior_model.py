@@ -104,13 +104,24 @@ def _loss_fn(model, ref, dtype=jnp.float32):
     return loss_fn
 
 
+@pytest.fixture(scope="module")
+def grad_fns(ref, models):
+    """The three jitted gradient programs, shared by both parameter sets (compiled once each)."""
+    model, _ = models
+    with jax.enable_x64(True):
+        loss64 = _loss_fn(model, ref, jnp.float64)
+    rolled = model.clone(unroll_iters=False)
+    return {"f32": jax.jit(jax.value_and_grad(_loss_fn(model, ref), has_aux=True)),
+            "f64": jax.jit(jax.grad(lambda p: loss64(p)[0])),
+            "rolled": jax.jit(jax.grad(lambda p: _loss_fn(rolled, ref)(p)[0]))}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tag", ["base", "pert"])
-def test_parity_objprior_train_loss_and_grads(ref, models, tag):
+def test_parity_objprior_train_loss_and_grads(ref, models, grad_fns, tag):
     model, params = models
     pre = "" if tag == "base" else "pert_"
-    loss_fn = _loss_fn(model, ref)
-    (loss, (terms, out)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params[tag])
+    (loss, (terms, out)), grads = grad_fns["f32"](params[tag])
     if tag == "base":
         assert np.abs(np.asarray(out.iterates) - ref["train_preds"]).max() <= TRACK_PX_TOL
         assert np.abs(np.asarray(out.tracks) - ref["train_pred_final"]).max() <= TRACK_PX_TOL
@@ -127,12 +138,10 @@ def test_parity_objprior_train_loss_and_grads(ref, models, tag):
 
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params[tag])
-        g64 = jax.jit(jax.grad(lambda p: _loss_fn(model, ref, jnp.float64)(p)[0]))(p64)
-        g64 = jax.tree_util.tree_map(np.asarray, g64)
+        g64 = jax.tree_util.tree_map(np.asarray, grad_fns["f64"](p64))
     # Second float32 noise estimate: the same maths compiled differently (refinement loop rolled
     # instead of unrolled) changes float32 rounding; the deep gradients move by percents.
-    rolled = model.clone(unroll_iters=False)
-    g_rolled = jax.jit(jax.grad(lambda p: _loss_fn(rolled, ref)(p)[0]))(params[tag])
+    g_rolled = grad_fns["rolled"](params[tag])
     sd32 = state_dict_from_params(grads, model)
     sd64 = state_dict_from_params(g64, model)
     sdr = state_dict_from_params(g_rolled, model)
