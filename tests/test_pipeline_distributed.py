@@ -56,7 +56,8 @@ def _worker(pid, port, root, out):
     saved["state_step"] = np.asarray(it.state()["step"])
     it.close()
     np.savez(os.path.join(out, f"proc{pid}.npz"), **saved)
-    multihost_utils.sync_global_devices("done")
+    # No sync_global_devices here: its per-local-device cross-process gloo groups intermittently
+    # hang at exit (see objtrack_jax.train.loop.gather_from_processes); shutdown() is a barrier.
     jax.distributed.shutdown()
 
 

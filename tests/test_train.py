@@ -128,6 +128,15 @@ def test_batch_size_and_launch_checks():
     assert loop.multiprocess_launch_detected({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"})
 
 
+def test_gather_from_processes_single_process():
+    mesh = loop.make_mesh(pips2_baseline.get_config())
+    out = loop.gather_from_processes(np.asarray([3, -4], np.int32), mesh)
+    assert out.shape == (1, 2) and out.dtype == np.int32
+    np.testing.assert_array_equal(out, [[3, -4]])
+    # (2 processes x 2 devices: exercised every step by the stop check of the 2x2 training run in
+    # test_train_distributed.py)
+
+
 def test_non_finite_message():
     with pytest.raises(FloatingPointError, match=r"grad_norm at step 7: .*loss=1\.5.*loss_seq=1\.5"):
         loop.check_finite({"loss": 1.5, "loss_seq": 1.5, "grad_norm": float("nan")}, 7)

@@ -142,17 +142,44 @@ def local_copy(tree):
     return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
+@functools.lru_cache(maxsize=None)
+def _replicate_fn(sharding: NamedSharding):
+    return jax.jit(lambda a: a, out_shardings=sharding)
+
+
+def gather_from_processes(x, mesh) -> np.ndarray:
+    """``[process_count, *x.shape]``: every process's host array ``x``, in process order.
+
+    A collective (every process must call it; it is also a barrier), done as one all-gather over
+    *all* devices of ``mesh``, the device group the train step's gradient all-reduce already uses.
+    ``multihost_utils.process_allgather`` / ``sync_global_devices`` on host values instead build
+    one cross-process group per local device; with gloo CPU collectives and several local devices
+    per process, creating those groups intermittently leaves a device thread stuck and the process
+    hangs at exit (measured, 2 processes x 2 CPU devices under load: 2 of 30 runs of
+    ``sync_global_devices`` hung, 0 of 40 with this). ``x`` must be 32-bit (or smaller) numeric.
+    """
+    x = np.asarray(x)
+    devices = mesh.devices.reshape(-1)
+    flat = jax.sharding.Mesh(devices, ("all",))
+    arr = jax.make_array_from_callback((len(devices),) + x.shape, NamedSharding(flat, P("all")),
+                                       lambda index: x[None])
+    full = np.asarray(_replicate_fn(NamedSharding(flat, P()))(arr).addressable_data(0))
+    first = {}
+    for i, d in enumerate(devices):
+        first.setdefault(d.process_index, i)
+    return np.stack([full[first[p]] for p in range(jax.process_count())])
+
+
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
 
 
-def prepare_data_root(config, workdir: str) -> str:
-    """``config.data.root`` or, when empty (source 'dir'), a synthetic tree in ``<workdir>``."""
+def prepare_data_root(config, workdir: str, mesh=None) -> str:
+    """``config.data.root`` or, when empty (source 'dir'), a synthetic tree in ``<workdir>``
+    (process 0 writes it; with several processes, ``mesh`` is needed for the barrier)."""
     if config.data.source != "dir" or config.data.root:
         return config.data.root
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-
     root = os.path.join(workdir, "synthetic")
     done = os.path.join(root, "DONE")
 
@@ -168,19 +195,21 @@ def prepare_data_root(config, workdir: str) -> str:
     if jax.process_index() == 0 and not os.path.exists(done):
         generate()
     if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("synthetic_data")
+        gather_from_processes(np.zeros(1, np.int32), mesh)  # barrier: process 0 has written
         if not os.path.exists(done):  # workdir not shared between hosts: generate locally
             generate()
     return root
 
 
-def _data_state_for_checkpoint(it) -> dict:
+def _data_state_for_checkpoint(it, mesh) -> dict:
     st = dict(it.state())
     if "raw_position" in st:  # streamed TFDS: one position per process
-        from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-        pos = np.asarray([st.pop("raw_position")], np.int64)
+        raw = int(st.pop("raw_position"))
+        pos = np.asarray([raw])
         if jax.process_count() > 1:
-            pos = np.asarray(multihost_utils.process_allgather(pos)).reshape(-1)
+            if not 0 <= raw < 2**31:
+                raise OverflowError(f"TFDS stream position {raw} does not fit in int32")
+            pos = gather_from_processes(np.asarray([raw], np.int32), mesh).reshape(-1)
         st["raw_positions"] = [int(p) for p in pos]
     return st
 
@@ -362,7 +391,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     check_batch_size(int(config.batch_size), mesh)
     batch_sharding = NamedSharding(mesh, P("data"))
     rep = state_lib.replicated(mesh)
-    config.data.root = prepare_data_root(config, workdir)
+    config.data.root = prepare_data_root(config, workdir, mesh)
 
     model = tracker_from_config(config.model)
     tx, schedule = optim_lib.make_optimizer(config)
@@ -412,7 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         nonlocal last_saved
         if last_saved == step:
             return
-        if ckpt.save(step, state, _data_state_for_checkpoint(it), force=force):
+        if ckpt.save(step, state, _data_state_for_checkpoint(it, mesh), force=force):
             last_saved = step
 
     def run_eval():
@@ -455,9 +484,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     result.update(run_eval())
                 stop = signals.received is not None
                 if jax.process_count() > 1 and step % stop_every == 0:
-                    from jax.experimental import multihost_utils  # pylint: disable=all
-                    flags = multihost_utils.process_allgather(np.asarray([int(stop)], np.int32))
-                    stop = bool(np.asarray(flags).any())
+                    stop = bool(gather_from_processes(np.asarray([int(stop)], np.int32), mesh).any())
                     if stop and signals.received is None:
                         signals.received = "SIGTERM"  # another process was told to stop
                 elif jax.process_count() > 1:
