@@ -86,7 +86,8 @@ def load_params(directory: str, step: Optional[int] = None) -> tuple[Any, int]:
     """Loads ``(params, step)`` from a checkpoint directory as host numpy arrays.
 
     Works with any device count (the saved shardings are ignored) and keeps the saved dtypes
-    (float64 too, without ``jax_enable_x64``): for inspection, tests and exporting. ``directory`` may be a workdir (its ``checkpoints/`` is used) or the checkpoint root.
+    (float64 too, without ``jax_enable_x64``): for inspection, tests and exporting.
+    ``directory`` may be a workdir (its ``checkpoints/`` is used) or the checkpoint root.
     """
     if os.path.isdir(os.path.join(directory, "checkpoints")):
         directory = os.path.join(directory, "checkpoints")

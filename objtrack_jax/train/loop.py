@@ -195,6 +195,9 @@ def prepare_data_root(config, workdir: str, mesh=None) -> str:
     if jax.process_index() == 0 and not os.path.exists(done):
         generate()
     if jax.process_count() > 1:
+        if mesh is None:
+            raise ValueError("prepare_data_root: with several processes, pass the training mesh "
+                             "(used for the barrier after process 0 writes the synthetic data)")
         gather_from_processes(np.zeros(1, np.int32), mesh)  # barrier: process 0 has written
         if not os.path.exists(done):  # workdir not shared between hosts: generate locally
             generate()
