@@ -220,24 +220,45 @@ def uninterrupted_params(tmp_path_factory, data_root, cache_dir):
     return params
 
 
+def _finalized_steps(workdir) -> list[int]:
+    """Steps whose checkpoint orbax has finalized (renamed from its temporary directory)."""
+    d = workdir / "checkpoints"
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if d.is_dir() else []
+
+
+def _resume_and_compare(work, data_root, cache_dir, stopped_at, uninterrupted_params):
+    logs = _finish([_launch(work, data_root, 2, cache_dir, KILL_FLAGS)])
+    assert (f"'start_step': {stopped_at}" in logs[0]
+            and f"'step': {KILL_STEPS}" in logs[0]), logs[0][-3000:]
+    b, step_b = ckpt_lib.load_params(str(work))
+    assert step_b == KILL_STEPS
+    jax.tree.map(np.testing.assert_array_equal, uninterrupted_params, b)
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_resume_after_kill_matches_uninterrupted(tmp_path, data_root, cache_dir, sig,
                                                  uninterrupted_params):
     """SIGTERM: the step in flight finishes, a final checkpoint is written, exit status 143.
-    SIGKILL (no chance to clean up, possibly in the middle of an asynchronous save): the rerun
-    resumes from the last complete checkpoint. Either way the resumed run ends bit-identical to
-    the uninterrupted one."""
+    SIGKILL (no chance to clean up): the rerun resumes from the last finalized checkpoint. Either
+    way the resumed run ends bit-identical to the uninterrupted one.
+
+    No race with the writer: the signal is sent only once the run has logged ``after`` steps AND
+    (SIGKILL) a finalized checkpoint is on disk, however slowly the machine runs."""
     work = tmp_path / "killed"
     proc = _launch(work, data_root, 2, cache_dir, KILL_FLAGS)
     metrics = work / "metrics.jsonl"
     after = 1 if sig == "SIGTERM" else 2  # logged steps before the signal
-    deadline = time.time() + 400
+    deadline = time.time() + 600
+    sent = False
     while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= after:
+        logged = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+        if logged >= after and (sig == "SIGTERM" or _finalized_steps(work)):
             proc.send_signal(getattr(signal, sig))
+            sent = True
             break
         time.sleep(0.02)
     log = _finish([proc])[0]
+    assert sent, f"the run ended before the signal could be sent:\n{log[-3000:]}"
     expected_rc = 143 if sig == "SIGTERM" else -signal.SIGKILL
     assert proc.returncode == expected_rc, (proc.returncode, log[-3000:])
     _, stopped_at = ckpt_lib.load_params(str(work))
@@ -246,9 +267,34 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, data_root, cache_dir,
     assert 1 <= stopped_at < KILL_STEPS, stopped_at
     if sig == "SIGTERM":
         assert "Traceback" not in log, log[-3000:]
-    logs = _finish([_launch(work, data_root, 2, cache_dir, KILL_FLAGS)])
-    assert (f"'start_step': {stopped_at}" in logs[0]
-            and f"'step': {KILL_STEPS}" in logs[0]), logs[0][-3000:]
-    b, step_b = ckpt_lib.load_params(str(work))
-    assert step_b == KILL_STEPS
-    jax.tree.map(np.testing.assert_array_equal, uninterrupted_params, b)
+    _resume_and_compare(work, data_root, cache_dir, stopped_at, uninterrupted_params)
+
+
+def test_sigkill_during_async_save_resumes_from_previous_checkpoint(
+        tmp_path, data_root, cache_dir, uninterrupted_params):
+    """SIGKILL while checkpoint 3 is being written (its data on disk in orbax's temporary
+    directory, not yet renamed): the rerun ignores the partial checkpoint, resumes from step 2
+    and ends bit-identical to the uninterrupted run. ``blocked_save_main.py`` holds the rename of
+    step 3 forever, so the kill lands mid-save deterministically."""
+    work = tmp_path / "mid_save"
+    marker = tmp_path / "save_of_3_blocked"
+    cmd = [sys.executable, os.path.join(HERE, "blocked_save_main.py"), "3", str(marker), "--",
+           "--config", os.path.join(ROOT, "configs", "pips2_baseline.py") + ":tiny",
+           "--workdir", str(work), f"--config.data.root={data_root}", *RUN_FLAGS, *KILL_FLAGS]
+    proc = subprocess.Popen(cmd, env=_env(2, cache_dir), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not marker.exists():
+        time.sleep(0.05)
+    blocked = marker.exists()
+    if blocked:
+        proc.send_signal(signal.SIGKILL)
+    log = _finish([proc])[0]
+    assert blocked, f"checkpoint 3 was never reached:\n{log[-3000:]}"
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, log[-3000:])
+    tmp_dir = marker.read_text()
+    assert os.path.isdir(tmp_dir) and os.listdir(tmp_dir), tmp_dir  # the partial save is there
+    assert _finalized_steps(work) == [1, 2]
+    _, stopped_at = ckpt_lib.load_params(str(work))
+    assert stopped_at == 2
+    _resume_and_compare(work, data_root, cache_dir, 2, uninterrupted_params)

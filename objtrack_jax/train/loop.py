@@ -471,6 +471,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         window_sums[k] = window_sums.get(k, 0.0) + v
                 if bar is not None:
                     bar.update(1)
+                # Save before logging: a logged step's checkpoint is at least being written, and
+                # (orbax finishes the previous save first) every earlier one is on disk.
+                save()
                 if step % int(config.log_every) == 0 or step == end_step:
                     dt = time.perf_counter() - window_t0
                     metrics.update({k: v / window_steps for k, v in window_sums.items()})
@@ -482,7 +485,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         bar.set_postfix(loss=f"{metrics['loss']:.4g}", lr=f"{metrics['lr']:.2e}")
                     window_t0, window_steps, data_wait = time.perf_counter(), 0, 0.0
                     window_sums = {}
-                save()
                 if config.eval_every and step % int(config.eval_every) == 0 and step < max_steps:
                     result.update(run_eval())
                 stop = signals.received is not None
