@@ -33,6 +33,7 @@ from __future__ import annotations
 import ml_collections
 
 from data_pipelines import pipeline
+from objtrack_jax.models.tracker import tracker_config
 
 placeholder = ml_collections.config_dict.placeholder
 
@@ -50,20 +51,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.progress_bar = True
     c.tensorboard = True
 
-    m = c.model = ml_collections.ConfigDict()
-    m.stride = 8
-    m.latent_dim = 128
-    m.corr_levels = 4
-    m.corr_radius = 3
-    m.use_attention = False
-    m.attention_depth = 6
-    m.attention_heads = 8
-    m.attention_window = 7
-    m.drop_path_rate = 0.2
-    m.visibility_head = False
-    m.dtype = "float32"  # 'float32' | 'bfloat16' (compute only) | 'float64' (all, for verification)
-    m.encoder_dims = (64, 96, 128, 128)  # stem/stage widths of the encoder (PIPs++)
-    m.update_channels = (128, 128, 256, 256, 512, 512, 1024, 1024)  # 1D-ResNet block widths
+    # Every PIPsTracker field with its default (models/tracker.py is the one list of them):
+    # stride, latent_dim, corr_levels, corr_radius, use_attention, attention_depth/heads/window,
+    # drop_path_rate, visibility_head, dtype ('float32' | 'bfloat16' (compute only) | 'float64'
+    # (all, for verification)), encoder_dims (stem/stage widths, PIPs++ 64/96/128/128),
+    # update_channels (1D-ResNet block widths), unroll_iters, encode_chunk.
+    c.model = ml_collections.ConfigDict(
+        {k: tuple(v) if isinstance(v, list) else v for k, v in tracker_config().items()})
 
     lo = c.loss = ml_collections.ConfigDict()
     lo.alpha = 0.0  # objectness weight (paper: 0.5/3)

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 def load_pretrained(name: str = "objprior_synth"):
     """``(model, params, info)`` of the weights shipped with the package (see
-    :mod:`objtrack_jax.pretrained`)."""
-    from objtrack_jax.pretrained import load_pretrained as _load
+    :mod:`objtrack_jax.model_io`)."""
+    from objtrack_jax.model_io import load_pretrained as _load
 
     return _load(name)

@@ -42,7 +42,7 @@ def convert_main(argv: Optional[Sequence[str]] = None) -> dict:
                    help="expected architecture (error if the checkpoint is another one)")
     args = p.parse_args(argv)
     from objtrack_jax.convert.pips2 import load_torch_checkpoint
-    from objtrack_jax.evaluation import save_inference_checkpoint
+    from objtrack_jax.model_io import save_inference_checkpoint
 
     t0 = time.time()
     model, params, info = load_torch_checkpoint(args.checkpoint)

@@ -8,10 +8,9 @@
   (:func:`objtrack_jax.tracking.track_queries`), writes an annotated mp4, an ``.npz`` with the
   tracks, and a PNG contact sheet, and prints timings.
 
-``--checkpoint`` accepts anything :func:`objtrack_jax.evaluation.load_model` reads (a PyTorch
+``--checkpoint`` accepts anything :func:`objtrack_jax.model_io.load_model` reads (a PyTorch
 ``.pth`` file or a folder of ``model-<step>.pth``, a ``params.msgpack`` + ``config.json`` folder, a
-training workdir with ``config.json`` + ``checkpoints/``). Without it,
-``objtrack_jax.load_pretrained()`` is used when the package provides it.
+training workdir with ``config.json`` + ``checkpoints/``); without it the shipped weights are used.
 """
 
 from __future__ import annotations
@@ -37,18 +36,11 @@ def _parse_hw(text: str) -> tuple[int, int]:
 
 
 def _load(parser: argparse.ArgumentParser, checkpoint: Optional[str]):
-    """(model, params, info) from --checkpoint, or the shipped weights when they exist."""
-    if checkpoint is None:
-        import objtrack_jax
+    """(model, params, info) from --checkpoint, or the shipped weights without it."""
+    from objtrack_jax import model_io
 
-        loader = getattr(objtrack_jax, "load_pretrained", None)
-        if loader is None:
-            parser.error("no shipped weights are available yet: pass --checkpoint (a PyTorch .pth "
-                         "file or folder, or a params.msgpack + config.json folder)")
-        out = loader()
-        return out if len(out) == 3 else (*out, {"architecture": "pretrained"})
     try:
-        return evaluation.load_model(checkpoint)
+        return model_io.load_model(checkpoint)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
 

@@ -37,20 +37,12 @@ TAP-Vid protocol (``protocol='tapvid'``):
   are always reported. ``occlusion_accuracy``, ``jaccard_δ`` and ``average_jaccard`` need
   predicted occlusion: they are ``None`` ("n/a") unless the model has a visibility head.
 
-Checkpoints (:func:`load_model`): a PyTorch ``.pth`` file or a directory of ``model-<step>.pth``
-files (PIPs++ / object-prior layouts); a training workdir (``<workdir>/config.json`` with a
-``model`` section, orbax checkpoints in ``<workdir>/checkpoints/<step>``, latest step used; the
-``checkpoints`` folder itself works too), read with ``objtrack_jax.train.checkpoint.load_params``;
-or a simple inference directory written by :func:`save_inference_checkpoint`::
-
-    <dir>/params.msgpack   flax.serialization.to_bytes(params)
-    <dir>/config.json      {"model": {...PIPsTracker fields, see tracker_from_config...}}
+Checkpoints are read by :mod:`objtrack_jax.model_io`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -74,132 +66,6 @@ TAPVID_OCCLUSION_KEYS = ("occlusion_accuracy", *(f"jaccard_{d}" for d in metrics
                          "average_jaccard")
 _TAPVID_FILES = {"tapvid_davis": "tapvid_davis.pkl", "tapvid_rgb_stacking": "tapvid_rgb_stacking.pkl"}
 _FRAME_BATCH = 64  # frames read (and resized) at a time, to bound peak memory on long sequences
-PARAMS_FILE = "params.msgpack"
-CONFIG_FILE = "config.json"
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
-def save_inference_checkpoint(directory: str, model, params, extra: Optional[dict] = None) -> str:
-    """Writes ``params.msgpack`` + ``config.json`` (the simple inference format, module docstring).
-
-    Each file is written to a temporary name and renamed into place (atomic per file); ``extra``
-    (JSON-serialisable, e.g. how the weights were trained) is stored under ``"info"``.
-    """
-    from flax import serialization
-
-    os.makedirs(directory, exist_ok=True)
-    fields = ("stride", "latent_dim", "corr_levels", "corr_radius", "use_attention", "attention_depth",
-              "attention_heads", "attention_window", "drop_path_rate", "visibility_head")
-    cfg = {k: getattr(model, k) for k in fields}
-    cfg["encoder_dims"] = [int(d) for d in model.encoder_dims]
-    cfg["update_channels"] = [int(d) for d in model.update_channels]
-    cfg["dtype"] = np.dtype(model.dtype).name
-    doc = {"model": cfg}
-    if extra:
-        doc["info"] = extra
-    params = jax_to_numpy(params)
-    for name, data in ((PARAMS_FILE, serialization.to_bytes(params)),
-                       (CONFIG_FILE, json.dumps(doc, indent=2).encode())):
-        path = os.path.join(directory, name)
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(path + ".tmp", path)
-    return directory
-
-
-def jax_to_numpy(tree):
-    """Host numpy copy of a params tree (drops device placement / sharding)."""
-    import jax
-
-    return jax.tree_util.tree_map(lambda x: np.asarray(x), tree)
-
-
-def _load_msgpack_dir(directory: str):
-    import jax
-    import jax.numpy as jnp
-    from flax import serialization
-
-    from objtrack_jax.convert.pips2 import abstract_params
-    from objtrack_jax.models.tracker import tracker_from_config
-
-    with open(os.path.join(directory, CONFIG_FILE)) as f:
-        cfg = json.load(f)
-    model = tracker_from_config(cfg.get("model", cfg))
-    with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
-        raw = serialization.msgpack_restore(f.read())
-    target = abstract_params(model)
-    try:
-        params = serialization.from_state_dict(target, raw)
-        want = jax.tree_util.tree_map(lambda x: tuple(x.shape), target)
-        got = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
-        if want != got:
-            raise ValueError("parameter shapes differ from the model's")
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{directory}: {PARAMS_FILE} does not match the model in {CONFIG_FILE} "
-                         f"({e})") from e
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    return model, params, {"architecture": "msgpack", "config": cfg.get("model", cfg)}
-
-
-def load_model(checkpoint: str):
-    """Loads ``(model, params, info)`` from a checkpoint path (module docstring lists the formats)."""
-    path = os.fspath(checkpoint)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, PARAMS_FILE)):
-        if not os.path.exists(os.path.join(path, CONFIG_FILE)):
-            raise FileNotFoundError(f"{path}: has {PARAMS_FILE} but no {CONFIG_FILE} describing the model")
-        return _load_msgpack_dir(path)
-    is_torch = path.endswith(".pth") or (
-        os.path.isdir(path) and any(n.startswith("model-") and n.endswith(".pth") for n in os.listdir(path)))
-    if is_torch:
-        from objtrack_jax.convert.pips2 import load_torch_checkpoint
-
-        return load_torch_checkpoint(path)
-    if os.path.isdir(path) and _is_training_dir(path):
-        return _load_training_dir(path)
-    raise ValueError(
-        f"{path}: not a recognised checkpoint. Expected a PyTorch .pth file, a directory of "
-        f"model-<step>.pth files, a directory with {PARAMS_FILE} + {CONFIG_FILE}, or a training "
-        f"workdir (<workdir>/{CONFIG_FILE} + <workdir>/checkpoints/<step>/).")
-
-
-def _is_training_dir(path: str) -> bool:
-    """A training workdir (has ``checkpoints/``) or its orbax root (has numeric step folders)."""
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        return True
-    return any(n.isdigit() and os.path.isdir(os.path.join(path, n)) for n in os.listdir(path))
-
-
-def _load_training_dir(path: str, step: Optional[int] = None):
-    """Params of the latest (or ``step``) orbax checkpoint of a training run; the model from the
-    run's ``config.json`` (its ``model`` section), looked up in ``path`` and its parent."""
-    import jax
-    import jax.numpy as jnp
-
-    from objtrack_jax.models.tracker import tracker_from_config
-    from objtrack_jax.train import checkpoint as train_checkpoint
-
-    cfg_path = next((c for c in (os.path.join(path, CONFIG_FILE),
-                                 os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_FILE))
-                     if os.path.exists(c)), None)
-    if cfg_path is None:
-        raise ValueError(f"{path}: training checkpoint without a {CONFIG_FILE} (expected in the "
-                         "workdir, next to checkpoints/) to say which model it holds")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    model_cfg = cfg.get("model", cfg)
-    model = tracker_from_config(model_cfg)
-    params, step = train_checkpoint.load_params(path, step)
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    return model, params, {"architecture": "train_checkpoint", "step": int(step),
-                           "config": model_cfg}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 
 import objtrack_jax
-from objtrack_jax import evaluation, pretrained
+from objtrack_jax import evaluation, model_io
 from objtrack_jax.models.tracker import tracker_from_config
 
 
 def test_load_pretrained_shapes_and_info():
-    assert "objprior_synth" in pretrained.available()
+    assert "objprior_synth" in model_io.available()
     model, params, info = objtrack_jax.load_pretrained()
     assert info["name"] == "objprior_synth" and model.use_attention
     assert tuple(model.encoder_dims) == (32, 48, 64, 64)
     n = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(params))
     assert 1_000_000 < n < 25_000_000  # well under the 100 MB budget in float32
-    with open(os.path.join(pretrained.weights_path(), "config.json")) as f:
+    with open(os.path.join(model_io.weights_path(), "config.json")) as f:
         doc = json.load(f)
     held = doc["info"]["heldout_test_pips_protocol"]
     assert held["model"]["d_avg"] > held["zero_motion"]["d_avg"] + 5

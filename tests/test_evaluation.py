@@ -1,4 +1,4 @@
-"""evaluate() under both protocols, checkpoint loading, and the eval/track CLI entry points.
+"""evaluate() under both protocols and the eval/track CLI entry points.
 
 Tiny: synthetic sequences of 6 frames at 128x128, a 7-frame TAP-Vid-DAVIS pickle written here, 4-frame
 windows, 1 refinement iteration, at most 8 points per video.
@@ -13,10 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-import objtrack_jax
 from conftest import PIPS2_REF_DIR, require_path
 from data_pipelines import synthetic
-from objtrack_jax import cli_eval, evaluation
+from objtrack_jax import cli_eval, evaluation, model_io
 from objtrack_jax.convert.pips2 import abstract_params, load_torch_checkpoint
 from objtrack_jax.metrics import PIPS_KEYS, TAPVID_KEYS
 from objtrack_jax.video_io import read_video, write_video
@@ -116,39 +115,6 @@ def test_visibility_head_reports_jaccard(tracker, davis_pickle):
     assert all(isinstance(rows[0][k], float) for k in TAPVID_KEYS)
 
 
-def test_load_model_formats(tmp_path, tracker):
-    model, params = tracker
-    loaded, loaded_params, info = evaluation.load_model(PIPS2_REF_DIR)
-    assert info["architecture"] == "pips2" and loaded == model
-    ckpt = evaluation.save_inference_checkpoint(str(tmp_path / "ckpt"), model, params)
-    m2, p2, info2 = evaluation.load_model(ckpt)
-    assert m2 == model and info2["architecture"] == "msgpack"
-    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(p2)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    with pytest.raises(FileNotFoundError):
-        evaluation.load_model(str(tmp_path / "missing"))
-    os.makedirs(tmp_path / "empty")
-    with pytest.raises(ValueError, match="not a recognised checkpoint"):
-        evaluation.load_model(str(tmp_path / "empty"))
-
-
-def test_load_model_training_workdir(tmp_path, tracker):
-    """A training workdir: <workdir>/config.json + orbax checkpoints/<step> (train/checkpoint.py)."""
-    train_checkpoint = pytest.importorskip("objtrack_jax.train.checkpoint")
-    model, params = tracker
-    workdir = tmp_path / "run"
-    ckpt = train_checkpoint.Checkpointer(str(workdir / "checkpoints"), every_steps=1, async_save=False)
-    ckpt.save(7, {"params": params, "step": np.int32(7)}, {"step": 7}, force=True)
-    ckpt.close()
-    evaluation.save_inference_checkpoint(str(tmp_path / "tmpcfg"), model, params)
-    os.replace(tmp_path / "tmpcfg" / "config.json", workdir / "config.json")
-    for path in (workdir, workdir / "checkpoints"):
-        m2, p2, info = evaluation.load_model(str(path))
-        assert m2 == model and info["step"] == 7
-        a, b = jax.tree_util.tree_leaves(params)[0], jax.tree_util.tree_leaves(p2)[0]
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
 def test_evaluate_rejects_bad_arguments(tracker, tmp_path):
     model, params = tracker
     with pytest.raises(ValueError, match="unknown dataset"):
@@ -195,10 +161,10 @@ def test_track_main_writes_outputs(tmp_path, capsys):
 
 
 def test_cli_without_checkpoint_errors_clearly(monkeypatch, capsys, tmp_path):
-    monkeypatch.delattr(objtrack_jax, "load_pretrained", raising=False)
+    monkeypatch.setattr(model_io, "WEIGHTS_DIR", str(tmp_path / "no_weights"))
     with pytest.raises(SystemExit):
         cli_eval.track_main([str(tmp_path / "video.mp4"), "--out", str(tmp_path / "o.mp4")])
-    assert "no shipped weights are available yet" in capsys.readouterr().err
+    assert "no shipped weights named" in capsys.readouterr().err
 
 
 def test_eval_main_synthetic(tmp_path, synth_root, capsys):

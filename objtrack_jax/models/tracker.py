@@ -14,6 +14,7 @@ starts from ``stop_gradient(coords)``, so only the coordinates are cut from the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
@@ -94,6 +95,9 @@ class PIPsTracker(nn.Module):
     # encoder's activation memory on long windows; under jax.grad use 0 (XLA:CPU runs conv
     # gradients slowly inside loops, see refine).
     encode_chunk: int = 0
+    # Bound (MiB) on the correlation's gathered 8x8 patches (all levels) held at once: point-frames
+    # go through a lax.map in chunks of that size (same arithmetic). 0: all at once.
+    corr_chunk_mb: int = 64
 
     def setup(self):
         self.fnet = BasicEncoder(out_dim=self.latent_dim, stride=self.stride, dtype=self.dtype,
@@ -157,6 +161,7 @@ class PIPsTracker(nn.Module):
         idx4 = np.maximum(t - 4, 0)
         radius = self.corr_radius
         latent = self.latent_dim
+        chunk_bytes = int(self.corr_chunk_mb) << 20
 
         def body(delta_block, carry, itr, bc):
             coords, _, _, _ = carry
@@ -166,7 +171,8 @@ class PIPsTracker(nn.Module):
             first = itr == 0
             f2 = jnp.where(first, f2_0, sampled[:, idx2])
             f4 = jnp.where(first, f4_0, sampled[:, idx4])
-            corr = pyramid_correlation(pyr, coords, jnp.stack([f1, f2, f4]), radius)
+            corr = pyramid_correlation(pyr, coords, jnp.stack([f1, f2, f4]), radius,
+                                       chunk_bytes)
             motion = motion_features(coords, latent)
             x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, N, 718]
             n = x.shape[2]
@@ -204,21 +210,59 @@ class PIPsTracker(nn.Module):
         return self.refine(fmaps, trajs_e0, iters, feat_init)
 
 
+# The model's hyperparameters are the dataclass fields of PIPsTracker, and only those: exported
+# weights (model_io.save_inference_checkpoint), loaded checkpoints and the training configs
+# (configs/common.py) all go through the two functions below, so a new field cannot be dropped.
+_MODULE_FIELDS = ("parent", "name")  # flax.linen bookkeeping, not hyperparameters
+_DTYPES = ("float32", "bfloat16", "float64")
+
+
+def tracker_fields() -> tuple[str, ...]:
+    """Names of the :class:`PIPsTracker` hyperparameters (its dataclass fields), in order."""
+    return tuple(f.name for f in dataclasses.fields(PIPsTracker) if f.name not in _MODULE_FIELDS)
+
+
+def _plain(value):
+    """A JSON-friendly copy of a field value: tuples of ints as lists, dtypes by name."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return np.dtype(value).name
+
+
+def tracker_config(model: Optional[PIPsTracker] = None) -> dict:
+    """Every hyperparameter of ``model`` (default: a default ``PIPsTracker``) as a JSON-friendly
+    dict (``dtype`` by name, widths as lists); :func:`tracker_from_config` inverts it."""
+    model = PIPsTracker() if model is None else model
+    return {k: _plain(getattr(model, k)) for k in tracker_fields()}
+
+
 def tracker_from_config(cfg: Any) -> PIPsTracker:
-    """Builds a :class:`PIPsTracker` from a ``model`` ConfigDict (or dict)."""
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
-    dtype = get("dtype", "float32")
-    if str(dtype) not in ("float32", "bfloat16", "float64"):
+    """Builds a :class:`PIPsTracker` from a ``model`` ConfigDict or dict (missing keys: the class
+    defaults; unknown keys: ``ValueError`` naming them)."""
+    cfg = dict(cfg.items()) if hasattr(cfg, "items") else dict(vars(cfg))
+    fields = tracker_fields()
+    unknown = sorted(set(cfg) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown model setting(s) {unknown}; PIPsTracker has {list(fields)}")
+    dtype = cfg.get("dtype", "float32")
+    dtype = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    if dtype not in _DTYPES:
         raise ValueError(f"model.dtype must be 'float32', 'bfloat16' or 'float64', got {dtype!r}")
-    if str(dtype) == "float64" and not jax.config.jax_enable_x64:
+    if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1 (or "
                          "jax.config.update('jax_enable_x64', True) before creating arrays)")
-    return PIPsTracker(
-        stride=get("stride", 8), latent_dim=get("latent_dim", 128),
-        corr_levels=get("corr_levels", 4), corr_radius=get("corr_radius", 3),
-        use_attention=get("use_attention", False), attention_depth=get("attention_depth", 6),
-        attention_heads=get("attention_heads", 8), attention_window=get("attention_window", 7),
-        drop_path_rate=get("drop_path_rate", 0.2), visibility_head=get("visibility_head", False),
-        dtype=jnp.dtype(dtype),
-        encoder_dims=tuple(int(d) for d in (get("encoder_dims", None) or ENCODER_DIMS)),
-        update_channels=tuple(int(d) for d in (get("update_channels", None) or UPDATE_CHANNELS)))
+    kwargs = {}
+    for f in dataclasses.fields(PIPsTracker):
+        if f.name not in cfg or f.name in _MODULE_FIELDS:
+            continue
+        value = cfg[f.name]
+        if f.name == "dtype":
+            value = jnp.dtype(dtype)
+        elif isinstance(f.default, tuple):  # widths: None means the default
+            value = f.default if value is None else tuple(int(d) for d in value)
+        kwargs[f.name] = value
+    return PIPsTracker(**kwargs)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Optional
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
+
+# The read-only loader lives with the rest of the weight I/O; re-exported for existing callers.
+from objtrack_jax.model_io import load_params  # noqa: F401  pylint: disable=unused-import
 
 
 class Checkpointer:
@@ -80,34 +81,3 @@ def restore_or_init(checkpointer: Checkpointer, abstract_state,
         return init_fn(), {}, None
     state, data_state = checkpointer.restore(abstract_state, step)
     return state, data_state, step
-
-
-def load_params(directory: str, step: Optional[int] = None) -> tuple[Any, int]:
-    """Loads ``(params, step)`` from a checkpoint directory as host numpy arrays.
-
-    Works with any device count (the saved shardings are ignored) and keeps the saved dtypes
-    (float64 too, without ``jax_enable_x64``): for inspection, tests and exporting.
-    ``directory`` may be a workdir (its ``checkpoints/`` is used) or the checkpoint root.
-    """
-    if os.path.isdir(os.path.join(directory, "checkpoints")):
-        directory = os.path.join(directory, "checkpoints")
-    mngr = ocp.CheckpointManager(
-        os.path.abspath(directory),
-        item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
-    try:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
-        meta = mngr.item_metadata(step)["state"]
-        dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        # 64-bit types on for the restore only: float64 checkpoints (model.dtype='float64') come
-        # back as saved instead of being silently rounded to float32; other dtypes are unchanged.
-        with jax.enable_x64(True):
-            target = jax.tree.map(
-                lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dev), meta,
-                is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
-            out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-            params = jax.tree.map(np.asarray, out.state["params"])
-    finally:
-        mngr.close()
-    return params, int(step)

@@ -1,0 +1,229 @@
+"""Reading and writing model weights: the one home of checkpoint I/O.
+
+:func:`load_model` returns ``(model, params, info)`` from any of:
+
+* nothing (``checkpoint=None``): the weights shipped in ``objtrack_jax/weights/<name>/``
+  (:func:`load_pretrained`; trained by this project on its synthetic data);
+* a PyTorch ``.pth`` file, or a directory of ``model-<step>.pth`` files (highest step), in the
+  PIPs++ or object-prior layout (:mod:`objtrack_jax.convert.pips2`, no torch needed);
+* a training workdir (``<workdir>/config.json`` with a ``model`` section, orbax checkpoints in
+  ``<workdir>/checkpoints/<step>``, latest step used; the ``checkpoints`` folder itself works too),
+  read with :func:`load_params`;
+* an inference directory written by :func:`save_inference_checkpoint`::
+
+    <dir>/params.msgpack   flax.serialization.to_bytes(params)
+    <dir>/config.json      {"model": tracker_config(model), "info": {...optional...}}
+
+The model's hyperparameters are written and read only through
+:func:`objtrack_jax.models.tracker.tracker_config` / ``tracker_from_config`` (the dataclass fields of
+``PIPsTracker``), so every field survives a save/load round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+PARAMS_FILE = "params.msgpack"
+CONFIG_FILE = "config.json"
+DEFAULT_WEIGHTS = "objprior_synth"
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inference checkpoints (params.msgpack + config.json)
+# --------------------------------------------------------------------------------------------------
+
+
+def to_numpy(tree):
+    """Host numpy copy of a params tree (drops device placement / sharding)."""
+    import jax
+
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def save_inference_checkpoint(directory: str, model, params, extra: Optional[dict] = None) -> str:
+    """Writes ``params.msgpack`` + ``config.json`` (module docstring); returns ``directory``.
+
+    Each file is written to a temporary name and renamed into place (atomic per file); ``extra``
+    (JSON-serialisable, e.g. how the weights were trained) is stored under ``"info"``.
+    """
+    from flax import serialization
+
+    from objtrack_jax.models.tracker import tracker_config
+
+    os.makedirs(directory, exist_ok=True)
+    doc = {"model": tracker_config(model)}
+    if extra:
+        doc["info"] = extra
+    for name, data in ((PARAMS_FILE, serialization.to_bytes(to_numpy(params))),
+                       (CONFIG_FILE, json.dumps(doc, indent=2).encode())):
+        path = os.path.join(directory, name)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+    return directory
+
+
+def _load_msgpack_dir(directory: str):
+    import jax
+    import jax.numpy as jnp
+    from flax import serialization
+
+    from objtrack_jax.convert.pips2 import abstract_params
+    from objtrack_jax.models.tracker import tracker_from_config
+
+    with open(os.path.join(directory, CONFIG_FILE)) as f:
+        cfg = json.load(f)
+    model_cfg = cfg.get("model", cfg)
+    model = tracker_from_config(model_cfg)
+    with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
+        raw = serialization.msgpack_restore(f.read())
+    target = abstract_params(model)
+    try:
+        params = serialization.from_state_dict(target, raw)
+        want = jax.tree_util.tree_map(lambda x: tuple(x.shape), target)
+        got = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
+        if want != got:
+            raise ValueError("parameter shapes differ from the model's")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{directory}: {PARAMS_FILE} does not match the model in {CONFIG_FILE} "
+                         f"({e})") from e
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    return model, params, {"architecture": "msgpack", "config": model_cfg}
+
+
+# --------------------------------------------------------------------------------------------------
+# Training workdirs (orbax), read-only
+# --------------------------------------------------------------------------------------------------
+
+
+def load_params(directory: str, step: Optional[int] = None) -> tuple[Any, int]:
+    """Loads ``(params, step)`` from a training checkpoint directory as host numpy arrays.
+
+    Works with any device count (the saved shardings are ignored) and keeps the saved dtypes
+    (float64 too, without ``jax_enable_x64``): for inspection, tests and exporting.
+    ``directory`` may be a workdir (its ``checkpoints/`` is used) or the checkpoint root.
+    """
+    import jax
+    import orbax.checkpoint as ocp
+
+    if os.path.isdir(os.path.join(directory, "checkpoints")):
+        directory = os.path.join(directory, "checkpoints")
+    mngr = ocp.CheckpointManager(
+        os.path.abspath(directory),
+        item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
+    try:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {directory}")
+        meta = mngr.item_metadata(step)["state"]
+        dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        # 64-bit types on for the restore only: float64 checkpoints (model.dtype='float64') come
+        # back as saved instead of being silently rounded to float32; other dtypes are unchanged.
+        with jax.enable_x64(True):
+            target = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dev), meta,
+                is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+            out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+            params = jax.tree.map(np.asarray, out.state["params"])
+    finally:
+        mngr.close()
+    return params, int(step)
+
+
+def _is_training_dir(path: str) -> bool:
+    """A training workdir (has ``checkpoints/``) or its orbax root (has numeric step folders)."""
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return True
+    return any(n.isdigit() and os.path.isdir(os.path.join(path, n)) for n in os.listdir(path))
+
+
+def _load_training_dir(path: str, step: Optional[int] = None):
+    """Params of the latest (or ``step``) orbax checkpoint of a training run; the model from the
+    run's ``config.json`` (its ``model`` section), looked up in ``path`` and its parent."""
+    import jax
+    import jax.numpy as jnp
+
+    from objtrack_jax.models.tracker import tracker_from_config
+
+    cfg_path = next((c for c in (os.path.join(path, CONFIG_FILE),
+                                 os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_FILE))
+                     if os.path.exists(c)), None)
+    if cfg_path is None:
+        raise ValueError(f"{path}: training checkpoint without a {CONFIG_FILE} (expected in the "
+                         "workdir, next to checkpoints/) to say which model it holds")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    model_cfg = cfg.get("model", cfg)
+    model = tracker_from_config(model_cfg)
+    params, step = load_params(path, step)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    return model, params, {"architecture": "train_checkpoint", "step": int(step),
+                           "config": model_cfg}
+
+
+# --------------------------------------------------------------------------------------------------
+# Shipped weights
+# --------------------------------------------------------------------------------------------------
+
+
+def available() -> list[str]:
+    """Names of the shipped weight sets."""
+    if not os.path.isdir(WEIGHTS_DIR):
+        return []
+    return sorted(n for n in os.listdir(WEIGHTS_DIR)
+                  if os.path.isfile(os.path.join(WEIGHTS_DIR, n, PARAMS_FILE)))
+
+
+def weights_path(name: str = DEFAULT_WEIGHTS) -> str:
+    """Folder of the shipped weights ``name``; FileNotFoundError naming what exists otherwise."""
+    path = os.path.join(WEIGHTS_DIR, name)
+    if not os.path.isfile(os.path.join(path, PARAMS_FILE)):
+        have = available()
+        raise FileNotFoundError(
+            f"no shipped weights named {name!r} (looked for {path}/{PARAMS_FILE}); "
+            f"available: {have if have else 'none (was the package installed without its data?)'}")
+    return path
+
+
+def load_pretrained(name: str = DEFAULT_WEIGHTS):
+    """``(model, params, info)`` of the shipped weights ``name`` (default: the paper model)."""
+    model, params, info = _load_msgpack_dir(weights_path(name))
+    return model, params, {**info, "architecture": "pretrained", "name": name}
+
+
+# --------------------------------------------------------------------------------------------------
+# Any checkpoint
+# --------------------------------------------------------------------------------------------------
+
+
+def load_model(checkpoint: Optional[str] = None):
+    """``(model, params, info)`` from ``checkpoint`` (module docstring lists the formats);
+    ``None``: the shipped weights."""
+    if checkpoint is None:
+        return load_pretrained()
+    path = os.fspath(checkpoint)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, PARAMS_FILE)):
+        if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+            raise FileNotFoundError(f"{path}: has {PARAMS_FILE} but no {CONFIG_FILE} describing the model")
+        return _load_msgpack_dir(path)
+    is_torch = path.endswith(".pth") or (
+        os.path.isdir(path) and any(n.startswith("model-") and n.endswith(".pth") for n in os.listdir(path)))
+    if is_torch:
+        from objtrack_jax.convert.pips2 import load_torch_checkpoint
+
+        return load_torch_checkpoint(path)
+    if os.path.isdir(path) and _is_training_dir(path):
+        return _load_training_dir(path)
+    raise ValueError(
+        f"{path}: not a recognised checkpoint. Expected a PyTorch .pth file, a directory of "
+        f"model-<step>.pth files, a directory with {PARAMS_FILE} + {CONFIG_FILE}, or a training "
+        f"workdir (<workdir>/{CONFIG_FILE} + <workdir>/checkpoints/<step>/).")
