@@ -95,9 +95,6 @@ class PIPsTracker(nn.Module):
     # encoder's activation memory on long windows; under jax.grad use 0 (XLA:CPU runs conv
     # gradients slowly inside loops, see refine).
     encode_chunk: int = 0
-    # Bound (MiB) on the correlation's gathered 8x8 patches (all levels) held at once: point-frames
-    # go through a lax.map in chunks of that size (same arithmetic). 0: all at once.
-    corr_chunk_mb: int = 64
 
     def setup(self):
         self.fnet = BasicEncoder(out_dim=self.latent_dim, stride=self.stride, dtype=self.dtype,
@@ -161,7 +158,6 @@ class PIPsTracker(nn.Module):
         idx4 = np.maximum(t - 4, 0)
         radius = self.corr_radius
         latent = self.latent_dim
-        chunk_bytes = int(self.corr_chunk_mb) << 20
 
         def body(delta_block, carry, itr, bc):
             coords, _, _, _ = carry
@@ -171,8 +167,7 @@ class PIPsTracker(nn.Module):
             first = itr == 0
             f2 = jnp.where(first, f2_0, sampled[:, idx2])
             f4 = jnp.where(first, f4_0, sampled[:, idx4])
-            corr = pyramid_correlation(pyr, coords, jnp.stack([f1, f2, f4]), radius,
-                                       chunk_bytes)
+            corr = pyramid_correlation(pyr, coords, jnp.stack([f1, f2, f4]), radius)
             motion = motion_features(coords, latent)
             x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, N, 718]
             n = x.shape[2]
