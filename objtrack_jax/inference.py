@@ -1,30 +1,52 @@
-"""Long-video inference with the PIPs++ windowing protocol (SPEC §4).
+"""The long-video engine: the one window loop of the PIPs++ long-video protocol.
 
-Windows of ``window`` frames; window k+1 starts at ``start_k + window - 1`` (one frame of
-overlap); the last window is shifted back to end at the last frame. Each window is run with
-the current estimate as its initialisation; its final output (frame 0 re-locked) is written
-back and every later frame is set to the window's last estimate (zero-velocity fill).
-Templates are carried across windows:
+Every caller that tracks through more frames than one window (``track_long_video`` below,
+:func:`objtrack_jax.tracking.track_queries`, hence ``objtrack eval``/``track``/``demo`` and the
+evaluation during training) runs :func:`track_windows`. The rules (docs/conventions.md,
+"Long videos"):
 
-- ``carry='pips2'`` (PIPs++ test code): feats1 (the frame-0 template) for the whole video,
-  feats2/feats4 from the previous window, sliced to the new length, for iteration 0.
-- ``carry='paper'`` (the object-prior test code): feats2 = feats4 = feats1 when carrying.
-- ``carry='none'``: every window starts from its own frame-0 templates.
+* windows of ``window`` frames; window k+1 starts at ``start_k + window - 1`` (one frame of
+  overlap); the last window is shifted back to end at the last frame (:func:`window_starts`);
+* each window runs with the current estimate as its initialisation; its final output (frame 0
+  re-locked) is written back and every later frame is set to the window's last estimate
+  (zero-velocity fill);
+* templates are carried across windows (:data:`CARRY_MODES`):
+  ``'pips2'`` (PIPs++ test code): feats1 (the frame-0 template) for the whole video,
+  feats2/feats4 from the previous window, sliced to the new length, for iteration 0;
+  ``'paper'`` (the object-prior test code): feats2 = feats4 = feats1 when carrying;
+  ``'none'``: every window starts from its own frame-0 templates.
 
-The jitted window function is cached per (model, iters), so windows of equal shape never
+Each window of frames is encoded **once**, then the points are refined in chunks of at most
+``chunk_size`` on those feature maps (bounded memory for dense grids; PIPs++ tracks every point
+independently, so chunking changes nothing beyond float rounding). Chunks are padded to a
+power-of-two size (at least 8) so that different point counts share a few compiled shapes. The
+jitted encoder and refinement are cached per (model, iters): windows of equal shape never
 recompile.
+
+Layout: this module works in the model's time-major ``[B, T, N, 2]`` (x, y) pixels; the tracking
+API (:mod:`objtrack_jax.tracking`) converts to ``[N, T, 2]``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax.models.tracker import PIPsTracker, TrackerOutput, check_inputs
+from objtrack_jax.models.tracker import PIPsTracker, check_inputs
+
+CARRY_MODES = ("pips2", "paper", "none")
+MIN_CHUNK = 8
+
+
+def check_carry(carry: str) -> str:
+    if carry not in CARRY_MODES:
+        raise ValueError(f"carry must be one of {CARRY_MODES}, got {carry!r}")
+    return carry
 
 
 def window_starts(num_frames: int, window: int) -> list[tuple[int, int]]:
@@ -45,26 +67,106 @@ def window_starts(num_frames: int, window: int) -> list[tuple[int, int]]:
         cur = cur + window - 1
 
 
-@functools.lru_cache(maxsize=32)
-def _window_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
-    def run(params, rgbs, trajs, feat_init):
-        return model.apply({"params": params}, rgbs, trajs, iters=iters,
-                           feat_init=feat_init if with_init else None)
+def num_windows(num_frames: int, window: int) -> int:
+    """How many windows :func:`track_windows` runs on ``num_frames`` frames (0 for one frame)."""
+    return len(window_starts(num_frames, window)) if num_frames > 1 else 0
+
+
+def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
+    """Points per refined chunk: a power of two >= n (>= MIN_CHUNK), capped at ``chunk_size``;
+    ``chunk_size=None``: exactly ``n`` (one chunk, no padding)."""
+    if chunk_size is None:
+        return max(n, 1)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if n >= chunk_size:
+        return chunk_size
+    return min(chunk_size, max(MIN_CHUNK, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
+
+
+@functools.lru_cache(maxsize=16)
+def _encode_fn(model: PIPsTracker) -> Callable:
+    def run(params, rgbs):
+        return model.apply({"params": params}, rgbs, method=PIPsTracker.encode)
 
     return jax.jit(run)
 
 
-def track_window(model: PIPsTracker, params: Any, rgbs, trajs_e0, iters: int,
-                 feat_init: Optional[tuple] = None) -> TrackerOutput:
-    """One jitted window (cached compile)."""
-    fn = _window_fn(model, int(iters), feat_init is not None)
-    return fn(params, rgbs, trajs_e0, feat_init)
+@functools.lru_cache(maxsize=32)
+def _refine_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
+    def run(params, fmaps, trajs, feat_init):
+        return model.apply({"params": params}, fmaps, trajs, iters,
+                           feat_init if with_init else None, method=PIPsTracker.refine)
+
+    return jax.jit(run)
+
+
+def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]:
+    """The templates a window of ``length`` frames starts from (module docstring)."""
+    if feats is None or carry == "none":
+        return None
+    feats = tuple(f[:, :length] for f in feats)
+    return (feats[0],) * 3 if carry == "paper" else feats
+
+
+def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int, iters: int,
+                  carry: str = "pips2", chunk_size: Optional[int] = None,
+                  on_window: Optional[Callable[[], None]] = None):
+    """Tracks through a video of any length with the PIPs++ protocol (module docstring).
+
+    Args:
+      rgbs: ``[B, T, H, W, 3]`` frames in [0, 255] (numpy or jax; float or uint8), at the model
+        resolution.
+      trajs_e0: ``[B, T, N, 2]`` initial estimate in pixels; frame 0 holds the queries.
+      window: S_max, frames per window; iters: refinement iterations per window.
+      carry: one of :data:`CARRY_MODES`.
+      chunk_size: refine at most this many points at once (padded, see
+        :func:`padded_chunk_size`); None: all points in one chunk.
+      on_window: called after each window (progress).
+    Returns:
+      ``(tracks [B, T, N, 2] float32, vis_logits [B, T, N] float32 or None)``: numpy; the
+      logits only when the model has a visibility head.
+    """
+    check_carry(carry)
+    rgbs = np.asarray(rgbs)
+    init = np.asarray(trajs_e0, np.float32)
+    if rgbs.ndim != 5 or init.ndim != 4 or init.shape[:2] != rgbs.shape[:2]:
+        check_inputs(rgbs.shape, init.shape, model.stride)  # raises, naming the bad shape
+    # Shapes of any window (a one-frame video is returned as is, below).
+    check_inputs(rgbs.shape[:1] + (2,) + rgbs.shape[2:], init.shape[:1] + (2,) + init.shape[2:],
+                 model.stride)
+    b, length, n = init.shape[:3]
+    has_vis = bool(model.visibility_head)
+    if length == 1 or n == 0:
+        return init.copy(), (np.zeros((b, length, n), np.float32) if has_vis else None)
+    size = padded_chunk_size(n, chunk_size)
+    num_chunks = -(-n // size)
+    pad = num_chunks * size - n
+    trajs = np.concatenate([init, np.repeat(init[:, :, :1], pad, axis=2)], 2) if pad else init.copy()
+    vis = np.zeros(trajs.shape[:3], np.float32)
+    encode = _encode_fn(model)
+    feats: list[Optional[tuple]] = [None] * num_chunks
+    for start, end in window_starts(length, window):
+        fmaps = encode(params, jnp.asarray(rgbs[:, start:end], jnp.float32))
+        for c in range(num_chunks):
+            sl = slice(c * size, (c + 1) * size)
+            feat_init = _carried(feats[c], end - start, carry)
+            refine = _refine_fn(model, int(iters), feat_init is not None)
+            out = refine(params, fmaps, jnp.asarray(trajs[:, start:end, sl]), feat_init)
+            trajs[:, start:end, sl] = np.asarray(out.tracks)
+            trajs[:, end:, sl] = trajs[:, end - 1:end, sl]
+            if out.vis_logits is not None:
+                vis[:, start:end, sl] = np.asarray(out.vis_logits)
+            feats[c] = out.feats
+        if on_window is not None:
+            on_window()
+    return trajs[:, :, :n], (vis[:, :, :n] if has_vis else None)
 
 
 def track_long_video(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int = 128,
                      iters: int = 16, carry: str = "pips2", progress: bool = False,
-                     return_vis: bool = False):
-    """Tracks through a video of any length with the PIPs++ protocol.
+                     return_vis: bool = False, chunk_size: Optional[int] = None):
+    """:func:`track_windows` with an optional progress bar.
 
     Args:
       rgbs: ``[B, T, H, W, 3]`` frames in [0, 255] (numpy or jax; float or uint8).
@@ -72,36 +174,21 @@ def track_long_video(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window:
       window: S_max, frames per window.
       carry: ``'pips2'``, ``'paper'`` or ``'none'`` (see module docstring).
     Returns:
-      ``[B, T, N, 2]`` numpy tracks (and ``[B, T, N]`` visibility logits when ``return_vis``
-      and the model has a visibility head).
+      ``[B, T, N, 2]`` numpy tracks (and ``[B, T, N]`` visibility logits when ``return_vis``;
+      zeros when the model has no visibility head).
     """
-    if carry not in ("pips2", "paper", "none"):
-        raise ValueError(f"carry must be 'pips2', 'paper' or 'none', got {carry!r}")
-    rgbs = np.asarray(rgbs)
-    trajs = np.array(trajs_e0, dtype=np.float32, copy=True)
-    check_inputs(rgbs.shape, trajs.shape, model.stride)
-    t_total = rgbs.shape[1]
-    vis = np.zeros(trajs.shape[:3], np.float32)
-    feat_init = None
-    wins = window_starts(t_total, window)
-    it = wins
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(wins, desc="windows", unit="win")
-    for start, end in it:
-        s_local = end - start
-        if feat_init is not None:
-            feat_init = tuple(f[:, :s_local] for f in feat_init)
-            if carry == "paper":
-                feat_init = (feat_init[0],) * 3
-        out = track_window(model, params, jnp.asarray(rgbs[:, start:end], jnp.float32),
-                           jnp.asarray(trajs[:, start:end]), iters, feat_init)
-        trajs[:, start:end] = np.asarray(out.tracks)
-        trajs[:, end:] = trajs[:, end - 1:end]
-        if out.vis_logits is not None:
-            vis[:, start:end] = np.asarray(out.vis_logits)
-        feat_init = None if carry == "none" else out.feats
+        bar = tqdm(total=num_windows(np.shape(rgbs)[1], window), desc="windows", unit="win")
+    try:
+        trajs, vis = track_windows(model, params, rgbs, trajs_e0, window=window, iters=iters,
+                                   carry=carry, chunk_size=chunk_size,
+                                   on_window=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     if return_vis:
-        return trajs, vis
+        return trajs, (np.zeros(trajs.shape[:3], np.float32) if vis is None else vis)
     return trajs

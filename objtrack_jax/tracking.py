@@ -3,20 +3,12 @@
 :func:`track_queries` takes queries ``(t, y, x)`` at *any* frame and returns ``[n, T, 2]`` tracks:
 
 * Points are grouped by query frame ``t_q = round(t)``. Each group is tracked **forward** on frames
-  ``t_q .. T-1`` and **backward** on the reversed frames ``t_q, t_q-1, .., 0``, both with the PIPs++
-  long-video protocol (:mod:`objtrack_jax.inference`: windows with one frame of overlap, the
-  initial estimate is the query position repeated over time, templates carried with ``carry``).
-  The backward result is reversed back and the two are stitched at ``t_q``; the output at ``t_q``
-  is the query itself, exactly.
-* Points are processed in chunks of at most ``chunk_size`` (bounded memory for dense grids). Each
-  window of frames is encoded **once** and every chunk is refined on those feature maps, so the cost
-  of the encoder does not grow with the number of chunks. PIPs++ tracks every point independently
-  (no interaction between points), so chunking does not change the result beyond float rounding.
-  Chunks are padded to a power-of-two size (at least 8, at most ``chunk_size``) so that groups of
-  different sizes share a few compiled shapes.
-* The per-window computation is exactly that of :func:`objtrack_jax.inference.track_long_video`
-  (the same ``window_starts``, write-back, zero-velocity fill and template carry); a test checks
-  the two agree.
+  ``t_q .. T-1`` and **backward** on the reversed frames ``t_q, t_q-1, .., 0``, both with the
+  long-video engine :func:`objtrack_jax.inference.track_windows` (windows with one frame of overlap,
+  the initial estimate is the query position repeated over time, templates carried with ``carry``,
+  points refined in padded chunks of at most ``chunk_size`` on each window's feature maps). The
+  backward result is reversed back and the two are stitched at ``t_q``; the output at ``t_q`` is
+  the query itself, exactly.
 
 Coordinate conventions (SPEC §4):
 
@@ -34,20 +26,15 @@ itself is always visible). Without a head no visibility is returned (``None``) -
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, Callable, Optional, Sequence
 
 import cv2
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax.inference import window_starts
+from objtrack_jax.inference import check_carry, num_windows, track_windows
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
 
 DEFAULT_SHORT_SIDE = 384
-MIN_CHUNK = 8
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,90 +121,23 @@ def _check_queries(query_points, num_frames: int) -> np.ndarray:
     return q
 
 
-def _chunk_size_for(n: int, chunk_size: int) -> int:
-    """Padded chunk size: a power of two >= n (>= MIN_CHUNK), capped at chunk_size."""
-    if n >= chunk_size:
-        return chunk_size
-    return min(chunk_size, max(MIN_CHUNK, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
-
-
-# --------------------------------------------------------------------------------------------------
-# Jitted pieces (cached per model / iteration count, like inference._window_fn)
-# --------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def _encode_fn(model: PIPsTracker) -> Callable:
-    def run(params, rgbs):
-        return model.apply({"params": params}, rgbs, method=PIPsTracker.encode)
-
-    return jax.jit(run)
-
-
-@functools.lru_cache(maxsize=32)
-def _refine_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
-    def run(params, fmaps, trajs, feat_init):
-        return model.apply({"params": params}, fmaps, trajs, iters,
-                           feat_init if with_init else None, method=PIPsTracker.refine)
-
-    return jax.jit(run)
-
-
 def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.ndarray, *,
                   window: int, iters: int, carry: str = "pips2", chunk_size: int = 256,
                   on_window: Optional[Callable[[], None]] = None):
-    """Tracks points given at frame 0 of ``video`` through all of it (PIPs++ long-video protocol).
+    """Tracks points given at frame 0 of ``video`` through all of it (the init is ``xy0``
+    repeated over time).
 
     Args:
       video: ``[L, H, W, 3]`` frames at the model resolution (uint8 or float in [0, 255]).
       xy0: ``[n, 2]`` (x, y) query positions at frame 0, model pixels.
-      on_window: called after each window (progress).
     Returns:
       ``(tracks [L, n, 2] float32, vis_logits [L, n] float32 or None)``.
     """
-    if carry not in ("pips2", "paper", "none"):
-        raise ValueError(f"carry must be 'pips2', 'paper' or 'none', got {carry!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     xy0 = np.asarray(xy0, np.float32)
-    length, n = video.shape[0], xy0.shape[0]
-    has_vis = bool(model.visibility_head)
-    if length == 1 or n == 0:
-        tracks = np.broadcast_to(xy0, (length, n, 2)).copy()
-        return tracks, (np.zeros((length, n), np.float32) if has_vis else None)
-    size = _chunk_size_for(n, chunk_size)
-    num_chunks = -(-n // size)
-    padded = np.concatenate([xy0, np.broadcast_to(xy0[:1], (num_chunks * size - n, 2))], 0)
-    trajs = np.broadcast_to(padded, (length, padded.shape[0], 2)).copy()  # [L, Np, 2]
-    vis = np.zeros(trajs.shape[:2], np.float32)
-    s_max = min(length, window)
-    check_inputs((1, s_max) + video.shape[1:], (1, s_max, size, 2), model.stride)
-    encode = _encode_fn(model)
-    feats: list[Optional[tuple]] = [None] * num_chunks
-    for start, end in window_starts(length, window):
-        s_local = end - start
-        fmaps = encode(params, jnp.asarray(video[None, start:end], jnp.float32))
-        for c in range(num_chunks):
-            sl = slice(c * size, (c + 1) * size)
-            feat_init = feats[c]
-            if feat_init is not None:
-                feat_init = tuple(f[:, :s_local] for f in feat_init)
-                if carry == "paper":
-                    feat_init = (feat_init[0],) * 3
-            refine = _refine_fn(model, int(iters), feat_init is not None)
-            out = refine(params, fmaps, jnp.asarray(trajs[None, start:end, sl]), feat_init)
-            trajs[start:end, sl] = np.asarray(out.tracks[0])
-            trajs[end:, sl] = trajs[end - 1:end, sl]
-            if out.vis_logits is not None:
-                vis[start:end, sl] = np.asarray(out.vis_logits[0])
-            feats[c] = None if carry == "none" else out.feats
-        if on_window is not None:
-            on_window()
-    return trajs[:, :n], (vis[:, :n] if has_vis else None)
-
-
-def _num_windows(length: int, window: int) -> int:
-    return len(window_starts(length, window)) if length > 1 else 0
+    init = np.broadcast_to(xy0, (1, video.shape[0]) + xy0.shape)
+    tracks, vis = track_windows(model, params, video[None], init, window=window, iters=iters,
+                                carry=carry, chunk_size=chunk_size, on_window=on_window)
+    return tracks[0], (None if vis is None else vis[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,6 +168,7 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
       video, equal to the query at its query frame; ``visible`` bool ``[n, T]`` and ``vis_logits``
       float32 ``[n, T]`` when the model has a visibility head, else both None.
     """
+    check_carry(carry)
     video = _check_video(video)
     num_frames, height, width = video.shape[:3]
     queries = _check_queries(query_points, num_frames)
@@ -268,7 +189,7 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
     if progress:
         from tqdm import tqdm
 
-        total = sum(_num_windows(num_frames - t, window) + _num_windows(t + 1, window) for t, _ in groups)
+        total = sum(num_windows(num_frames - t, window) + num_windows(t + 1, window) for t, _ in groups)
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
     kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, on_window=tick)

@@ -83,7 +83,7 @@ def test_backward_equals_forward_on_reversed_video(tracker):
 
 @pytest.mark.parametrize("carry", ["pips2", "paper"])
 def test_frame0_queries_match_track_long_video(tracker, carry):
-    """Same windows, write-back and template carry as inference.track_long_video."""
+    """track_queries (frame-0 queries) is a thin layer over the engine that track_long_video runs."""
     model, params = tracker
     video = smooth_video(2, 7, SIZE)
     q = np.array([[0, 40.0, 50.0], [0, 70.5, 90.5], [0, 100.0, 20.0]], np.float32)
