@@ -66,6 +66,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # For unit tests.
     "tiny": dict(num_seqs={"train": 2, "val": 1, "test": 1}, frames=8, size=(64, 80),
                  num_points=64),
+    # Real-photo scenes (data_pipelines/real_scenes.py) for training: the training photo set,
+    # 20 % procedural textures mixed in, photometric realism. About 0.5 s per sequence.
+    "real": dict(num_seqs={"train": 400, "val": 8}, frames=24, size=(192, 256), num_points=256,
+                 scene="real", photos="train"),
+    # The real-content benchmark: 10 test sequences from the *disjoint* evaluation photo set,
+    # fixed seed 0 (override with --seed only to make a different benchmark), 24 frames, 288x384.
+    "real-eval": dict(num_seqs={"test": 10}, frames=24, size=(288, 384), num_points=256,
+                      scene="real", photos="eval"),
+    "real-tiny": dict(num_seqs={"train": 2, "test": 1}, frames=8, size=(64, 96), num_points=32,
+                      scene="real", photos="train"),
 }
 
 
@@ -271,6 +281,35 @@ def _make_objects(rng, frames, size, num_objects, num_distractors, zoom, centre,
 # Rendering
 # ----------------------------------------------------------------------------------------------
 
+def composite_objects(rgb: np.ndarray, ids: np.ndarray, dep: np.ndarray, objects, t: int,
+                      xs: np.ndarray, ys: np.ndarray) -> None:
+    """Paints ``objects`` at frame ``t`` far to near into ``rgb`` [H,W,3], ``ids`` [H,W] and
+    ``dep`` [H,W] in place (``xs``/``ys``: the pixel grids). Shared by every scene generator."""
+    h, w = ids.shape
+    for obj in sorted(objects, key=lambda o: -o.depth[t]):  # far to near
+        ch, cw = obj.alpha.shape
+        m = float(np.max(obj.amp)) + 1.0
+        corners = np.array([[-m, -m], [cw - 1 + m, -m], [-m, ch - 1 + m], [cw - 1 + m, ch - 1 + m]])
+        a = obj.affine[t]
+        q = corners @ a[:, :2].T + a[:, 2]
+        x0, y0 = np.maximum(np.floor(q.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(q.max(0)).astype(int) + 1, (w, h))
+        if x0 >= x1 or y0 >= y1:
+            continue
+        inv = cv2.invertAffineTransform(a)
+        bx, by = xs[y0:y1, x0:x1], ys[y0:y1, x0:x1]
+        dx_ = inv[0, 0] * bx + inv[0, 1] * by + inv[0, 2]
+        dy_ = inv[1, 0] * bx + inv[1, 1] * by + inv[1, 2]
+        ux, uy = obj.undeform(dx_, dy_, t)
+        ux, uy = ux.astype(np.float32), uy.astype(np.float32)
+        cover = cv2.remap(obj.alpha, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0) > 0.5
+        col = cv2.remap(obj.texture, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        rgb[y0:y1, x0:x1][cover] = col[cover]
+        ids[y0:y1, x0:x1][cover] = obj.instance_id
+        dep[y0:y1, x0:x1][cover] = obj.depth[t]
+
+
 def _render(size, zoom, centre, img_c, bg_tex, bg_origin, bg_depth_coef, objects):
     """Renders rgbs [T,H,W,3] uint8, masks [T,H,W] uint8, depths [T,H,W] float32."""
     h, w = size
@@ -287,30 +326,60 @@ def _render(size, zoom, centre, img_c, bg_tex, bg_origin, bg_depth_coef, objects
                         borderMode=cv2.BORDER_REFLECT_101)
         ids = np.full((h, w), BACKGROUND_ID, np.uint8)
         dep = (bg_depth_coef[0] + bg_depth_coef[1] * wx + bg_depth_coef[2] * wy).astype(np.float32)
-        for obj in sorted(objects, key=lambda o: -o.depth[t]):  # far to near
-            ch, cw = obj.alpha.shape
-            m = float(np.max(obj.amp)) + 1.0
-            corners = np.array([[-m, -m], [cw - 1 + m, -m], [-m, ch - 1 + m], [cw - 1 + m, ch - 1 + m]])
-            a = obj.affine[t]
-            q = corners @ a[:, :2].T + a[:, 2]
-            x0, y0 = np.maximum(np.floor(q.min(0)).astype(int), 0)
-            x1, y1 = np.minimum(np.ceil(q.max(0)).astype(int) + 1, (w, h))
-            if x0 >= x1 or y0 >= y1:
-                continue
-            inv = cv2.invertAffineTransform(a)
-            bx, by = xs[y0:y1, x0:x1], ys[y0:y1, x0:x1]
-            dx_ = inv[0, 0] * bx + inv[0, 1] * by + inv[0, 2]
-            dy_ = inv[1, 0] * bx + inv[1, 1] * by + inv[1, 2]
-            ux, uy = obj.undeform(dx_, dy_, t)
-            ux, uy = ux.astype(np.float32), uy.astype(np.float32)
-            cover = cv2.remap(obj.alpha, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0) > 0.5
-            col = cv2.remap(obj.texture, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            rgb[y0:y1, x0:x1][cover] = col[cover]
-            ids[y0:y1, x0:x1][cover] = obj.instance_id
-            dep[y0:y1, x0:x1][cover] = obj.depth[t]
+        composite_objects(rgb, ids, dep, objects, t, xs, ys)
         rgbs[t], masks[t], depths[t] = rgb, ids, dep
     return rgbs, masks, depths
+
+
+def object_tracks(rng: np.random.Generator, objects, n_obj: int):
+    """``n_obj`` points on ``objects`` (shared by area^0.5), at least ``_ERODE`` canonical pixels
+    inside their shape: (trajs [T, n, 2], owner ids [n], depths [T, n]) lists, one per object."""
+    trajs, owners, pdepth = [], [], []
+    if not n_obj or not objects:
+        return trajs, owners, pdepth
+    frames = objects[0].affine.shape[0]
+    areas = np.array([o.alpha.sum() for o in objects])
+    share = np.sqrt(areas) / np.sqrt(areas).sum()
+    counts = np.floor(share * n_obj).astype(int)
+    counts[: n_obj - counts.sum()] += 1
+    for o, c in zip(objects, counts):
+        if c == 0:
+            continue
+        inner = cv2.erode(o.alpha, np.ones((2 * _ERODE + 1, 2 * _ERODE + 1), np.uint8))
+        yy, xx = np.nonzero(inner > 0.5)
+        if yy.size == 0:
+            yy, xx = np.nonzero(o.alpha > 0.5)
+        pick = rng.integers(0, yy.size, c)
+        u = np.stack([xx[pick], yy[pick]], -1) + rng.uniform(-0.5, 0.5, (c, 2))
+        trajs.append(o.project(u))
+        owners.append(np.full(c, o.instance_id))
+        pdepth.append(np.broadcast_to(o.depth[:, None], (frames, c)))
+    return trajs, owners, pdepth
+
+
+def finish_tracks(trajs, owners, pdepth, masks: np.ndarray, depths: np.ndarray, rgbs: np.ndarray,
+                  distractor_of: np.ndarray) -> dict[str, Any]:
+    """Concatenates per-layer tracks and adds visibility (in the image and front-most at its
+    pixel), validity and the placeholder camera: the sequence dict of :func:`generate_sequence`."""
+    frames, h, w = masks.shape
+    trajs_2d = np.concatenate(trajs, 1).astype(np.float32)
+    instance_ids = np.concatenate(owners).astype(np.uint8)
+    zpts = np.concatenate(pdepth, 1).astype(np.float32)
+    x, y = trajs_2d[..., 0], trajs_2d[..., 1]
+    in_img = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    xi = np.clip(np.round(x), 0, w - 1).astype(np.int64)
+    yi = np.clip(np.round(y), 0, h - 1).astype(np.int64)
+    front = masks[np.arange(frames)[:, None], yi, xi]
+    visibs = in_img & (front == instance_ids[None])
+    valids = np.ones_like(visibs)
+    f = float(w)
+    intr = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]], np.float32)
+    intrinsics = np.broadcast_to(intr, (frames, 3, 3)).copy()
+    extrinsics = np.broadcast_to(np.eye(4, dtype=np.float32), (frames, 4, 4)).copy()
+    trajs_3d = np.stack([(x - intr[0, 2]) * zpts / f, (y - intr[1, 2]) * zpts / f, zpts], -1)
+    return dict(rgbs=rgbs, masks=masks, depths=depths, trajs_2d=trajs_2d, visibs=visibs,
+                valids=valids, instance_ids=instance_ids, trajs_3d=trajs_3d.astype(np.float32),
+                intrinsics=intrinsics, extrinsics=extrinsics, distractor_of=distractor_of)
 
 
 def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (128, 160),
@@ -374,43 +443,8 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (128,
         trajs.append(tr)
         owners.append(np.full(n_bg, BACKGROUND_ID))
         pdepth.append(np.broadcast_to(bg_depth_coef[0] + wpts @ bg_depth_coef[1:], (frames, n_bg)))
-    if n_obj:
-        areas = np.array([o.alpha.sum() for o in objects])
-        share = np.sqrt(areas) / np.sqrt(areas).sum()
-        counts = np.floor(share * n_obj).astype(int)
-        counts[: n_obj - counts.sum()] += 1
-        for o, c in zip(objects, counts):
-            if c == 0:
-                continue
-            inner = cv2.erode(o.alpha, np.ones((2 * _ERODE + 1, 2 * _ERODE + 1), np.uint8))
-            yy, xx = np.nonzero(inner > 0.5)
-            if yy.size == 0:
-                yy, xx = np.nonzero(o.alpha > 0.5)
-            pick = rng.integers(0, yy.size, c)
-            u = np.stack([xx[pick], yy[pick]], -1) + rng.uniform(-0.5, 0.5, (c, 2))
-            trajs.append(o.project(u))
-            owners.append(np.full(c, o.instance_id))
-            pdepth.append(np.broadcast_to(o.depth[:, None], (frames, c)))
-    trajs_2d = np.concatenate(trajs, 1).astype(np.float32)
-    instance_ids = np.concatenate(owners).astype(np.uint8)
-    zpts = np.concatenate(pdepth, 1).astype(np.float32)
-
-    x, y = trajs_2d[..., 0], trajs_2d[..., 1]
-    in_img = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    xi = np.clip(np.round(x), 0, w - 1).astype(np.int64)
-    yi = np.clip(np.round(y), 0, h - 1).astype(np.int64)
-    front = masks[np.arange(frames)[:, None], yi, xi]
-    visibs = in_img & (front == instance_ids[None])
-    valids = np.ones_like(visibs)
-
-    f = float(w)
-    intr = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]], np.float32)
-    intrinsics = np.broadcast_to(intr, (frames, 3, 3)).copy()
-    extrinsics = np.broadcast_to(np.eye(4, dtype=np.float32), (frames, 4, 4)).copy()
-    trajs_3d = np.stack([(x - intr[0, 2]) * zpts / f, (y - intr[1, 2]) * zpts / f, zpts], -1)
-    return dict(rgbs=rgbs, masks=masks, depths=depths, trajs_2d=trajs_2d, visibs=visibs,
-                valids=valids, instance_ids=instance_ids, trajs_3d=trajs_3d.astype(np.float32),
-                intrinsics=intrinsics, extrinsics=extrinsics, distractor_of=distractor_of)
+    ot, oo, od = object_tracks(rng, objects, n_obj)
+    return finish_tracks(trajs + ot, owners + oo, pdepth + od, masks, depths, rgbs, distractor_of)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,12 +501,15 @@ def generate_dataset(out_dir: str, num_seqs: int | Mapping[str, int] | None = No
     Args:
       num_seqs: ``{'train': n, 'val': n, 'test': n}`` or an int n = number of training sequences
         (val and test then get ceil(n/4) each). None: the preset's counts (default preset 'small').
-      preset: 'small' (8/2/2 × 24 frames × 128×160, 256 points) or 'tiny' (for tests). Preset values
+      preset: 'small' (8/2/2 × 24 frames × 128×160, 256 points), 'tiny' (for tests), 'real'
+        (real-photo training scenes, :mod:`data_pipelines.real_scenes`), 'real-eval' (the
+        real-content benchmark: disjoint photos, test split) or 'real-tiny'. Preset values
         replace only the arguments left at their default values.
     Returns:
       a summary dict: out_dir, splits {split: [seq names]}, frames, size, num_points, seconds.
     """
     defaults = dict(frames=24, size=(128, 160), num_points=256)
+    scene, photos = "procedural", "train"
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
@@ -481,6 +518,7 @@ def generate_dataset(out_dir: str, num_seqs: int | Mapping[str, int] | None = No
         size = p["size"] if tuple(size) == defaults["size"] else size
         num_points = p["num_points"] if num_points == defaults["num_points"] else num_points
         num_seqs = p["num_seqs"] if num_seqs is None else num_seqs
+        scene, photos = p.get("scene", scene), p.get("photos", photos)
     counts = _resolve_counts(PRESETS["small"]["num_seqs"] if num_seqs is None else num_seqs)
     jobs = [(split, i) for split, n in counts.items() for i in range(n)]
     it = jobs
@@ -494,8 +532,15 @@ def generate_dataset(out_dir: str, num_seqs: int | Mapping[str, int] | None = No
     names: dict[str, list[str]] = {split: [] for split in counts}
     for split, i in it:
         name = f"seq_{i:04d}"
-        seq = generate_sequence(sequence_seed(seed, split, i), frames=frames, size=tuple(size),
-                                num_objects=num_objects, num_points=num_points)
+        if scene == "real":
+            from data_pipelines import real_scenes  # pylint: disable=import-outside-toplevel
+            seq = real_scenes.generate_sequence(sequence_seed(seed, split, i), frames=frames,
+                                                size=tuple(size), num_points=num_points,
+                                                photos=photos)
+        else:
+            seq = generate_sequence(sequence_seed(seed, split, i), frames=frames,
+                                    size=tuple(size), num_objects=num_objects,
+                                    num_points=num_points)
         write_sequence(os.path.join(out_dir, split, name), seq, write_depths=write_depths)
         names[split].append(name)
     return dict(out_dir=os.path.abspath(out_dir), splits=names, frames=int(frames),
@@ -522,9 +567,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--frames", type=int, default=small["frames"])
     parser.add_argument("--size", type=_parse_size, default=small["size"], help="HxW, e.g. 128x160")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                        help="'small' procedural scenes (default); 'real': real-photo training "
+                             "scenes; 'real-eval': the real-content benchmark (disjoint photos)")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    summary = generate_dataset(args.out, num_seqs=args.num_seqs, frames=args.frames, size=args.size,
-                               seed=args.seed, preset="small", progress=False)
+    p = PRESETS[args.preset]
+    frames = p["frames"] if args.frames == small["frames"] else args.frames
+    size = p["size"] if tuple(args.size) == tuple(small["size"]) else args.size
+    summary = generate_dataset(args.out, num_seqs=args.num_seqs, frames=frames, size=size,
+                               seed=args.seed, num_points=p["num_points"], preset=args.preset,
+                               progress=not args.no_progress)
     counts = ", ".join(f"{k}={len(v)}" for k, v in summary["splits"].items())
     print(f"wrote {counts} sequences of {summary['frames']} frames at "
           f"{summary['size'][0]}x{summary['size'][1]} to {summary['out_dir']} "
