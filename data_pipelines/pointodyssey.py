@@ -68,6 +68,14 @@ def list_sequences(root: str, split: str) -> list[str]:
     """Sequence directories ``<root>/<split>/<seq>`` (those with an ``rgbs/`` folder), sorted."""
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
+        if not os.path.isdir(root):
+            raise DataError(f"{root}: dataset root does not exist")
+        seqs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, "rgbs")))
+        if seqs:
+            parent = os.path.dirname(os.path.abspath(root))
+            raise DataError(f"{root}: this is a split folder (it holds sequences such as "
+                            f"{seqs[0]}/rgbs), not a dataset root; pass its parent {parent} "
+                            f"(split {os.path.basename(os.path.abspath(root))!r})")
         raise DataError(f"{split_dir}: split folder not found (expected <root>/{split}/<seq>/rgbs)")
     return [os.path.join(split_dir, d) for d in sorted(os.listdir(split_dir))
             if os.path.isdir(os.path.join(split_dir, d, "rgbs"))]

@@ -1,8 +1,12 @@
 """Point-tracking metrics: the TAP-Vid protocol and the PIPs++ protocol (SPEC §4).
 
-Everything is vectorised numpy (no Python loops over points or frames) and computed in float64.
-Empty denominators never raise ``RuntimeWarning``; what each metric returns for them is stated in
-its docstring.
+Everything is vectorised numpy (no Python loops over points or frames). Empty denominators never
+raise ``RuntimeWarning``; what each metric returns for them is stated in its docstring.
+
+NaN convention: a ratio whose denominator is empty (0/0: e.g. a video with no visible point on a
+scored frame for ``pts_within_δ``) is ``nan``, exactly as tapnet's ``compute_tapvid_metrics``
+gives it (there with a warning, here without). :func:`average_metrics` (the benchmark mean over
+videos) skips ``nan`` entries; a metric with no finite entry averages to ``nan``.
 
 Conventions
 -----------
@@ -70,9 +74,12 @@ def tapvid_metrics(
     pred_tracks: np.ndarray,
     query_mode: str,
     get_trackwise_metrics: bool = False,
-    empty_value: float = 0.0,
+    empty_value: float = np.nan,
 ) -> dict[str, np.ndarray]:
-    """TAP-Vid metrics (tapnet ``compute_tapvid_metrics`` definitions, SPEC §4).
+    """TAP-Vid metrics: the values of tapnet's ``compute_tapvid_metrics`` (SPEC §4).
+
+    The squared distances are computed in the inputs' precision (float32 tracks: float32
+    arithmetic, as tapnet), so a prediction exactly on a threshold counts as tapnet counts it.
 
     Args:
       query_points: [b, n, 3] as (t, y, x); only t is used (to pick the scored frames).
@@ -83,9 +90,14 @@ def tapvid_metrics(
       query_mode: 'first' (score frames strictly after the query frame) or 'strided' (score every
         frame except the query frame).
       get_trackwise_metrics: if True every value is [b, n] (one per track) instead of [b].
-      empty_value: value returned where a ratio has an empty denominator (e.g. a track never visible
-        on a scored frame: no ground-truth positives and no predicted positives). Default 0.0, so the
-        output is always finite; pass ``np.nan`` to mark such entries instead. No warning either way.
+      empty_value: value returned where a ratio has an empty denominator (0/0, e.g. a track never
+        visible on a scored frame: no ground-truth positives and no predicted positives). Default
+        ``nan``, tapnet's value (module docstring: means skip it). No warning either way.
+
+    Raises:
+      ValueError: shapes that do not match, an unknown ``query_mode``, non-numeric tracks, a
+        non-finite query or a query frame outside [0, T-1] (tapnet would index out of range, or
+        wrap a negative frame around to the end). Non-finite track coordinates are never within δ.
 
     Returns:
       dict with the 13 keys of ``TAPVID_KEYS``, each float64 [b] (or [b, n] track-wise):
@@ -97,8 +109,8 @@ def tapvid_metrics(
     """
     gt_occluded = np.asarray(gt_occluded, bool)
     pred_occluded = np.asarray(pred_occluded, bool)
-    gt_tracks = np.asarray(gt_tracks, np.float64)
-    pred_tracks = np.asarray(pred_tracks, np.float64)
+    gt_tracks = np.asarray(gt_tracks)  # input precision kept (tapnet's arithmetic)
+    pred_tracks = np.asarray(pred_tracks)
     query_points = np.asarray(query_points)
     if gt_tracks.ndim != 4 or gt_tracks.shape[-1] != 2:
         raise ValueError(f"gt_tracks must be [b, n, T, 2], got {gt_tracks.shape}")
@@ -109,6 +121,18 @@ def tapvid_metrics(
                          f"{gt_occluded.shape} and pred {pred_occluded.shape}")
     if query_points.shape != (*gt_tracks.shape[:2], 3):
         raise ValueError(f"query_points must be {(*gt_tracks.shape[:2], 3)}, got {query_points.shape}")
+    for name, arr in (("gt_tracks", gt_tracks), ("pred_tracks", pred_tracks),
+                      ("query_points", query_points)):
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(query_points)):
+        bad = np.argwhere(~np.isfinite(query_points))[0]
+        raise ValueError(f"query_points has a non-finite value at index {tuple(int(i) for i in bad)}")
+    num_frames = gt_tracks.shape[2]
+    query_t = np.round(query_points[..., 0]) if query_points.size else np.zeros(0)
+    if query_t.size and (query_t.min() < 0 or query_t.max() > num_frames - 1):
+        raise ValueError(f"query frames (query_points[..., 0]) must lie in [0, {num_frames - 1}], "
+                         f"got [{query_t.min():g}, {query_t.max():g}]")
 
     evaluate = tapvid_evaluation_mask(query_points, gt_tracks.shape[2], query_mode)  # [b, n, T]
     axes = (-1,) if get_trackwise_metrics else (-2, -1)  # sum over T (and n); works for [k, b, n, T]
@@ -122,10 +146,11 @@ def tapvid_metrics(
 
     visible = ~gt_occluded
     pred_visible = ~pred_occluded
-    sq_dist = np.sum(np.square(pred_tracks - gt_tracks), axis=-1)  # [b, n, T]
+    with np.errstate(invalid="ignore", over="ignore"):  # a nan/inf track is simply not within δ
+        sq_dist = np.sum(np.square(pred_tracks - gt_tracks), axis=-1)  # [b, n, T], input precision
     gt_positives = total(visible & evaluate)
-    # All thresholds at once: within [k, b, n, T].
-    thresholds = np.asarray(TAPVID_THRESHOLDS, np.float64).reshape(-1, 1, 1, 1)
+    # All thresholds at once: within [k, b, n, T]; δ² is an exact integer as in tapnet.
+    thresholds = np.asarray(TAPVID_THRESHOLDS, np.int64).reshape(-1, 1, 1, 1)
     within = sq_dist[None] < np.square(thresholds)
     pts_within = _safe_divide(total(within & visible & evaluate), gt_positives, empty_value)
     true_pos = total(within & visible & pred_visible & evaluate)
@@ -153,6 +178,8 @@ def masked_median(values: np.ndarray, mask: np.ndarray, axis: int = -1) -> tuple
     values = np.moveaxis(np.asarray(values, np.float64), axis, -1)
     mask = np.moveaxis(np.asarray(mask, bool), axis, -1)
     count = mask.sum(-1)
+    if values.shape[-1] == 0:  # no entries at all: every median is empty
+        return np.full(count.shape, np.nan), count
     ordered = np.sort(np.where(mask, values, np.inf), axis=-1)  # masked entries sort to the end
     lo = np.maximum((count - 1) // 2, 0)
     hi = count // 2
@@ -187,7 +214,8 @@ def pips_metrics(
       dict with ``PIPS_KEYS``, each float64 [B]:
       ``d_δ`` = 100·Σ_{t≥1} valid·[dist < δ] / (1e-6 + Σ_{t≥1} valid) for δ ∈ {1,2,4,8,16} (frame 0,
       the query frame, is excluded; no valid frame gives 0); ``d_avg`` = mean of the five;
-      ``survival`` = 100·mean_{t,n} cumprod_t(1 − [dist > thr]·valid) over all frames;
+      ``survival`` = 100·mean_{t,n} cumprod_t(1 − [dist > thr]·valid) over all frames (``nan``
+      for a video without frames or points);
       ``median_l2`` = mean over trajectories of the (averaging) median of dist over that trajectory's
       valid frames, frame 0 included. A trajectory with no valid frame has no median and is left out
       of the mean; a video where no trajectory has a valid frame gets ``nan`` (which
@@ -214,7 +242,9 @@ def pips_metrics(
     out["d_avg"] = np.mean([out[f"d_{d}"] for d in PIPS_THRESHOLDS], axis=0)
 
     ok = 1.0 - (dist > survival_threshold) * valids
-    out["survival"] = 100.0 * np.mean(np.cumprod(ok, axis=1), axis=(1, 2))
+    num_entries = np.full(ok.shape[0], ok.shape[1] * ok.shape[2], np.float64)
+    out["survival"] = 100.0 * _safe_divide(np.sum(np.cumprod(ok, axis=1), axis=(1, 2)), num_entries,
+                                           np.nan)
 
     median, count = masked_median(dist, valids > 0, axis=1)  # [B, N]
     has_valid = count > 0

@@ -82,18 +82,18 @@ def test_tapvid_empty_denominators_no_warning():
     # predicted occluded → no gt positives and no predicted positives.
     gt = np.zeros((2, 3, 2))
     occ = np.array([[False] * 3, [True] * 3])
+    # 0/0 is nan, as in tapnet (which computes it with a warning).
     out = _tapvid([2, 0], occ, gt, occ, gt, "first", trackwise=True)
     for key, value in out.items():
         assert value.shape == (1, 2), key
-        assert np.all(np.isfinite(value)), key
-        expected = [0.0, 1.0] if key == "occlusion_accuracy" else [0.0, 0.0]
+        expected = [np.nan, 1.0] if key == "occlusion_accuracy" else [np.nan, np.nan]
         np.testing.assert_allclose(value[0], expected, err_msg=key)
-    with_nan = _tapvid([2, 0], occ, gt, occ, gt, "first", trackwise=True, empty_value=np.nan)
-    assert np.isnan(with_nan["pts_within_1"]).all() and np.isnan(with_nan["occlusion_accuracy"][0, 0])
+    zeros = _tapvid([2, 0], occ, gt, occ, gt, "first", trackwise=True, empty_value=0.0)
+    assert np.all(np.isfinite(zeros["pts_within_1"])) and zeros["occlusion_accuracy"][0, 0] == 0
     # Video-level: only track 1 is scored, it has no positives at all.
     video = _tapvid([2, 0], occ, gt, occ, gt, "first")
     np.testing.assert_allclose(video["occlusion_accuracy"], [1.0])
-    np.testing.assert_allclose(video["average_jaccard"], [0.0])
+    assert np.isnan(video["average_jaccard"]).all()
 
 
 def test_tapvid_shapes_and_video_pooling():
@@ -128,14 +128,14 @@ def _tapvid_loops(query, gt_occ, gt, pred_occ, pred, mode):
             q = int(round(query[i, j, 0]))
             frames = [f for f in range(t) if (f > q if mode == "first" else f != q)]
             agree = sum(pred_occ[i, j, f] == gt_occ[i, j, f] for f in frames)
-            out["occlusion_accuracy"][i, j] = agree / len(frames) if frames else 0.0
+            out["occlusion_accuracy"][i, j] = agree / len(frames) if frames else np.nan
             for d in DELTAS:
                 within = {f: np.sum((pred[i, j, f] - gt[i, j, f]) ** 2) < d * d for f in frames}
                 vis = [f for f in frames if not gt_occ[i, j, f]]
                 tp = sum(within[f] and not pred_occ[i, j, f] for f in vis)
                 fp = sum(not pred_occ[i, j, f] and (gt_occ[i, j, f] or not within[f]) for f in frames)
-                out[f"pts_within_{d}"][i, j] = sum(within[f] for f in vis) / len(vis) if vis else 0.0
-                out[f"jaccard_{d}"][i, j] = tp / (len(vis) + fp) if len(vis) + fp else 0.0
+                out[f"pts_within_{d}"][i, j] = sum(within[f] for f in vis) / len(vis) if vis else np.nan
+                out[f"jaccard_{d}"][i, j] = tp / (len(vis) + fp) if len(vis) + fp else np.nan
     out["average_jaccard"] = np.mean([out[f"jaccard_{d}"] for d in DELTAS], axis=0)
     out["average_pts_within_thresh"] = np.mean([out[f"pts_within_{d}"] for d in DELTAS], axis=0)
     return out

@@ -11,17 +11,26 @@ Saving is asynchronous (device arrays are copied to host, then written in a back
 atomic: orbax writes into a temporary directory and renames it when complete, so a run killed
 mid-save leaves the previous checkpoint intact. ``max_to_keep`` old checkpoints are kept. Always call
 :meth:`Checkpointer.wait_until_finished` (or :meth:`close`) before the process exits.
+
+A latest checkpoint that cannot be restored (truncated or corrupt files) is not fatal:
+:func:`restore_or_init` logs a warning naming its step, resumes from the newest checkpoint that
+does restore, and moves the bad ones (never deleted) to ``<checkpoints>_unrestorable/<step>`` so
+that the resumed run can save its own steps again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable, Optional
 
+import jax
 import orbax.checkpoint as ocp
 
 # The read-only loader lives with the rest of the weight I/O; re-exported for existing callers.
 from objtrack_jax.model_io import load_params  # noqa: F401  pylint: disable=unused-import
+
+log = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -41,6 +50,30 @@ class Checkpointer:
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Steps of the finished checkpoints on disk, ascending."""
+        return sorted(int(s) for s in self.manager.all_steps())
+
+    def set_aside(self, steps, barrier: Optional[Callable[[], None]] = None) -> list[str]:
+        """Moves checkpoints ``steps`` to ``<directory>_unrestorable/<step>`` (kept, not deleted)
+        and reloads the step list; process 0 moves, ``barrier`` (if given) syncs the others.
+        Returns the new paths."""
+        aside = self.directory + "_unrestorable"
+        moved = []
+        for step in steps:
+            src, dst = os.path.join(self.directory, str(step)), os.path.join(aside, str(step))
+            suffix = 1
+            while os.path.exists(dst):
+                dst, suffix = os.path.join(aside, f"{step}.{suffix}"), suffix + 1
+            if jax.process_index() == 0 and os.path.exists(src):
+                os.makedirs(aside, exist_ok=True)
+                os.replace(src, dst)
+            moved.append(dst)
+        if barrier is not None:
+            barrier()
+        self.manager.reload()
+        return moved
 
     def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
         """Saves when ``step`` is a multiple of ``every_steps`` (or ``force``); returns whether it
@@ -69,15 +102,44 @@ class Checkpointer:
         self.manager.close()
 
 
-def restore_or_init(checkpointer: Checkpointer, abstract_state,
-                    init_fn: Callable[[], Any]) -> tuple[Any, dict, Optional[int]]:
-    """Resumes from the latest checkpoint if there is one, else ``init_fn()``.
+def restore_or_init(checkpointer: Checkpointer, abstract_state, init_fn: Callable[[], Any],
+                    barrier: Optional[Callable[[], None]] = None) -> tuple[Any, dict, Optional[int]]:
+    """Resumes from the newest checkpoint that restores, else ``init_fn()`` when there is none.
+
+    A checkpoint that fails to restore is skipped with a warning naming its step, and the next
+    older one is tried. Once one restores, the newer unrestorable ones are moved aside
+    (:meth:`Checkpointer.set_aside`; ``barrier`` syncs processes) so that the resumed run can
+    write those steps again. When none restores, nothing is moved and a ValueError lists each
+    step's error (e.g. a config whose model does not match the checkpoints).
 
     Returns ``(state, data_state, restored_step)``; ``data_state`` is ``{}`` and ``restored_step``
     None for a fresh start.
     """
-    step = checkpointer.latest_step()
-    if step is None:
+    steps = checkpointer.all_steps()
+    if not steps:
         return init_fn(), {}, None
-    state, data_state = checkpointer.restore(abstract_state, step)
-    return state, data_state, step
+    failed: list[tuple[int, Exception]] = []
+    for step in reversed(steps):
+        try:
+            state, data_state = checkpointer.restore(abstract_state, step)
+        except Exception as e:  # pylint: disable=broad-except  (any unreadable checkpoint)
+            failed.append((step, e))
+            log.warning("checkpoint step %d (%s) cannot be restored: %s: %s; trying an older one",
+                        step, os.path.join(checkpointer.directory, str(step)), type(e).__name__,
+                        _first_line(e))
+            continue
+        if failed:
+            moved = checkpointer.set_aside([s for s, _ in failed], barrier)
+            log.warning("resuming from step %d, the newest checkpoint that restores; unrestorable "
+                        "step(s) %s moved to %s (not deleted)", step, [s for s, _ in failed],
+                        os.path.dirname(moved[0]))
+        return state, data_state, step
+    details = "; ".join(f"step {s}: {type(e).__name__}: {_first_line(e)}" for s, e in failed)
+    raise ValueError(f"{checkpointer.directory}: no checkpoint can be restored ({details}). "
+                     "Nothing was moved or deleted; a config that differs from the one the run was "
+                     "started with also causes this.") from failed[0][1]
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:limit]

@@ -178,7 +178,12 @@ def gather_from_processes(x, mesh) -> np.ndarray:
 def prepare_data_root(config, workdir: str, mesh=None) -> str:
     """``config.data.root`` or, when empty (source 'dir'), a synthetic tree in ``<workdir>``
     (process 0 writes it; with several processes, ``mesh`` is needed for the barrier)."""
-    if config.data.source != "dir" or config.data.root:
+    if config.data.source == "dir" and config.data.root:
+        if "://" not in config.data.root and not os.path.isdir(config.data.root):
+            raise FileNotFoundError(f"config.data.root={config.data.root}: dataset root does not "
+                                    "exist (leave it empty to generate synthetic data)")
+        return config.data.root
+    if config.data.source != "dir":
         return config.data.root
     root = os.path.join(workdir, "synthetic")
     done = os.path.join(root, "DONE")
@@ -387,6 +392,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     maybe_initialize_distributed(config)
     pipeline.hide_accelerators_from_tf()
     workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"workdir {workdir} is a file, not a directory")
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
 
@@ -404,8 +411,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                  every_steps=config.checkpoint.every_steps,
                                  keep=config.checkpoint.keep,
                                  async_save=config.checkpoint.async_save)
+    barrier = ((lambda: gather_from_processes(np.zeros(1, np.int32), mesh))
+               if jax.process_count() > 1 else None)
     state, data_state, restored = ckpt_lib.restore_or_init(
-        ckpt, abstract, lambda: state_lib.create_train_state(model, tx, mesh, config.seed))
+        ckpt, abstract, lambda: state_lib.create_train_state(model, tx, mesh, config.seed),
+        barrier=barrier)
     start_step = int(to_host(state.step))
     if data_state and int(data_state.get("step", start_step)) != start_step:
         raise RuntimeError(f"checkpoint mismatch: state step {start_step} but data position "
