@@ -81,6 +81,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="dataset split (default test; CroHD train)")
     p.add_argument("--max-videos", type=int, default=None)
     p.add_argument("--max-points", type=int, default=None, help="at most this many queries per video")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="pips protocol: the first this many frames of each video")
     p.add_argument("--chunk-size", type=int, default=256, help="points refined at once")
     p.add_argument("--out", default=None, help="write results (config, per video, mean) as JSON")
     p.add_argument("--no-progress", action="store_true")
@@ -109,7 +111,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         iters=args.iters, carry=args.carry, query_mode=args.query_mode, max_videos=args.max_videos,
         progress=not args.no_progress, resolution=args.resolution,
         survival_threshold=args.survival_threshold, split=args.split, max_points=args.max_points,
-        chunk_size=args.chunk_size)
+        max_frames=args.max_frames, chunk_size=args.chunk_size)
     seconds = time.perf_counter() - t0
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]

@@ -94,7 +94,8 @@ def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np
     return np.concatenate(parts, 0)
 
 
-def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool) -> Iterator[dict]:
+def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
+                       max_frames: Optional[int] = None) -> Iterator[dict]:
     """PointOdyssey layout. size None: native (rounded up to a model size when auto_valid)."""
     import cv2
 
@@ -103,7 +104,7 @@ def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool) -> Iterato
     for seq_dir in pointodyssey.list_sequences(root, split):
         anno = pointodyssey.load_annotations(seq_dir)
         num = pointodyssey.num_frames(seq_dir)
-        num = min(num, anno["trajs"].shape[0])
+        num = min(num, anno["trajs"].shape[0], max_frames or num)
         first = cv2.imread(os.path.join(seq_dir, "rgbs", "rgb_00000.jpg"), cv2.IMREAD_COLOR)
         if first is None:
             raise ValueError(f"{seq_dir}/rgbs/rgb_00000.jpg: could not decode image")
@@ -147,16 +148,29 @@ def _iter_tapvid_pips(dataset: str, root: str, size) -> Iterator[dict]:
                    visibs=visibs, valids=visibs, query_ok=visibs[0], source_size=v["source_size"])
 
 
+def _first_frames(records: Iterator[dict], max_frames: Optional[int]) -> Iterator[dict]:
+    """Each record cut to its first ``max_frames`` frames (None: unchanged)."""
+    for rec in records:
+        if max_frames is not None:
+            rec = {k: (v[:max_frames] if k in ("video", "trajs", "visibs", "valids") else v)
+                   for k, v in rec.items()}
+        yield rec
+
+
 def iter_records(dataset: str, data_root: str, size=None, split: Optional[str] = None,
-                 auto_valid: bool = True) -> Iterator[dict]:
-    """Common records for ``dataset`` at ``size`` (H, W); None = the dataset's native size."""
+                 auto_valid: bool = True, max_frames: Optional[int] = None) -> Iterator[dict]:
+    """Common records for ``dataset`` at ``size`` (H, W); None = the dataset's native size
+    (rounded up to a model size when ``auto_valid``); at most ``max_frames`` frames each."""
     split = split or DEFAULT_SPLITS.get(dataset)
+    if max_frames is not None and int(max_frames) < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if dataset in ("pointodyssey", "synthetic"):
-        return _iter_pointodyssey(data_root, split, size, auto_valid)
+        return _iter_pointodyssey(data_root, split, size, auto_valid, max_frames)
     if dataset == "crohd":
-        return _iter_crohd(data_root, split, size)
+        return _first_frames(_iter_crohd(data_root, split, size), max_frames)
     if dataset.startswith("tapvid_"):
-        return _iter_tapvid_pips(dataset, data_root, size or PIPS_RESOLUTION)
+        return _first_frames(_iter_tapvid_pips(dataset, data_root, size or PIPS_RESOLUTION),
+                             max_frames)
     raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
 
 
@@ -265,7 +279,7 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
              max_videos: Optional[int] = None, progress: bool = True, *,
              resolution: Optional[Sequence[int]] = None, survival_threshold: float = 16.0,
              split: Optional[str] = None, max_points: Optional[int] = None,
-             chunk_size: int = 256) -> tuple[list[dict], dict]:
+             max_frames: Optional[int] = None, chunk_size: int = 256) -> tuple[list[dict], dict]:
     """Evaluates ``model`` on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
 
     Args:
@@ -279,11 +293,13 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
       query_mode: TAP-Vid protocol only, 'first' or 'strided'.
       max_videos: stop after this many videos (None = all).
       resolution: (H, W). PIPs++ protocol: the frame size the videos and ground truth are resized
-        to (default 512×896; synthetic: native, rounded up to a model size). TAP-Vid protocol: the
-        model's input size (default 256×256; the metrics are always computed at 256×256).
+        to (default 512×896; synthetic: native, rounded up to a model size; ``'native'``: that
+        rule for every dataset). TAP-Vid protocol: the model's input size (default 256×256; the
+        metrics are always computed at 256×256).
       survival_threshold: PIPs++ survival threshold (16; the paper's PointOdyssey table uses 50).
       split: dataset split (default: 'test' for PointOdyssey/synthetic, 'train' for CroHD).
       max_points: evaluate at most this many queries per video (evenly spread; None = all).
+      max_frames: PIPs++ protocol only: the first this many frames of each video (None = all).
       chunk_size: points refined at once.
 
     Returns:
@@ -301,15 +317,24 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
         raise ValueError(f"data_root is required for dataset {dataset!r}")
     if data_root is not None and dataset != "synthetic" and not os.path.exists(data_root):
         raise FileNotFoundError(f"{dataset} data not found at {data_root}")
+    if max_frames is not None and protocol != "pips":
+        raise ValueError("max_frames applies to the PIPs++ protocol only (TAP-Vid queries may lie "
+                         "at any frame)")
+    native = isinstance(resolution, str)
+    if native and resolution != "native":
+        raise ValueError(f"resolution must be (H, W) or 'native', got {resolution!r}")
+    if native and protocol != "pips":
+        raise ValueError("resolution='native' applies to the PIPs++ protocol only")
     track_kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, progress=False)
-    res = tuple(int(s) for s in resolution) if resolution is not None else None
+    res = tuple(int(s) for s in resolution) if resolution is not None and not native else None
 
     per_video: list[dict] = []
     root_ctx = _synthetic_root(data_root) if dataset == "synthetic" else contextlib.nullcontext(data_root)
     with root_ctx as root:
         if protocol == "pips":
-            size = res if res is not None else (None if dataset == "synthetic" else PIPS_RESOLUTION)
-            videos = iter_records(dataset, root, size=size, split=split)
+            size = res if res is not None else (
+                None if native or dataset == "synthetic" else PIPS_RESOLUTION)
+            videos = iter_records(dataset, root, size=size, split=split, max_frames=max_frames)
         else:
             videos = _iter_tapvid_protocol(dataset, root, split, query_mode)
         bar = None

@@ -188,3 +188,30 @@ def test_eval_main_synthetic(tmp_path, synth_root, capsys):
     with open(out) as f:
         saved = json.load(f)
     assert saved["mean"]["average_jaccard"] is None
+
+
+def test_training_eval_equals_objtrack_eval(tmp_path):
+    """The periodic evaluation of train/loop.py and `objtrack eval` on the same weights and data
+    give identical metrics (same queries, frames, resolution, windows)."""
+    from configs import objprior
+    from objtrack_jax.models.tracker import tracker_from_config
+    from objtrack_jax.train import loop
+
+    root = str(tmp_path / "data")
+    synthetic.generate_dataset(root, num_seqs={"val": 2}, frames=10, size=(128, 160), num_points=48,
+                               progress=False, write_depths=False)
+    model = tracker_from_config({"latent_dim": 32, "encoder_dims": [16, 24, 32, 32],
+                                 "update_channels": [32, 64]})
+    params = model.init(jax.random.PRNGKey(0), np.zeros((1, 2, 128, 128, 3), np.float32),
+                        np.full((1, 2, 1, 2), 40.0, np.float32), iters=1)["params"]
+    c = objprior.get_config("tiny")
+    c.eval.update(dict(num_videos=2, max_frames=8, max_points=12, window=4, iters=1))
+    in_training = loop.evaluate(model, params, c, root)
+    ckpt = model_io.save_inference_checkpoint(str(tmp_path / "ckpt"), model, params)
+    cli = cli_eval.eval_main(["--dataset", "pointodyssey", "--data-root", root, "--split", "val",
+                              "--checkpoint", ckpt, "--window", "4", "--iters", "1",
+                              "--max-videos", "2", "--max-points", "12", "--max-frames", "8",
+                              "--resolution", "128x160", "--no-progress"])
+    assert cli["mean"]["num_videos"] == 2 and all(r["num_frames"] == 8 for r in cli["per_video"])
+    assert all(r["num_points"] == 12 for r in cli["per_video"])
+    assert in_training == {f"eval/{k}": cli["mean"][k] for k in PIPS_KEYS}

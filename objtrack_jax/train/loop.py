@@ -233,53 +233,42 @@ def _iterator_state_from_checkpoint(data_state: dict) -> Optional[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def evaluate(model, params, config, root: str) -> dict[str, float]:
-    """PIPs++-protocol metrics on up to ``eval.num_videos`` sequences of ``root/eval.split``.
+def eval_settings(config, root: str) -> Optional[dict]:
+    """Keyword arguments of :func:`objtrack_jax.evaluation.evaluate` for the periodic evaluation
+    (``config.eval``), or None when the held-out split ``<root>/<eval.split>`` does not exist.
 
-    Per sequence: the first ``eval.max_frames`` frames, queries = the first ``eval.max_points``
-    points valid and visible at frame 0, init = zero velocity, ``track_long_video`` (windows of
-    ``eval.window``, ``eval.iters`` iterations, PIPs++ carry), :func:`pips_metrics` over annotated
-    valid points (survival threshold ``eval.survival_threshold``); averaged over sequences.
-    Returns ``{'eval/d_avg', 'eval/survival', 'eval/median_l2', 'eval/d_1', ...}`` ({} without data).
+    PIPs++ protocol on up to ``eval.num_videos`` sequences of a PointOdyssey-layout root (the
+    synthetic data has that layout): the first ``eval.max_frames`` frames, at most
+    ``eval.max_points`` queries (evenly spread over the points visible at frame 0, as in
+    ``objtrack eval``), frames resized to ``eval.image_size`` or kept native (rounded up to a
+    model size), windows of ``eval.window`` frames with the PIPs++ carry, ``eval.iters``
+    iterations, survival threshold ``eval.survival_threshold``.
     """
-    from data_pipelines import pointodyssey as po  # pylint: disable=import-outside-toplevel
-    from objtrack_jax.inference import track_long_video  # pylint: disable=import-outside-toplevel
-    from objtrack_jax.metrics import average_metrics, pips_metrics  # pylint: disable=all
-
     e = config.eval
     root = e.root or root
     if not root or not os.path.isdir(os.path.join(root, e.split)):
+        return None
+    return dict(dataset="pointodyssey", data_root=root, protocol="pips", window=int(e.window),
+                iters=int(e.iters), carry="pips2", max_videos=int(e.num_videos), progress=False,
+                resolution=tuple(e.image_size) if e.image_size is not None else "native",
+                survival_threshold=float(e.survival_threshold), split=e.split,
+                max_points=int(e.max_points), max_frames=int(e.max_frames))
+
+
+def evaluate(model, params, config, root: str) -> dict[str, float]:
+    """The periodic evaluation: :func:`objtrack_jax.evaluation.evaluate` with
+    :func:`eval_settings`; returns the mean metrics as ``{'eval/d_avg', 'eval/survival',
+    'eval/median_l2', 'eval/d_1', ...}`` ({} without data)."""
+    from objtrack_jax import evaluation  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.metrics import PIPS_KEYS  # pylint: disable=import-outside-toplevel
+
+    kw = eval_settings(config, root)
+    if kw is None:
         return {}
-    seq_dirs = po.list_sequences(root, e.split)[:e.num_videos]
-    per_video = []
-    for d in seq_dirs:
-        t = min(int(e.max_frames), po.num_frames(d))
-        rgbs = po.load_frames(d, np.arange(t))
-        anno = po.load_annotations(d)
-        trajs = np.asarray(anno["trajs"][:t], np.float32)
-        valids = np.asarray(anno["valids"][:t], bool) & np.all(np.isfinite(trajs), -1)
-        vis = np.asarray(anno["visibs"][:t], bool) & valids
-        trajs = np.where(valids[..., None], trajs, 0.0)
-        sel = np.flatnonzero(vis[0])[:e.max_points]
-        if len(sel) == 0 or t < 2:
-            continue
-        trajs, valids = trajs[:, sel], valids[:, sel]
-        h, w = rgbs.shape[1:3]
-        if e.image_size is not None:
-            import cv2  # pylint: disable=import-outside-toplevel
-            hn, wn = (int(v) for v in e.image_size)
-            rgbs = np.stack([cv2.resize(f, (wn, hn), interpolation=cv2.INTER_LINEAR) for f in rgbs])
-            trajs = trajs * np.asarray([wn / w, hn / h], np.float32)
-            h, w = hn, wn
-        trajs_e0 = np.repeat(trajs[:1], t, axis=0)
-        trajs_e = track_long_video(model, params, rgbs[None].astype(np.float32), trajs_e0[None],
-                                   window=min(int(e.window), t), iters=int(e.iters), carry="pips2")
-        per_video.append(pips_metrics(trajs_e, trajs[None], valids[None].astype(np.float32),
-                                      image_size=(h, w),
-                                      survival_threshold=float(e.survival_threshold)))
-    if not per_video:
+    _, mean = evaluation.evaluate(model=model, params=params, **kw)
+    if not mean["num_videos"]:
         return {}
-    return {f"eval/{k}": v for k, v in average_metrics(per_video).items()}
+    return {f"eval/{k}": float(mean[k]) for k in PIPS_KEYS if mean.get(k) is not None}
 
 
 # --------------------------------------------------------------------------------------------------
