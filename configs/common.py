@@ -50,6 +50,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval_every = 5_000  # 0 disables periodic evaluation (a final one still runs if eval.at_end)
     c.progress_bar = True
     c.tensorboard = True
+    # Warm start: parameters from this checkpoint (any format objtrack_jax.model_io.load_model
+    # reads; e.g. the shipped weights' folder) where path and shape match, on a fresh start only.
+    c.init_from = ""
 
     # Every PIPsTracker field with its default (models/tracker.py is the one list of them):
     # stride, latent_dim, corr_levels, corr_radius, use_attention, attention_depth/heads/window,
@@ -203,6 +206,23 @@ def apply_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 VARIANTS = ("full", "tiny", "runlocal", "cpu")
 
 
+def apply_real(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The shipped weights' recipe: the ``:cpu`` model with a visibility head, trained on the
+    real-photo scenes (``objtrack synth --preset real``, given as ``--config.data.root``),
+    warm-started from the shipped weights, 128x128 crops, S=8, N=64, batch 2, 4 iterations."""
+    c.model.visibility_head = True
+    c.max_steps = 20_000
+    c.optim.lr = 5e-4
+    c.optim.warmup_frac = 0.02
+    c.data.frame_strides = (1, 2)
+    c.log_every = 50
+    c.checkpoint.every_steps = 100
+    c.checkpoint.keep = 3
+    c.eval.num_videos = 4
+    c.eval.max_points = 64
+    return c
+
+
 def finalize(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
     """Applies the variant named by the config-file argument ('' or None: the full experiment)."""
     if arg in (None, "", "full"):
@@ -211,5 +231,7 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.Co
         return apply_tiny(c)
     if arg == "cpu":
         return apply_cpu(c)
+    if arg == "real":
+        return apply_real(apply_cpu(c))
     raise ValueError(f"unknown config variant {arg!r}: use no argument, 'cpu' (the shipped "
                      "model's reduced setting) or 'tiny' (alias 'runlocal')")

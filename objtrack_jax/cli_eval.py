@@ -65,9 +65,11 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="dataset root / pickle (optional for synthetic: a small split is generated)")
     p.add_argument("--checkpoint", default=None,
                    help="PyTorch .pth (file or folder), params.msgpack folder or training workdir")
-    p.add_argument("--baseline", default=None, choices=("zero",),
-                   help="evaluate a baseline instead of a model: 'zero' = zero motion (every "
-                        "query stays where it is)")
+    p.add_argument("--baseline", default=None, choices=("zero", "lk", "dis"),
+                   help="evaluate a classical baseline instead of a model, on the same queries "
+                        "and resolution: 'zero' = zero motion, 'lk' = OpenCV pyramidal "
+                        "Lucas-Kanade (21x21, 3 levels), 'dis' = OpenCV DIS optical flow, both "
+                        "chained frame to frame from the query frame")
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
     p.add_argument("--window", type=int, default=128, help="frames per window (PIPs++ 128, paper 36)")
@@ -102,7 +104,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.baseline is not None:
         if args.checkpoint is not None:
             parser.error("--baseline and --checkpoint are exclusive")
-        model, params, info = None, None, {"architecture": f"baseline:{args.baseline}"}
+        model, params, info = args.baseline, None, {"architecture": f"baseline:{args.baseline}"}
     else:
         model, params, info = _load(parser, args.checkpoint)
     t0 = time.perf_counter()
@@ -116,7 +118,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]
     print(format_table(rows, keys, add_mean=False))
-    has_vis = model is not None and bool(model.visibility_head)
+    has_vis = (model == "lk") if isinstance(model, str) else bool(model.visibility_head)
     if not has_vis and args.protocol == "tapvid":
         print("n/a: the model has no visibility head, so occlusion accuracy and Jaccard "
               "(AJ) cannot be computed.")

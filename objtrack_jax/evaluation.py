@@ -51,6 +51,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from objtrack_jax import baselines
 from objtrack_jax import metrics as metrics_lib
 from objtrack_jax.tracking import resize_video, track_queries
 
@@ -202,8 +203,8 @@ def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: fl
         return None
     trajs_g = rec["trajs"][:, keep]
     queries = np.stack([np.zeros(keep.size), trajs_g[0, :, 1], trajs_g[0, :, 0]], -1)
-    if model is None:  # zero-motion baseline
-        tracks = zero_motion_tracks(queries, video.shape[0])
+    if model is None or isinstance(model, str):  # a classical baseline (None: zero motion)
+        tracks, _ = baselines.track(model or "zero", video, queries)
     else:
         tracks, _, _ = track_queries(model, params, video, queries, resize_to=video.shape[1:3],
                                      **track_kw)
@@ -241,8 +242,17 @@ def _tapvid_video(v: dict, model, params, track_kw: dict, resolution, query_mode
         log.warning("%s: no queries; skipped", v["name"])
         return None
     q, target, occluded = v["query_points"][keep], v["target_points"][keep], v["occluded"][keep]
-    if model is None:  # zero-motion baseline: no occlusion prediction
-        tracks, visible = zero_motion_tracks(q, v["video"].shape[0]), None
+    if model is None or isinstance(model, str):  # a classical baseline (None: zero motion)
+        video = v["video"]
+        if resolution is not None and tuple(video.shape[1:3]) != tuple(resolution):
+            video = resize_video(video, tuple(resolution))
+            q = q * np.array([1.0, resolution[0] / v["video"].shape[1],
+                              resolution[1] / v["video"].shape[2]])
+        tracks, visible = baselines.track(model or "zero", video, q)
+        if video is not v["video"]:
+            tracks = tracks * np.array([v["video"].shape[2] / resolution[1],
+                                        v["video"].shape[1] / resolution[0]], np.float32)
+            q = v["query_points"][keep]
     else:
         tracks, visible, _ = track_queries(model, params, v["video"], q, resize_to=resolution,
                                            **track_kw)
@@ -284,8 +294,9 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
 
     Args:
       dataset: one of :data:`DATASETS`.
-      model, params: the tracker; ``model=None`` evaluates the zero-motion baseline (every query
-        stays where it is; no occlusion prediction).
+      model, params: the tracker; a baseline name of :data:`objtrack_jax.baselines.BASELINES`
+        ('zero', 'lk', 'dis'; ``None`` = 'zero') evaluates that classical baseline on the same
+        queries at the same resolution (``params`` unused).
       data_root: dataset path (see the module docstring); may be None for 'synthetic'.
       protocol: 'pips' or 'tapvid'.
       window, iters, carry: long-video tracking settings (PIPs++: 128 / 16 / 'pips2'; the paper's

@@ -364,6 +364,36 @@ class _StopSignals:
 # --------------------------------------------------------------------------------------------------
 
 
+def warm_start(state, source: str):
+    """Replaces the freshly initialised parameters of ``state`` by those of ``source`` (any
+    checkpoint :func:`objtrack_jax.model_io.load_model` reads) wherever the path and shape match;
+    the rest (e.g. a visibility head the source lacks) keeps its initialisation. Logs both lists.
+    The optimizer state is untouched (Adam's moments start at zero either way)."""
+    from objtrack_jax import model_io  # pylint: disable=import-outside-toplevel
+
+    _, src, _ = model_io.load_model(source)
+    src_flat = {jax.tree_util.keystr(k): v
+                for k, v in jax.tree_util.tree_flatten_with_path(src)[0]}
+    used, fresh = [], []
+
+    def pick(path, leaf):
+        key = jax.tree_util.keystr(path)
+        value = src_flat.get(key)
+        if value is not None and tuple(np.shape(value)) == tuple(leaf.shape):
+            used.append(key)
+            return jax.device_put(np.asarray(value, leaf.dtype), leaf.sharding)
+        fresh.append(key)
+        return leaf
+
+    params = jax.tree_util.tree_map_with_path(pick, state.params)
+    if not used:
+        raise ValueError(f"init_from={source!r}: no parameter matches the model being trained")
+    log.info("warm start from %s: %d arrays loaded, %d kept at init%s", source, len(used),
+             len(fresh), f" ({', '.join(sorted({k.split(']')[0] + ']' for k in fresh}))})"
+             if fresh else "")
+    return state.replace(params=params)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (resuming from ``workdir`` if it holds a checkpoint) and returns the final metrics.
 
@@ -405,6 +435,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state, data_state, restored = ckpt_lib.restore_or_init(
         ckpt, abstract, lambda: state_lib.create_train_state(model, tx, mesh, config.seed),
         barrier=barrier)
+    if restored is None and config.get("init_from"):
+        state = warm_start(state, config.init_from)
     start_step = int(to_host(state.step))
     if data_state and int(data_state.get("step", start_step)) != start_step:
         raise RuntimeError(f"checkpoint mismatch: state step {start_step} but data position "
