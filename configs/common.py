@@ -1,4 +1,5 @@
-"""Shared defaults of every training experiment (SPEC §2-3), used by the per-experiment configs.
+"""Shared defaults of every training experiment, used by the per-experiment configs (the
+recipe: docs/conventions.md, *Training*).
 
 An experiment file calls :func:`get_base_config`, changes what differs, and ends with
 :func:`finalize` (which applies the ``tiny`` CPU smoke-run variant when asked). Nothing here depends
@@ -17,7 +18,7 @@ Layout of the config (every field can be overridden on the command line, e.g.
 * ``loss``: ``alpha`` (objectness weight, 0 disables the term and skips reading masks), ``gamma``,
   ``vis_weight``.
 * ``optim``: AdamW + one-cycle schedule + gradient clipping (see :mod:`objtrack_jax.train.optim`).
-* ``init_tracks``: the SPEC §2 initial-track recipe.
+* ``init_tracks``: the initial-track recipe (docs/conventions.md, *Training*).
 * ``data``: :func:`data_pipelines.pipeline.default_data_config` (the pipeline already applies the
   batch-level x/y swap, so the train step does not).
 * ``synthetic``: the procedural dataset generated into ``<workdir>/synthetic`` when ``data.root`` is

@@ -1,4 +1,4 @@
-"""The paper's model ("Leveraging Object Priors for Point Tracking", SPEC §3): PIPs++ with the
+"""The paper's model ("Leveraging Object Priors for Point Tracking"): PIPs++ with the
 contextual-attention stack and the objectness loss (alpha = 0.5/3 as the official code).
 
 lr 5e-3, global batch 2, S=24, N=128, 384x512 crops, 6 iterations.

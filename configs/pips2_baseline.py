@@ -1,4 +1,4 @@
-"""PIPs++ baseline (SPEC §2): no contextual attention, no objectness loss.
+"""PIPs++ baseline: no contextual attention, no objectness loss.
 
 lr 5e-4, global batch 4, S=36, N=128, 256x384 crops, 6 iterations, 200k steps.
 

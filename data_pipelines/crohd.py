@@ -1,6 +1,6 @@
 """CroHD head tracking (MOTChallenge HT21) as point tracks, for the PIPs++ evaluation protocol.
 
-Layout (SPEC §5)::
+Layout (docs/conventions.md, *Data formats*)::
 
     <root>/HT21/train/HT21-0{1..4}/img1/%06d.jpg   frames, 1-based file numbers
                                    gt/gt.txt       MOT CSV: frame, id, left, top, w, h, conf, class,
@@ -21,7 +21,8 @@ Conventions:
   valid, measured in the stored (native) pixels.
 * ``metric_valids`` = valid and at least ``border_margin`` (32) px from the border of the *output*
   frame (after the optional ``resize_to``): ``margin <= x <= W-1-margin`` and the same for y. This is
-  the "valid" of the CroHD metric (SPEC §4). PIPs++ evaluates at 512x896 (``resize_to=(512, 896)``),
+  the "valid" of the CroHD metric (docs/conventions.md). PIPs++ evaluates at 512x896
+  (``resize_to=(512, 896)``),
   with tracks scaled by W_new/W_old, H_new/H_old.
 """
 

@@ -1,6 +1,6 @@
 """Reader for the PointOdyssey on-disk layout (real v1.2 / older releases, or `synthetic.py` output).
 
-Layout (SPEC §5)::
+Layout (docs/conventions.md, *Data formats*)::
 
     <root>/<split>/<seq>/rgbs/rgb_%05d.jpg        0-based RGB frames
                          masks/mask_%05d.png      8-bit instance ids, 0 = unknown / fog
@@ -16,7 +16,7 @@ Conventions: tracks are (x, y) pixels of the stored frames, x = 0 the centre of 
 The clip dict yielded by `iter_clips` is the interface consumed by the training pipeline::
 
     rgbs        uint8   [S, H, W, 3]
-    masks       uint8   [S, H, W]     (absent when load_masks=False); 0s filled per SPEC §5
+    masks       uint8   [S, H, W]     (absent when load_masks=False); 0s filled (median blur)
     trajs       float32 [S, N, 2]     (x, y) pixels; N = every annotated point of the sequence
     visibs      bool    [S, N]
     valids      bool    [S, N]
@@ -182,7 +182,7 @@ def load_frames(seq_dir: str, indices: Sequence[int]) -> np.ndarray:
 
 
 def fill_unknown(mask: np.ndarray) -> np.ndarray:
-    """SPEC §5: when more than 128 pixels are 0 (unknown), fill them from a 7x7 median blur."""
+    """When more than 128 pixels are 0 (unknown), fill them from a 7x7 median blur."""
     unknown = mask == MASK_UNKNOWN
     if np.count_nonzero(unknown) <= MASK_FILL_MIN_PIXELS:
         return mask

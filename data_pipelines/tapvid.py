@@ -1,6 +1,6 @@
 """TAP-Vid benchmark readers: DAVIS, RGB-Stacking, RoboTAP and Kinetics pickles.
 
-Stored formats (SPEC §5):
+Stored formats (docs/conventions.md, *Data formats*):
 
 * DAVIS: one pickle, dict ``name -> {video uint8 [T,H,W,3], points float [N,T,2] normalised (x, y)
   in [0, 1], occluded bool [N,T]}``.

@@ -15,7 +15,8 @@ or ``annotations.npz``); every split folder holding sequences becomes a TFDS spl
     frame_stride int32
 
 With ``resolution=(H, W)``, frames are resized with OpenCV linear interpolation, masks with nearest
-neighbour, and tracks scaled by W_new/W_old and H_new/H_old (SPEC §4's resize convention).
+neighbour, and tracks scaled by W_new/W_old and H_new/H_old (the resize rule of
+docs/conventions.md).
 
 Example::
 

@@ -25,7 +25,7 @@ Per-example transform (``process_clip``), in this order
 8. point filters (``point_filter``) and farthest-point sampling (``farthest_point_sampling``), then
    padding to ``num_points`` with ``valids = vis = point_valid = 0`` and zero coordinates.
 
-Point filters (SPEC §2), evaluated on the augmented crop
+Point filters, evaluated on the augmented crop
 --------------------------------------------------------
 * valid and visible at frames 0 and 1;
 * visible in ``>= max(sqrt(S), 2)`` frames (``min_vis_frames`` overrides);
@@ -82,7 +82,7 @@ def in_bounds(trajs: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def point_filter(trajs, vis, valids, mask0, *, min_vis_frames=None, edge=True, motion_min_px=1.0,
                  motion_max_step_px=None) -> np.ndarray:
-    """SPEC §2 training filters; returns bool [N] (see the module docstring for the definitions)."""
+    """The training point filters; returns bool [N] (module docstring: the definitions)."""
     trajs = np.asarray(trajs, np.float32)
     vis = np.asarray(vis, bool)
     valids = np.asarray(valids, bool)
@@ -161,7 +161,7 @@ def flip(clip: dict, horizontal: bool, vertical: bool) -> dict:
 
 
 def swap_xy(data: Mapping[str, Any]) -> dict:
-    """x/y swap (SPEC §2 batch augmentation) of an example or a batch; numpy or jax arrays.
+    """x/y swap (the batch augmentation) of an example or a batch; numpy or jax arrays.
 
     Frames ``[..., H, W, 3]`` and masks ``[..., H, W]`` are transposed, track coordinates become
     ``(y, x)``. Other entries are passed through.

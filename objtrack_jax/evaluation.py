@@ -1,4 +1,5 @@
-"""Benchmark evaluation with the PIPs++ and TAP-Vid protocols (SPEC §4).
+"""Benchmark evaluation with the PIPs++ and TAP-Vid protocols (docs/conventions.md,
+*Evaluation protocols and metrics*).
 
 :func:`evaluate` runs a model over a dataset and returns ``(per_video, mean)``.
 

@@ -1,7 +1,7 @@
 """Training losses: PIPs++ sequence loss, the paper's objectness (instance-mask) loss, and an
 optional visibility BCE.
 
-Conventions (SPEC §2-3, reference/objprior/README §7): tracks are full-resolution pixel
+Conventions (docs/conventions.md, *Training*): tracks are full-resolution pixel
 coordinates ``(x, y)``; ``B`` batch, ``S`` frames, ``N`` points, ``I`` recorded iterates.
 Masked means are ``Σ(x·m) / (1e-6 + Σm)`` over every element (PIPs++ ``reduce_masked_mean``).
 All functions are pure ``jnp`` and jit-friendly (shapes static, no host callbacks).

@@ -1,4 +1,5 @@
-"""Point-tracking metrics: the TAP-Vid protocol and the PIPs++ protocol (SPEC §4).
+"""Point-tracking metrics: the TAP-Vid protocol and the PIPs++ protocol (definitions:
+docs/conventions.md, *Evaluation protocols and metrics*).
 
 Everything is vectorised numpy (no Python loops over points or frames). Empty denominators never
 raise ``RuntimeWarning``; what each metric returns for them is stated in its docstring.
@@ -76,7 +77,7 @@ def tapvid_metrics(
     get_trackwise_metrics: bool = False,
     empty_value: float = np.nan,
 ) -> dict[str, np.ndarray]:
-    """TAP-Vid metrics: the values of tapnet's ``compute_tapvid_metrics`` (SPEC §4).
+    """TAP-Vid metrics: the values of tapnet's ``compute_tapvid_metrics`` (docs/conventions.md).
 
     The squared distances are computed in the inputs' precision (float32 tracks: float32
     arithmetic, as tapnet), so a prediction exactly on a threshold counts as tapnet counts it.
@@ -198,7 +199,7 @@ def pips_metrics(
     image_size: Sequence[int],
     survival_threshold: float = 16.0,
 ) -> dict[str, np.ndarray]:
-    """PIPs++ evaluation metrics, one value per video (SPEC §4, "PIPs++ protocol").
+    """PIPs++ evaluation metrics, one value per video (docs/conventions.md).
 
     Args:
       trajs_e: [B, S, N, 2] estimated (x, y) pixels in an ``image_size`` frame; B = videos.

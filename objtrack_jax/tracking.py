@@ -10,7 +10,7 @@
   backward result is reversed back and the two are stitched at ``t_q``; the output at ``t_q`` is
   the query itself, exactly.
 
-Coordinate conventions (SPEC §4):
+Coordinate conventions (docs/conventions.md, *Coordinates and layouts*):
 
 * Tracks are ``(x, y)`` pixels, queries ``(t, y, x)``, x = 0 the centre of the first column (pixel
   centres at integers).

@@ -21,7 +21,7 @@ def require_path(path: str, what: str) -> str:
 
 
 def rel(a, b) -> float:
-    """Relative error max|a - b| / max|b| over the whole array (SPEC §6)."""
+    """Relative error max|a - b| / max|b| over the whole array (docs/conventions.md)."""
     import numpy as np
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

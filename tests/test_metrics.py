@@ -120,7 +120,8 @@ def test_tapvid_shapes_and_video_pooling():
 
 
 def _tapvid_loops(query, gt_occ, gt, pred_occ, pred, mode):
-    """Straight per-track, per-frame transcription of SPEC §4 (slow; for checking only)."""
+    """Straight per-track, per-frame transcription of the definitions in docs/conventions.md (slow;
+    for checking only)."""
     b, n, t = gt_occ.shape
     out = {k: np.zeros((b, n)) for k in metrics.TAPVID_KEYS}
     for i in range(b):

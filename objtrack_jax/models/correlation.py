@@ -1,6 +1,6 @@
 """Correlation pyramid, sampled only at the (2r+1)² window of each level (never a full volume).
 
-Conventions (SPEC §1):
+Conventions (docs/conventions.md, *The model*):
 - Pixel coordinates ``(x, y)`` in feature-grid units, x=0 the centre of the first column
   (``align_corners=True``). Level ``l`` is sampled at ``coords / 2**l + offset``.
 - Level ``l+1`` = 2×2 average pool (stride 2, floor) of level ``l``.

@@ -1,4 +1,4 @@
-"""Learning-rate schedule and optimiser from the config (SPEC §2, PIPs++ / paper-code settings).
+"""Learning-rate schedule and optimiser from the config (PIPs++ / paper-code settings).
 
 * one-cycle schedule over ``max_steps + optim.extra_steps`` steps (PyTorch ``OneCycleLR`` with
   ``anneal_strategy='linear'``, ``pct_start=warmup_frac``): linear warm-up from

@@ -4,13 +4,13 @@ Per step (everything on device, inside one jitted function):
 
 1. ``key = fold_in(state.rng, state.step)`` (split into init-track and dropout keys), so the
    randomness of step ``k`` is the same however the run was interrupted and resumed.
-2. Initial tracks (SPEC §2, :func:`init_tracks`).
+2. Initial tracks (docs/conventions.md, *Training*; :func:`init_tracks`).
 3. Forward pass (``deterministic=False``: drop-path is active in the attention stack), loss =
    :func:`objtrack_jax.losses.total_loss` (sequence loss on all iterates + ``alpha`` x objectness on
    the final prediction + optional visibility BCE).
 4. Gradient, global-norm clipping and AdamW (the optimiser chain of :mod:`.optim`).
 
-The batch-level x/y swap (SPEC §2) is applied by the input pipeline
+The batch-level x/y swap is applied by the input pipeline
 (``data_pipelines.pipeline``, ``aug.xy_swap='batch'``), so it is not repeated here.
 
 Batch: ``rgbs`` [B,S,H,W,3] (uint8 or float in [0,255]), ``trajs`` [B,S,N,2] GT pixels, ``valids``
@@ -37,7 +37,7 @@ SCALAR_TERMS = ("loss", "loss_seq", "loss_obj", "masked_loss", "loss_vis")
 
 
 def init_tracks(key, trajs_g, image_hw, cfg) -> jnp.ndarray:
-    """SPEC §2 initial tracks ``[B,S,N,2]`` from the GT ``trajs_g`` (pixels).
+    """Initial tracks ``[B,S,N,2]`` from the GT ``trajs_g`` (pixels).
 
     Per point: uniform random positions per frame in ``[0, W-1] x [0, H-1]`` blended with the GT by
     ``c ~ U(0, 1)`` (``rand*c + gt*(1-c)``, one ``c`` per point); with probability
