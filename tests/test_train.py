@@ -235,3 +235,21 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
     assert os.listdir(tmp_path / "tensorboard")
     params, step = ckpt_lib.load_params(str(tmp_path))
     assert step == 1 and "attention" in params
+
+
+def test_metric_logger_tensorboard_scalars(tmp_path):
+    """TensorBoard events through tf.summary.scalar: readable tags and values, same as the JSONL."""
+    import tensorflow as tf
+
+    logger = loop.MetricLogger(str(tmp_path), enabled=True, tensorboard=True)
+    logger.write(3, {"loss": 1.5, "eval/d_avg": 20.0})
+    logger.close()
+    seen = {}
+    for name in os.listdir(tmp_path / "tensorboard"):
+        for ev in tf.compat.v1.train.summary_iterator(str(tmp_path / "tensorboard" / name)):
+            for v in ev.summary.value:
+                seen[v.tag] = (ev.step, float(tf.make_ndarray(v.tensor)))
+    assert seen == {"loss": (3, 1.5), "eval/d_avg": (3, 20.0)}
+    with open(tmp_path / "metrics.jsonl") as f:
+        row = json.loads(f.readline())
+    assert row["step"] == 3 and row["loss"] == 1.5

@@ -288,17 +288,12 @@ class MetricLogger:
         self._file = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
         if tensorboard:
             try:
+                import tensorboard as _  # noqa: F401  tf.summary.scalar's implementation
                 import tensorflow as tf  # pylint: disable=import-outside-toplevel
-                from tensorflow.core.framework import summary_pb2  # pylint: disable=all
-                # Raw summary op + the scalars plugin's metadata: works without the
-                # tensorboard package (tf.summary.scalar needs it).
-                meta = summary_pb2.SummaryMetadata()
-                meta.plugin_data.plugin_name = "scalars"
-                self._meta = meta.SerializeToString()
                 self._tf = tf
                 self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
             except Exception as err:  # pylint: disable=broad-except  # TB is optional
-                log.warning("TensorBoard logging disabled: %s", err)
+                log.warning("TensorBoard logging disabled (pip install tensorboard): %s", err)
 
     def write(self, step: int, scalars: dict) -> None:
         if not self.enabled:
@@ -309,8 +304,7 @@ class MetricLogger:
         if self._tb is not None:
             with self._tb.as_default(step=int(step)):
                 for k, v in scalars.items():
-                    self._tf.summary.write(k, self._tf.constant(float(v), self._tf.float32),
-                                           metadata=self._meta)
+                    self._tf.summary.scalar(k, float(v))
             self._tb.flush()
 
     def close(self):
