@@ -29,15 +29,15 @@ GAP = 6  # pixels between the two panels
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    from objtrack_jax.cli_eval import _parse_hw
+    from objtrack_jax.cli_args import add_checkpoint_arg, parse_hw
 
     p = argparse.ArgumentParser(prog="objtrack demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=".", help="output folder (default: the current directory)")
     p.add_argument("--video", default=None, help="track a grid of points through this video instead")
-    p.add_argument("--checkpoint", default=None, help="weights to use instead of the shipped ones")
+    add_checkpoint_arg(p)
     p.add_argument("--scenes", type=int, default=4, help="synthetic scenes evaluated (the first is drawn)")
     p.add_argument("--frames", type=int, default=32, help="frames per synthetic scene")
-    p.add_argument("--size", type=_parse_hw, default=(144, 176), help="synthetic scene HxW")
+    p.add_argument("--size", type=parse_hw, default=(144, 176), help="synthetic scene HxW")
     p.add_argument("--points", type=int, default=64, help="queries per scene (visible at frame 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=int, default=12, help="--video: an NxN grid of queries")
@@ -89,6 +89,7 @@ def run_synthetic(model, params, args) -> dict:
     from objtrack_jax import metrics as metrics_lib
     from objtrack_jax import viz
     from objtrack_jax.evaluation import zero_motion_tracks
+    from objtrack_jax.inference import to_time_major
     from objtrack_jax.tracking import track_queries
     from objtrack_jax.video_io import write_video
 
@@ -108,11 +109,11 @@ def run_synthetic(model, params, args) -> dict:
         t_track += time.perf_counter() - t0
         valids = seq["valids"][:, keep]
         for name, est in (("model", tracks), ("zero-motion", zero_motion_tracks(queries, args.frames))):
-            m = metrics_lib.pips_metrics(np.transpose(est, (1, 0, 2))[None], gt[None], valids[None],
+            m = metrics_lib.pips_metrics(to_time_major(est)[None], gt[None], valids[None],
                                          image_size=args.size)
             rows[name].append({k: float(v[0]) for k, v in m.items()})
         if i == 0:
-            drawn = (seq["rgbs"], np.transpose(tracks, (1, 0, 2)), gt, seq["visibs"][:, keep])
+            drawn = (seq["rgbs"], to_time_major(tracks), gt, seq["visibs"][:, keep])
         print(f"scene {i + 1}/{args.scenes}: {keep.size} points, d_avg model "
               f"{rows['model'][-1]['d_avg']:.1f} vs zero-motion {rows['zero-motion'][-1]['d_avg']:.1f}")
     mean = {name: metrics_lib.average_metrics(r) for name, r in rows.items()}
@@ -137,22 +138,21 @@ def run_synthetic(model, params, args) -> dict:
 
 
 def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
-    from objtrack_jax.cli_eval import _load, track_main
+    from objtrack_jax.cli_args import load_model_or_exit
+    from objtrack_jax.video_tracking import track_video
 
     parser = demo_parser()
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
     if args.video is not None:
-        argv = [args.video, "--out", os.path.join(args.out, "demo.mp4"), "--grid", str(args.grid),
-                "--max-frames", str(args.max_frames), "--window", str(args.window),
-                "--iters", str(args.iters)]
-        if args.checkpoint:
-            argv += ["--checkpoint", args.checkpoint]
-        return track_main(argv)
+        model, params, _ = load_model_or_exit(parser, args.checkpoint)
+        return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
+                           grid=args.grid, max_frames=args.max_frames, window=args.window,
+                           iters=args.iters)
     if args.scenes < 1 or args.frames < 2 or args.points < 1:
         parser.error("--scenes, --points must be >= 1 and --frames >= 2")
-    model, params, info = _load(parser, args.checkpoint)
+    model, params, info = load_model_or_exit(parser, args.checkpoint)
     name = info.get("name", args.checkpoint)
     print(f"objtrack demo: weights {name}; {args.scenes} synthetic scenes of {args.frames} frames at "
           f"{args.size[0]}x{args.size[1]}, up to {args.points} points each")

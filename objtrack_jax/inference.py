@@ -24,7 +24,7 @@ jitted encoder and refinement are cached per (model, iters): windows of equal sh
 recompile.
 
 Layout: this module works in the model's time-major ``[B, T, N, 2]`` (x, y) pixels; the tracking
-API (:mod:`objtrack_jax.tracking`) converts to ``[N, T, 2]``.
+API uses ``[N, T, 2]``, converted with :func:`to_point_major` / :func:`to_time_major` only.
 """
 
 from __future__ import annotations
@@ -41,6 +41,19 @@ from objtrack_jax.models.tracker import PIPsTracker, check_inputs
 
 CARRY_MODES = ("pips2", "paper", "none")
 MIN_CHUNK = 8
+
+
+def to_point_major(tracks):
+    """Engine/metric layout ``[T, N, ...]`` → tracking-API layout ``[N, T, ...]`` (numpy).
+
+    The one conversion between the two track layouts (docs/conventions.md, *Coordinates and
+    layouts*); :func:`to_time_major` is its inverse."""
+    return np.swapaxes(np.asarray(tracks), 0, 1)
+
+
+def to_time_major(tracks):
+    """Tracking-API layout ``[N, T, ...]`` → engine/metric layout ``[T, N, ...]`` (numpy)."""
+    return np.swapaxes(np.asarray(tracks), 0, 1)
 
 
 def check_carry(carry: str) -> str:

@@ -1,0 +1,125 @@
+"""Tracking points through a video file and writing the results: the library behind
+``objtrack track`` and ``objtrack demo --video``.
+
+:func:`track_video` reads the video (file or folder of frames), makes the queries (an N×N grid at
+one frame, or given ``(t, y, x)`` rows), tracks them with :func:`objtrack_jax.tracking.track_queries`
+and writes three files next to each other: the video with the tracks drawn (``out``), an ``.npz``
+with the tracks (``[n, T, 2]`` (x, y) pixels of the input video, the tracking-API layout of
+docs/conventions.md) and visibility when the model predicts it, and a PNG contact sheet.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+DEFAULT_GRID = 16
+
+
+def read_queries(path: str) -> np.ndarray:
+    """Queries from a ``.npy`` (``[n, 3]``) or a text file (one ``t, y, x`` row per line, commas or
+    spaces) → float32 ``[n, 3]`` as ``(t, y, x)``."""
+    try:
+        if path.endswith(".npy"):
+            q = np.load(path, allow_pickle=False)
+        else:
+            with open(path) as f:
+                text = f.read().replace(",", " ")
+            q = np.loadtxt(text.splitlines(), ndmin=2)
+    except (ValueError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read queries ({e})") from e
+    q = np.asarray(q, np.float32)
+    if q.ndim != 2 or q.shape[1] != 3:
+        raise ValueError(f"{path}: queries must be rows of (t, y, x), got shape {q.shape}")
+    return q
+
+
+def output_paths(out: str) -> tuple[str, str, str]:
+    """``(video, npz, png)`` paths written by :func:`track_video` for ``out``."""
+    stem = os.path.splitext(out)[0]
+    return out, stem + ".npz", stem + ".png"
+
+
+def track_video(model, params, video: str, out: str = "tracks.mp4", *,
+                queries: Optional[np.ndarray] = None, grid: Optional[int] = None,
+                grid_frame: int = 0, max_frames: Optional[int] = None,
+                resolution: Optional[Sequence[int]] = None, window: int = 16, iters: int = 8,
+                carry: str = "pips2", chunk_size: int = 256, tail: int = 8,
+                fps: Optional[float] = None, progress: bool = True,
+                echo: Optional[Callable[[str], Any]] = print) -> dict:
+    """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
+
+    Args:
+      model, params: the tracker (e.g. from :func:`objtrack_jax.model_io.load_model`).
+      video: a video file or a folder of frames.
+      out: the annotated video's path; the ``.npz`` and ``.png`` take its stem.
+      queries: ``[n, 3]`` ``(t, y, x)`` in pixels of the input video; None: a ``grid × grid`` grid
+        (default 16) at frame ``grid_frame``.
+      max_frames: read at most this many frames.
+      resolution: model input ``(H, W)``; None: aspect kept, short side 384.
+      window, iters, carry, chunk_size: tracking settings (:func:`track_queries`).
+      tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
+      echo: where the progress lines go (None: silent).
+
+    Returns:
+      dict with the output paths (``video``, ``npz``, ``png``), ``num_frames``, ``num_points``,
+      ``resolution``, ``timings`` (seconds per stage) and the arrays ``tracks`` ``[n, T, 2]`` and
+      ``visible`` ``[n, T]`` (None without a visibility head).
+    """
+    from objtrack_jax import viz
+    from objtrack_jax.inference import to_time_major
+    from objtrack_jax.tracking import default_resolution, grid_queries, track_queries
+    from objtrack_jax.video_io import read_video, video_info, write_video
+
+    say = echo or (lambda _: None)
+    timings = {}
+    t0 = time.perf_counter()
+    frames = read_video(video, max_frames=max_frames)
+    timings["read_video"] = time.perf_counter() - t0
+    num_frames, height, width = frames.shape[:3]
+    if queries is None:
+        if not 0 <= grid_frame < num_frames:
+            raise ValueError(f"grid frame {grid_frame} outside the video's {num_frames} frames "
+                             f"(valid: 0..{num_frames - 1})")
+        queries = grid_queries(grid or DEFAULT_GRID, height, width, t=grid_frame)
+    queries = np.asarray(queries, np.float32)
+    resolution = tuple(resolution) if resolution is not None else default_resolution(height, width)
+    say(f"{video}: {num_frames} frames {height}x{width}; {len(queries)} queries; model at "
+        f"{resolution[0]}x{resolution[1]}, window {window}, iters {iters}")
+
+    t0 = time.perf_counter()
+    tracks, visible, logits = track_queries(
+        model, params, frames, queries, window=window, iters=iters, carry=carry,
+        chunk_size=chunk_size, resize_to=resolution, progress=progress)
+    timings["track"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    out_video, out_npz, out_png = output_paths(out)
+    os.makedirs(os.path.dirname(os.path.abspath(out_video)), exist_ok=True)
+    tracks_t = to_time_major(tracks)  # [T, n, 2] for the drawing helpers
+    visible_t = None if visible is None else to_time_major(visible)
+    drawn = viz.draw_tracks(frames, tracks_t, visible_t, tail=tail)
+    fps = fps or (video_info(video).get("fps") if os.path.isfile(video) else None) or 24.0
+    write_video(out_video, drawn, fps=fps)
+    del drawn
+    extra = {} if visible is None else {"visible": visible, "vis_logits": logits}
+    np.savez(out_npz, tracks=tracks, query_points=queries, has_visibility=visible is not None,
+             resolution=np.asarray(resolution), **extra)
+    viz.save_png(out_png, viz.contact_sheet(frames, tracks_t, visible_t, tail=tail,
+                                            cell_width=min(width, 480)))
+    timings["write"] = time.perf_counter() - t0
+
+    per_frame = timings["track"] / num_frames
+    say(f"tracked {len(queries)} points x {num_frames} frames in {timings['track']:.1f} s "
+        f"({1000 * per_frame:.0f} ms/frame, includes compilation); total "
+        f"{sum(timings.values()):.1f} s")
+    if visible is None:
+        say("note: the model has no visibility head; every point is drawn as visible and the .npz "
+            "holds no visibility")
+    say(f"wrote {out_video}, {out_npz}, {out_png}")
+    return dict(video=out_video, npz=out_npz, png=out_png, num_frames=int(num_frames),
+                num_points=int(len(queries)), resolution=tuple(resolution), timings=timings,
+                tracks=tracks, visible=visible)
