@@ -156,15 +156,23 @@ def frame_paths(seq_dir: str, indices: Sequence[int]) -> list[str]:
     return [os.path.join(seq_dir, "img1", f"{int(i) + 1:06d}.jpg") for i in indices]
 
 
+def _imread(path: str) -> np.ndarray:
+    """BGR uint8 image; CrohdError naming ``path`` when it is missing, truncated or undecodable."""
+    from objtrack_jax.video_io import read_image  # pylint: disable=import-outside-toplevel
+
+    try:
+        return read_image(path, cv2.IMREAD_COLOR)
+    except (OSError, ValueError) as e:
+        raise CrohdError(str(e)) from e
+
+
 def load_frames(seq_dir: str, indices: Sequence[int], resize_to: tuple[int, int] | None = None) -> np.ndarray:
     """RGB frames at 0-based `indices` as uint8 [S, H, W, 3], optionally resized (cv2 linear)."""
     out = []
     for path in frame_paths(seq_dir, indices):
         if not os.path.exists(path):
             raise CrohdError(f"{path}: file not found")
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise CrohdError(f"{path}: could not decode image (corrupt or not an image)")
+        img = _imread(path)
         if resize_to is not None:
             img = cv2.resize(img, (int(resize_to[1]), int(resize_to[0])), interpolation=cv2.INTER_LINEAR)
         if out and img.shape != out[0].shape:
@@ -188,9 +196,7 @@ def iter_clips(root: str, split: str = "train", clip_len: int = CLIP_LEN, clip_s
     for seq_dir in (list_sequences(root, split) if sequences is None else sequences):
         gt = load_gt(seq_dir)
         total = gt["trajs"].shape[0]
-        first = cv2.imread(frame_paths(seq_dir, [0])[0], cv2.IMREAD_COLOR)
-        if first is None:
-            raise CrohdError(f"{frame_paths(seq_dir, [0])[0]}: could not decode image")
+        first = _imread(frame_paths(seq_dir, [0])[0])
         src_hw = first.shape[:2]
         out_hw = tuple(int(s) for s in resize_to) if resize_to is not None else src_hw
         scale = np.array([out_hw[1] / src_hw[1], out_hw[0] / src_hw[0]], np.float32)

@@ -101,6 +101,15 @@ def num_frames(seq_dir: str) -> int:
 # Annotations
 # ----------------------------------------------------------------------------------------------
 
+def sequence_length(seq_dir: str, anno: dict) -> int:
+    """Frames of a sequence: ``rgbs/`` and the annotations must agree (DataError otherwise)."""
+    total = num_frames(seq_dir)
+    if anno["trajs"].shape[0] != total:
+        raise DataError(f"{seq_dir}: annotations have {anno['trajs'].shape[0]} frames but rgbs/ "
+                        f"holds {total} (expected equal counts)")
+    return total
+
+
 def _require(npz, path: str, keys: Sequence[str]) -> None:
     missing = [k for k in keys if k not in npz.files]
     if missing:
@@ -156,12 +165,15 @@ def load_annotations(seq_dir: str) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 def _imread(path: str, flags: int) -> np.ndarray:
+    """Decodes ``path``; DataError naming it when missing, empty, truncated or undecodable."""
+    from objtrack_jax.video_io import read_image  # pylint: disable=import-outside-toplevel
+
     if not os.path.exists(path):
         raise DataError(f"{path}: file not found")
-    img = cv2.imread(path, flags)
-    if img is None or img.size == 0:
-        raise DataError(f"{path}: could not decode image (corrupt or not an image)")
-    return img
+    try:
+        return read_image(path, flags)
+    except ValueError as e:
+        raise DataError(str(e)) from e
 
 
 def load_frames(seq_dir: str, indices: Sequence[int]) -> np.ndarray:
@@ -251,10 +263,7 @@ def _iter_clips(seq_dir, clip_len, clip_stride, frame_stride, with_masks, skip_b
     stats["sequences"] += 1
     try:
         anno = load_annotations(seq_dir)
-        total = num_frames(seq_dir)
-        if anno["trajs"].shape[0] != total:
-            raise DataError(f"{seq_dir}: annotations have {anno['trajs'].shape[0]} frames but rgbs/ "
-                            f"holds {total} (expected equal counts)")
+        total = sequence_length(seq_dir, anno)
         if with_masks and not os.path.isdir(os.path.join(seq_dir, "masks")):
             raise DataError(f"{os.path.join(seq_dir, 'masks')}: mask folder not found "
                             "(pass load_masks=False to read clips without masks)")

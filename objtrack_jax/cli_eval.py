@@ -35,6 +35,34 @@ def _parse_hw(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected HxW such as 384x512, got {text!r}") from e
 
 
+def _parse_model_hw(text: str) -> tuple[int, int]:
+    """``HxW`` that the tracker accepts: both multiples of 8 and >= 128 (checked at start-up)."""
+    from objtrack_jax.models.tracker import MIN_SIZE
+
+    h, w = _parse_hw(text)
+    if h % 8 or w % 8 or h < MIN_SIZE or w < MIN_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: height and width must be multiples of 8 and >= {MIN_SIZE} (e.g. "
+            f"{max(MIN_SIZE, -(-h // 8) * 8)}x{max(MIN_SIZE, -(-w // 8) * 8)})")
+    return h, w
+
+
+def _at_least(minimum: int, what: str = ""):
+    """An argparse int type that rejects values below ``minimum``, naming the value and range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from e
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed: must be >= {minimum}"
+                                             + (f" ({what})" if what else ""))
+        return value
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
 def _load(parser: argparse.ArgumentParser, checkpoint: Optional[str]):
     """(model, params, info) from --checkpoint, or the shipped weights without it."""
     from objtrack_jax import model_io
@@ -72,23 +100,41 @@ def eval_parser() -> argparse.ArgumentParser:
                         "chained frame to frame from the query frame")
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
-    p.add_argument("--window", type=int, default=128, help="frames per window (PIPs++ 128, paper 36)")
-    p.add_argument("--iters", type=int, default=16, help="refinement iterations per window")
-    p.add_argument("--resolution", type=_parse_hw, default=None,
+    p.add_argument("--window", type=_at_least(2, "windows overlap by one frame"), default=128,
+                   help="frames per window (PIPs++ 128, paper 36)")
+    p.add_argument("--iters", type=_at_least(1), default=16, help="refinement iterations per window")
+    p.add_argument("--resolution", type=_parse_model_hw, default=None,
                    help="HxW. pips: frames/GT resized to it (default 512x896); tapvid: model input "
                         "size (default 256x256)")
     p.add_argument("--query-mode", default="first", choices=("first", "strided"), help="tapvid protocol")
     p.add_argument("--survival-threshold", type=float, default=16.0,
                    help="PIPs++ survival threshold (PIPs++ 16, the paper's PointOdyssey table 50)")
     p.add_argument("--split", default=None, help="dataset split (default test; CroHD train)")
-    p.add_argument("--max-videos", type=int, default=None)
-    p.add_argument("--max-points", type=int, default=None, help="at most this many queries per video")
+    p.add_argument("--max-videos", type=_at_least(1), default=None)
+    p.add_argument("--max-points", type=_at_least(1), default=None,
+                   help="at most this many queries per video")
     p.add_argument("--max-frames", type=int, default=None,
                    help="pips protocol: the first this many frames of each video")
-    p.add_argument("--chunk-size", type=int, default=256, help="points refined at once")
+    p.add_argument("--chunk-size", type=_at_least(1), default=256, help="points refined at once")
     p.add_argument("--out", default=None, help="write results (config, per video, mean) as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _check_data_root(parser: argparse.ArgumentParser, args) -> None:
+    """--data-root exists (synthetic may generate one) and, for the PointOdyssey layout, is a root
+    rather than one of its split folders (the reader's DataError says so and names the parent)."""
+    root = args.data_root
+    if root is None:
+        return
+    if not os.path.exists(root):
+        if args.dataset != "synthetic":
+            parser.error(f"--data-root {root} does not exist")
+        return
+    if args.dataset in ("pointodyssey", "synthetic") and os.path.isdir(root):
+        from data_pipelines import pointodyssey
+
+        pointodyssey.list_sequences(root, args.split or evaluation.DEFAULT_SPLITS[args.dataset])
 
 
 def _printable(row: dict) -> dict:
@@ -101,6 +147,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
 
     parser = eval_parser()
     args = parser.parse_args(argv)
+    _check_data_root(parser, args)  # before the model is loaded
     if args.baseline is not None:
         if args.checkpoint is not None:
             parser.error("--baseline and --checkpoint are exclusive")
@@ -144,33 +191,41 @@ def track_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="objtrack track", description="Track points through a video.")
     p.add_argument("video", help="video file (mp4, ...) or folder of frames")
     q = p.add_mutually_exclusive_group()
-    q.add_argument("--grid", type=int, default=None, help="N: an NxN grid of queries at --grid-frame")
+    q.add_argument("--grid", type=_at_least(1, "points per side"), default=None,
+                   help="N: an NxN grid of queries at --grid-frame")
     q.add_argument("--queries", default=None,
                    help=".npy or .txt with one (t, y, x) row per query, in pixels of the input video")
-    p.add_argument("--grid-frame", type=int, default=0, help="query frame of the --grid points")
+    p.add_argument("--grid-frame", type=_at_least(0), default=0, help="query frame of the --grid points")
     p.add_argument("--checkpoint", default=None,
                    help="PyTorch .pth (file or folder), params.msgpack folder or training workdir")
     p.add_argument("--out", default="tracks.mp4", help="annotated video; .npz and .png are written next to it")
-    p.add_argument("--resolution", type=_parse_hw, default=None,
+    p.add_argument("--resolution", type=_parse_model_hw, default=None,
                    help="model input HxW (multiples of 8, >= 128); default: aspect kept, short side 384")
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--window", type=int, default=16, help="frames per window")
-    p.add_argument("--iters", type=int, default=8, help="refinement iterations per window")
+    p.add_argument("--max-frames", type=_at_least(1), default=None)
+    p.add_argument("--strict", action="store_true",
+                   help="a video that decodes fewer frames than its header reports is an error "
+                        "(default: a warning naming both counts)")
+    p.add_argument("--window", type=_at_least(2, "windows overlap by one frame"), default=16,
+                   help="frames per window")
+    p.add_argument("--iters", type=_at_least(1), default=8, help="refinement iterations per window")
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
-    p.add_argument("--chunk-size", type=int, default=256, help="points refined at once")
-    p.add_argument("--tail", type=int, default=8, help="frames of track tail drawn")
+    p.add_argument("--chunk-size", type=_at_least(1), default=256, help="points refined at once")
+    p.add_argument("--tail", type=_at_least(0), default=8, help="frames of track tail drawn")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 24)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def _read_queries(path: str) -> np.ndarray:
-    if path.endswith(".npy"):
-        q = np.load(path)
-    else:
-        with open(path) as f:
-            text = f.read().replace(",", " ")
-        q = np.loadtxt(text.splitlines(), ndmin=2)
+    try:
+        if path.endswith(".npy"):
+            q = np.load(path, allow_pickle=False)
+        else:
+            with open(path) as f:
+                text = f.read().replace(",", " ")
+            q = np.loadtxt(text.splitlines(), ndmin=2)
+    except (ValueError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read queries ({e})") from e
     q = np.asarray(q, np.float32)
     if q.ndim != 2 or q.shape[1] != 3:
         raise ValueError(f"{path}: queries must be rows of (t, y, x), got shape {q.shape}")
@@ -185,43 +240,49 @@ def _outputs(out: str) -> tuple[str, str, str]:
 def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     """Runs ``objtrack track``; returns a dict with the output paths, shapes and timings."""
     from objtrack_jax import viz
+    from objtrack_jax import tracking
     from objtrack_jax.tracking import default_resolution, grid_queries, track_queries
     from objtrack_jax.video_io import read_video, video_info, write_video
 
     parser = track_parser()
     args = parser.parse_args(argv)
+    if not os.path.exists(args.video):  # before loading the model
+        parser.error(f"video not found: {args.video}")
+    if args.queries is not None and not os.path.isfile(args.queries):
+        parser.error(f"--queries file not found: {args.queries}")
     timings = {}
     t0 = time.perf_counter()
     model, params, info = _load(parser, args.checkpoint)
     timings["load_model"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    try:
-        frames = read_video(args.video, max_frames=args.max_frames)
-    except (FileNotFoundError, ValueError) as e:
-        parser.error(str(e))
+    frames = read_video(args.video, max_frames=args.max_frames, strict=args.strict)
     timings["read_video"] = time.perf_counter() - t0
     num_frames, height, width = frames.shape[:3]
+    resolution = args.resolution or default_resolution(height, width)
     if args.queries is not None:
-        try:
-            queries = _read_queries(args.queries)
-        except (OSError, ValueError) as e:
-            parser.error(str(e))
+        queries = _read_queries(args.queries)
     else:
         if not 0 <= args.grid_frame < num_frames:
-            parser.error(f"--grid-frame {args.grid_frame} outside the video's {num_frames} frames")
-        queries = grid_queries(args.grid or 16, height, width, t=args.grid_frame)
-    resolution = args.resolution or default_resolution(height, width)
+            parser.error(f"--grid-frame {args.grid_frame} outside the video's {num_frames} frames "
+                         f"(valid: 0..{num_frames - 1})")
+        grid = args.grid or 16
+        tracking.check_memory(  # before the grid itself is allocated
+            tracking.estimate_tracking_bytes(grid * grid, num_frames, height, width, resolution,
+                                             args.window, int(model.latent_dim)),
+            f"--grid {grid} ({grid * grid} points) through {num_frames} frames",
+            "use a smaller --grid, --max-frames or --resolution")
+        queries = grid_queries(grid, height, width, t=args.grid_frame)
     print(f"{args.video}: {num_frames} frames {height}x{width}; {len(queries)} queries; model at "
           f"{resolution[0]}x{resolution[1]}, window {args.window}, iters {args.iters}")
 
     t0 = time.perf_counter()
-    try:
-        tracks, visible, logits = track_queries(
-            model, params, frames, queries, window=args.window, iters=args.iters, carry=args.carry,
-            chunk_size=args.chunk_size, resize_to=resolution, progress=not args.no_progress)
-    except ValueError as e:
-        parser.error(str(e))
+    tracks, visible, logits = track_queries(
+        model, params, frames, queries, window=args.window, iters=args.iters, carry=args.carry,
+        chunk_size=args.chunk_size, resize_to=resolution, progress=not args.no_progress)
+    if not np.all(np.isfinite(tracks)):
+        raise FloatingPointError(f"the model produced non-finite tracks for {args.video} "
+                                 "(check the checkpoint)")
     timings["track"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

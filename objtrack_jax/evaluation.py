@@ -54,6 +54,7 @@ import numpy as np
 
 from objtrack_jax import baselines
 from objtrack_jax import metrics as metrics_lib
+from objtrack_jax.inference import to_point_major, to_time_major
 from objtrack_jax.tracking import resize_video, track_queries
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,13 @@ def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np
 def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
                        max_frames: Optional[int] = None) -> Iterator[dict]:
     """PointOdyssey layout. size None: native (rounded up to a model size when auto_valid)."""
-    import cv2
-
     from data_pipelines import pointodyssey
 
     for seq_dir in pointodyssey.list_sequences(root, split):
         anno = pointodyssey.load_annotations(seq_dir)
-        num = pointodyssey.num_frames(seq_dir)
-        num = min(num, anno["trajs"].shape[0], max_frames or num)
-        first = cv2.imread(os.path.join(seq_dir, "rgbs", "rgb_00000.jpg"), cv2.IMREAD_COLOR)
-        if first is None:
-            raise ValueError(f"{seq_dir}/rgbs/rgb_00000.jpg: could not decode image")
-        src = first.shape[:2]
+        num = pointodyssey.sequence_length(seq_dir, anno)  # the training reader's check
+        num = min(num, max_frames or num)
+        src = pointodyssey.load_frames(seq_dir, [0]).shape[1:3]
         out = tuple(size) if size is not None else (valid_model_size(*src) if auto_valid else src)
         scale = np.array([out[1] / src[1], out[0] / src[0]], np.float32)
         yield dict(name=os.path.basename(seq_dir), video=_load_po_frames(seq_dir, num, out),
@@ -145,8 +141,8 @@ def _iter_tapvid_raw(dataset: str, root: str, **kw) -> Iterator[dict]:
 
 def _iter_tapvid_pips(dataset: str, root: str, size) -> Iterator[dict]:
     for v in _iter_tapvid_raw(dataset, root, query_mode="first", resolution=tuple(size), convention="pips"):
-        visibs = ~np.asarray(v["occluded"]).T
-        yield dict(name=v["name"], video=v["video"], trajs=np.transpose(v["target_points"], (1, 0, 2)),
+        visibs = ~to_time_major(v["occluded"])
+        yield dict(name=v["name"], video=v["video"], trajs=to_time_major(v["target_points"]),
                    visibs=visibs, valids=visibs, query_ok=visibs[0], source_size=v["source_size"])
 
 
@@ -209,7 +205,7 @@ def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: fl
     else:
         tracks, _, _ = track_queries(model, params, video, queries, resize_to=video.shape[1:3],
                                      **track_kw)
-    trajs_e = np.transpose(tracks, (1, 0, 2))[None]
+    trajs_e = to_time_major(tracks)[None]
     m = metrics_lib.pips_metrics(trajs_e, trajs_g[None], rec["valids"][:, keep][None],
                                  image_size=video.shape[1:3], survival_threshold=survival_threshold)
     return {k: float(v[0]) for k, v in m.items()}, keep.size
@@ -219,8 +215,8 @@ def _tapvid_inputs(rec: dict, query_mode: str) -> dict:
     """A common record (already at 256×256) → the TAP-Vid reader's per-video dict."""
     from data_pipelines import tapvid
 
-    target = np.transpose(rec["trajs"], (1, 0, 2)).astype(np.float32)
-    occluded = ~(rec["visibs"] & rec["valids"]).T
+    target = to_point_major(rec["trajs"]).astype(np.float32)
+    occluded = ~to_point_major(rec["visibs"] & rec["valids"])
     sampler = {"first": tapvid.sample_queries_first, "strided": tapvid.sample_queries_strided}
     if query_mode not in sampler:
         raise ValueError(f"query_mode must be 'first' or 'strided', got {query_mode!r}")

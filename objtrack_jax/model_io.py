@@ -70,6 +70,36 @@ def save_inference_checkpoint(directory: str, model, params, extra: Optional[dic
     return directory
 
 
+def _flat_shapes(tree, prefix: str = "") -> dict[str, tuple]:
+    """``{'a/b/kernel': shape}`` of a nested mapping whose leaves have a shape (or are scalars)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) or (hasattr(value, "items") and not hasattr(value, "shape")):
+            out.update(_flat_shapes(value, name + "/"))
+        else:
+            out[name] = tuple(np.shape(value))
+    return out
+
+
+def param_tree_mismatches(target, raw, limit: int = 12) -> list[str]:
+    """Differences between the parameter tree a model expects (``target``: shapes) and a loaded
+    one (``raw``): missing and unexpected entries and differing shapes, one string each (at most
+    ``limit`` per kind, then a count)."""
+    want, got = _flat_shapes(target), _flat_shapes(raw)
+
+    def listed(kind, items):
+        items = sorted(items)
+        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+        return [f"{kind}: {', '.join(items[:limit])}{more}"] if items else []
+
+    missing = set(want) - set(got)
+    extra = set(got) - set(want)
+    shapes = [f"{k} {got[k]} (model: {want[k]})" for k in set(want) & set(got) if want[k] != got[k]]
+    return (listed("missing from the file", missing) + listed("not in the model", extra)
+            + listed("shape differs", shapes))
+
+
 def _load_msgpack_dir(directory: str):
     import jax
     import jax.numpy as jnp
@@ -78,22 +108,37 @@ def _load_msgpack_dir(directory: str):
     from objtrack_jax.convert.pips2 import abstract_params
     from objtrack_jax.models.tracker import tracker_from_config
 
-    with open(os.path.join(directory, CONFIG_FILE)) as f:
-        cfg = json.load(f)
-    model_cfg = cfg.get("model", cfg)
-    model = tracker_from_config(model_cfg)
-    with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
-        raw = serialization.msgpack_restore(f.read())
-    target = abstract_params(model)
+    cfg_path, params_path = os.path.join(directory, CONFIG_FILE), os.path.join(directory, PARAMS_FILE)
     try:
-        params = serialization.from_state_dict(target, raw)
-        want = jax.tree_util.tree_map(lambda x: tuple(x.shape), target)
-        got = jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), params)
-        if want != got:
-            raise ValueError("parameter shapes differ from the model's")
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{directory}: {PARAMS_FILE} does not match the model in {CONFIG_FILE} "
-                         f"({e})") from e
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: expected a JSON object with a 'model' section, got "
+                         f"{type(cfg).__name__}")
+    model_cfg = cfg.get("model", cfg)
+    try:
+        model = tracker_from_config(model_cfg)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{cfg_path}: {e}") from e
+    with open(params_path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise ValueError(f"{params_path}: empty file (0 bytes)")
+    try:
+        raw = serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack's own errors (ExtraData, FormatError, ...) are not ValueErrors
+        raise ValueError(f"{params_path}: truncated or corrupt msgpack ({len(data)} bytes; "
+                         f"{type(e).__name__}: {e})") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{params_path}: expected a parameter tree (a map), got {type(raw).__name__}")
+    target = abstract_params(model)
+    problems = param_tree_mismatches(target, raw)
+    if problems:
+        raise ValueError(f"{params_path} does not match the model that {cfg_path} builds "
+                         f"({len(problems)} mismatch(es)): " + "; ".join(problems))
+    params = serialization.from_state_dict(target, raw)
     params = jax.tree_util.tree_map(jnp.asarray, params)
     return model, params, {"architecture": "msgpack", "config": model_cfg}
 

@@ -26,13 +26,17 @@ itself is always visible). Without a head no visibility is returned (``None``) -
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any, Callable, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from objtrack_jax.inference import check_carry, num_windows, track_windows
+from objtrack_jax.inference import check_carry, num_windows, to_point_major, track_windows
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SHORT_SIDE = 384
 
@@ -100,25 +104,109 @@ def resize_video(video: np.ndarray, size: Sequence[int]) -> np.ndarray:
 
 
 def _check_video(video: np.ndarray) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8, or float in [0, 255] (returned as float32).
+
+    Non-finite pixels are an error naming the first bad frame. Float frames whose values all lie
+    in [0, 1] are taken to be [0, 1]-scaled: a warning is logged and they are multiplied by 255
+    (the model expects [0, 255]).
+    """
     video = np.asarray(video)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"video must be [T, H, W, 3] RGB, got shape {video.shape}")
+    if video.shape[0] == 0:
+        raise ValueError(f"video has no frames (shape {video.shape})")
+    if video.dtype.kind not in "uif":
+        raise ValueError(f"video must be uint8 or float pixels, got dtype {video.dtype}")
     if video.dtype != np.uint8:
         video = video.astype(np.float32, copy=False)
+        finite = np.isfinite(video).reshape(video.shape[0], -1).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(f"video frame {bad[0]} has non-finite pixel values (nan/inf); "
+                             f"{bad.size} of {video.shape[0]} frames are affected")
+        lo, hi = float(video.min()), float(video.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"float video pixels must lie in [0, 255], got [{lo:g}, {hi:g}]")
+        if 0 < hi <= 1.0:
+            log.warning("float video in [%g, %g] looks [0, 1]-scaled; multiplying by 255 (the "
+                        "model expects [0, 255])", lo, hi)
+            video = video * np.float32(255.0)
     return video
 
 
-def _check_queries(query_points, num_frames: int) -> np.ndarray:
+def _check_queries(query_points, num_frames: int, height: Optional[int] = None,
+                   width: Optional[int] = None) -> np.ndarray:
+    """``[n, 3]`` (t, y, x) float64; errors name the first bad query and the valid range (frames
+    [0, T-1]; x in [-0.5, W-0.5] and y in [-0.5, H-0.5], the image's extent in pixel-centre
+    coordinates)."""
     q = np.asarray(query_points, np.float64)
     if q.ndim != 2 or q.shape[1] != 3:
         raise ValueError(f"query_points must be [n, 3] as (t, y, x), got shape {q.shape}")
     if not np.all(np.isfinite(q)):
-        raise ValueError("query_points contain non-finite values")
+        i = int(np.flatnonzero(~np.isfinite(q).all(axis=1))[0])
+        raise ValueError(f"query {i} {tuple(q[i])} has non-finite values")
     t = np.round(q[:, 0])
     if q.size and (t.min() < 0 or t.max() > num_frames - 1):
-        raise ValueError(f"query frames must lie in [0, {num_frames - 1}], got "
-                         f"[{t.min():g}, {t.max():g}]")
+        i = int(np.flatnonzero((t < 0) | (t > num_frames - 1))[0])
+        raise ValueError(f"query {i} is at frame {q[i, 0]:g}; query frames must lie in "
+                         f"[0, {num_frames - 1}]")
+    if height is not None and width is not None and q.size:
+        outside = (q[:, 1] < -0.5) | (q[:, 1] > height - 0.5) | (q[:, 2] < -0.5) | (q[:, 2] > width - 0.5)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"query {i} (t, y, x) = ({q[i, 0]:g}, {q[i, 1]:g}, {q[i, 2]:g}) lies outside the "
+                f"{height}x{width} image (valid: y in [-0.5, {height - 0.5:g}], x in [-0.5, "
+                f"{width - 0.5:g}]); {int(outside.sum())} of {len(q)} queries are outside")
     return q
+
+
+def check_tracking_options(window: int, iters: int, chunk_size: int) -> None:
+    """ValueError naming the value and the valid range for window < 2, iters < 1, chunk < 1."""
+    if int(window) < 2:
+        raise ValueError(f"window must be >= 2 frames (one frame overlaps the next window), got {window}")
+    if int(iters) < 1:
+        raise ValueError(f"iters must be >= 1 refinement iteration, got {iters}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1 point, got {chunk_size}")
+
+
+def available_memory_bytes() -> Optional[int]:
+    """MemAvailable from /proc/meminfo (Linux), else the physical memory; None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_tracking_bytes(num_points: int, num_frames: int, height: int, width: int,
+                            model_size: Sequence[int], window: int, latent_dim: int = 128) -> int:
+    """A rough lower bound of the host memory :func:`track_queries` needs: the input and resized
+    frames, the encoded window (4-level pyramid), the output tracks/logits with their stitching
+    copies, and the three carried templates of every point."""
+    h, w = (int(s) for s in model_size)
+    s_win = max(1, min(int(window), int(num_frames)))
+    frames = num_frames * (height * width * 3 + h * w * 3 * 4)
+    fmaps = s_win * (h // 8) * (w // 8) * latent_dim * 4 * 4 // 3
+    tracks = num_points * num_frames * 3 * 4 * 3
+    templates = num_points * s_win * latent_dim * 3 * 4
+    return int(frames + fmaps + tracks + templates)
+
+
+def check_memory(estimate: int, what: str, hint: str = "") -> None:
+    """MemoryError (before allocating) when ``estimate`` bytes exceed the available memory."""
+    avail = available_memory_bytes()
+    if avail is not None and estimate > avail:
+        raise MemoryError(f"{what} needs an estimated {estimate / 2**30:.1f} GiB but only "
+                          f"{avail / 2**30:.1f} GiB of memory is available; refusing before "
+                          f"allocating{'; ' + hint if hint else ''}")
 
 
 def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.ndarray, *,
@@ -169,12 +257,17 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
       float32 ``[n, T]`` when the model has a visibility head, else both None.
     """
     check_carry(carry)
+    check_tracking_options(window, iters, chunk_size)
     video = _check_video(video)
     num_frames, height, width = video.shape[:3]
-    queries = _check_queries(query_points, num_frames)
-    n = queries.shape[0]
     size = default_resolution(height, width) if resize_to is None else tuple(int(s) for s in resize_to)
     check_inputs((1, 2) + size + (3,), (1, 2, 1, 2), model.stride)
+    n = int(np.shape(query_points)[0]) if np.ndim(query_points) else 0
+    check_memory(estimate_tracking_bytes(n, num_frames, height, width, size, window,  # first
+                                         int(model.latent_dim)),
+                 f"tracking {n} points through {num_frames} frames at {size[0]}x{size[1]}",
+                 "track fewer points or frames, or at a smaller resolution")
+    queries = _check_queries(query_points, num_frames, height, width)
     scale = np.array([size[1] / width, size[0] / height], np.float64)  # (x, y): model px per input px
     frames = resize_video(video, size)
 
@@ -199,10 +292,10 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
             fwd, fwd_vis = track_segment(model, params, frames[t:], xy0, **kw)
             bwd, bwd_vis = track_segment(model, params, frames[t::-1], xy0, **kw)
             seg = np.concatenate([bwd[::-1][:t], fwd], 0)  # [T, n_g, 2] model px
-            tracks[idx] = np.transpose(seg / scale, (1, 0, 2)).astype(np.float32)
+            tracks[idx] = to_point_major(seg / scale).astype(np.float32)
             tracks[idx, t] = xy_query[idx]
             if has_vis:
-                logits[idx] = np.concatenate([bwd_vis[::-1][:t], fwd_vis], 0).T
+                logits[idx] = to_point_major(np.concatenate([bwd_vis[::-1][:t], fwd_vis], 0))
     finally:
         if bar is not None:
             bar.close()

@@ -37,11 +37,44 @@ def _check_exists(path: str) -> None:
         raise FileNotFoundError(f"video not found: {path!r}")
 
 
+def check_image_bytes(path: str, data: bytes) -> None:
+    """Raises ValueError naming ``path`` when a JPEG or PNG is empty or truncated.
+
+    OpenCV decodes a truncated JPEG as a partly grey image (libjpeg only prints "Premature end of
+    JPEG file") and may do the same for PNG, so the end-of-image markers are checked here: a JPEG
+    must end with EOI (``FF D9``, trailing padding allowed) and a PNG with its ``IEND`` chunk.
+    """
+    if not data:
+        raise ValueError(f"{path}: empty image file (0 bytes)")
+    if data[:3] == b"\xff\xd8\xff":  # JPEG
+        if b"\xff\xd9" not in data[-64:].rstrip(b"\x00\n\r "):
+            raise ValueError(f"{path}: truncated JPEG ({len(data)} bytes; no end-of-image marker)")
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        if b"IEND" not in data[-16:]:
+            raise ValueError(f"{path}: truncated PNG ({len(data)} bytes; no IEND chunk)")
+
+
+def read_image(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decodes an image file with OpenCV (``flags`` as ``cv2.imread``; BGR channel order).
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: an empty, truncated (JPEG/PNG, :func:`check_image_bytes`) or undecodable file.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: image file not found") from e
+    check_image_bytes(path, data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if image is None or image.size == 0:
+        raise ValueError(f"{path}: could not decode image (corrupt or unsupported format)")
+    return image
+
+
 def _read_image_rgb(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)  # always 3-channel 8-bit BGR
-    if image is None:
-        raise ValueError(f"cannot read frame image {path!r} (corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_image(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # 3-channel 8-bit
 
 
 def _resize(frame: np.ndarray, resize_to: Sequence[int] | None) -> np.ndarray:
@@ -54,7 +87,7 @@ def _resize(frame: np.ndarray, resize_to: Sequence[int] | None) -> np.ndarray:
 
 
 def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int] | None = None,
-               stride: int = 1) -> np.ndarray:
+               stride: int = 1, strict: bool = False) -> np.ndarray:
     """Reads a video file or a folder of frames.
 
     Args:
@@ -62,13 +95,16 @@ def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int
       max_frames: keep at most this many frames (counted after striding); None = all.
       resize_to: optional (H, W); frames are resized with OpenCV bilinear (``INTER_LINEAR``).
       stride: keep frames 0, stride, 2·stride, ...
+      strict: a video file that decodes fewer frames than its header reports is an error instead
+        of a warning (both name the two counts).
 
     Returns:
       uint8 [T, H, W, 3] RGB.
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
-      ValueError: unreadable file, zero frames, or frames of different sizes in a folder.
+      ValueError: unreadable file, zero frames, a corrupt or truncated frame image (named), frames
+        of different sizes in a folder, or (``strict``) fewer decoded frames than the header says.
     """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -94,19 +130,28 @@ def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int
         capture = cv2.VideoCapture(path)
         if not capture.isOpened():
             raise ValueError(f"cannot open video {path!r} (not a video, or codec unsupported by OpenCV)")
+        header_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        index, ran_out = 0, False
         try:
-            index = 0
             while max_frames is None or len(frames) < max_frames:
                 if index % stride == 0:
                     ok, frame = capture.read()
                     if not ok:
+                        ran_out = True
                         break
                     frames.append(_resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), resize_to))
                 elif not capture.grab():  # skip without decoding to RGB
+                    ran_out = True
                     break
                 index += 1
         finally:
             capture.release()
+        if ran_out and 0 < index < header_count:
+            message = (f"video {path!r}: decoded {index} frames but its header reports "
+                       f"{header_count} (truncated or corrupt file?)")
+            if strict:
+                raise ValueError(message + "; refusing to continue (strict)")
+            log.warning("%s; continuing with the %d decoded frames", message, len(frames))
     if not frames:
         raise ValueError(f"video {path!r} has zero readable frames")
     return np.stack(frames)

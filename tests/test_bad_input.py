@@ -337,3 +337,416 @@ def test_training_resumes_from_older_checkpoint_when_newest_is_corrupt(tmp_path,
     assert "checkpoint step 2" in caplog.text and "resuming from step 1" in caplog.text
     assert os.path.isdir(os.path.join(workdir, "checkpoints_unrestorable", "2", "state"))
     assert "3" in os.listdir(ckpts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints and weights: objtrack convert, model_io
+# ------------------------------------------------------------------------------------------------
+
+
+def test_convert_empty_pth(tmp_path, capsys):
+    pth = tmp_path / "model-000001.pth"
+    pth.write_bytes(b"")
+    assert_cli_error(capsys, ["convert", str(pth), "--out", str(tmp_path / "o")], str(pth), "empty file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_truncated_zip_is_not_called_legacy(tmp_path, capsys):
+    pth = tmp_path / "model.pth"
+    with zipfile.ZipFile(pth, "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02}q\x00." * 200)
+        zf.writestr("archive/data/0", os.urandom(4096))
+    data = pth.read_bytes()
+    pth.write_bytes(data[: len(data) // 2])
+    err = assert_cli_error(capsys, ["convert", str(pth), "--out", str(tmp_path / "o")], str(pth),
+                           "truncated or corrupt zip archive")
+    assert "legacy" not in err
+
+
+def test_convert_not_a_checkpoint_and_legacy(tmp_path, capsys):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"hello, this is text\n" * 10)
+    assert_cli_error(capsys, ["convert", str(junk), "--out", str(tmp_path / "o")], str(junk),
+                     "not a PyTorch checkpoint", "b'hello, t'")
+    legacy = tmp_path / "legacy.pth"
+    legacy.write_bytes(b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19." + b"\x00" * 64)
+    assert_cli_error(capsys, ["convert", str(legacy), "--out", str(tmp_path / "o")], str(legacy),
+                     "legacy (pre-1.6")
+
+
+def test_torch_pickle_corrupt_member(tmp_path):
+    from objtrack_jax.convert import torch_pickle
+
+    pth = tmp_path / "bad.pth"
+    with zipfile.ZipFile(pth, "w") as zf:
+        zf.writestr("archive/data.pkl", b"not a pickle at all")
+    with pytest.raises(ValueError, match=r"bad\.pth: corrupt PyTorch checkpoint archive"):
+        torch_pickle.load_torch_pickle(str(pth))
+
+
+@pytest.fixture()
+def weights_copy(tmp_path):
+    """A copy of the shipped weights folder (params.msgpack + config.json) to damage."""
+    from objtrack_jax import model_io
+
+    dst = tmp_path / "weights"
+    shutil.copytree(model_io.weights_path(), dst)
+    return dst
+
+
+def _edit_msgpack(folder, edit):
+    from flax import serialization
+
+    path = folder / "params.msgpack"
+    tree = serialization.msgpack_restore(path.read_bytes())
+    edit(tree)
+    path.write_bytes(serialization.msgpack_serialize(tree))
+
+
+def test_msgpack_missing_and_extra_subtrees_are_listed(weights_copy):
+    from objtrack_jax import model_io
+
+    def edit(tree):
+        tree.pop("attention")
+        tree["leftover_head"] = {"kernel": np.zeros((3, 3), np.float32)}
+
+    _edit_msgpack(weights_copy, edit)
+    with pytest.raises(ValueError) as e:
+        model_io.load_model(str(weights_copy))
+    msg = str(e.value)
+    assert "params.msgpack does not match the model" in msg and "config.json" in msg
+    assert "missing from the file: attention/" in msg and "not in the model: leftover_head/kernel" in msg
+
+
+def test_msgpack_shape_mismatch_is_listed(weights_copy, capsys):
+    cfg = json.loads((weights_copy / "config.json").read_text())
+    cfg["model"]["latent_dim"] = 32  # a stale config.json
+    (weights_copy / "config.json").write_text(json.dumps(cfg))
+    err = assert_cli_error(capsys, ["track", str(weights_copy), "--checkpoint", str(weights_copy)],
+                           "shape differs", "(model: ", "config.json")
+    assert err.count("Traceback") == 0
+
+
+def test_msgpack_truncated_and_empty(weights_copy):
+    from objtrack_jax import model_io
+
+    path = weights_copy / "params.msgpack"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=r"params\.msgpack: truncated or corrupt msgpack"):
+        model_io.load_model(str(weights_copy))
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"params\.msgpack: empty file"):
+        model_io.load_model(str(weights_copy))
+
+
+def test_config_json_invalid_or_unknown_setting(weights_copy):
+    from objtrack_jax import model_io
+
+    cfg_path = weights_copy / "config.json"
+    good = cfg_path.read_text()
+    cfg_path.write_text(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
+        model_io.load_model(str(weights_copy))
+    cfg = json.loads(good)
+    cfg["model"]["latent_dims"] = 64
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"config\.json: unknown model setting.*latent_dims"):
+        model_io.load_model(str(weights_copy))
+
+
+def test_missing_checkpoint_cli(tmp_path, capsys):
+    missing = str(tmp_path / "nope")
+    assert_cli_error(capsys, ["eval", "--dataset", "synthetic", "--checkpoint", missing], missing)
+
+
+# ------------------------------------------------------------------------------------------------
+# Videos and frames
+# ------------------------------------------------------------------------------------------------
+
+
+def _frames(t=3, h=64, w=80, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (t, h, w, 3), dtype=np.uint8)
+
+
+def _frame_folder(tmp_path, ext=".png", t=3):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(_frames(t)):
+        cv2.imwrite(str(folder / f"f_{i:03d}{ext}"), f)
+    return folder
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_truncated_frame_image_is_named(tmp_path, ext):
+    from objtrack_jax import video_io
+
+    folder = _frame_folder(tmp_path, ext)
+    bad = folder / f"f_001{ext}"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    kind = "JPEG" if ext == ".jpg" else "PNG"
+    with pytest.raises(ValueError, match=f"f_001\\{ext}: truncated {kind}"):
+        video_io.read_video(str(folder))
+
+
+def test_empty_frame_image_is_named(tmp_path):
+    from objtrack_jax import video_io
+
+    folder = _frame_folder(tmp_path, ".png")
+    (folder / "f_002.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"f_002\.png: empty image file"):
+        video_io.read_video(str(folder))
+
+
+def _truncated_avi(tmp_path, frames=20):
+    from objtrack_jax import video_io
+
+    path = str(tmp_path / "clip.avi")
+    assert video_io.write_video(path, _frames(frames, 64, 80), fps=10, fourcc="MJPG") == path
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return path
+
+
+def test_truncated_video_warns_with_both_counts_or_errors_when_strict(tmp_path, caplog):
+    from objtrack_jax import video_io
+
+    path = _truncated_avi(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.video_io"):
+        frames = video_io.read_video(path)
+    n = len(frames)
+    assert 0 < n < 20 and f"decoded {n} frames but its header reports 20" in caplog.text
+    with pytest.raises(ValueError, match=f"decoded {n} frames but its header reports 20.*strict"):
+        video_io.read_video(path, strict=True)
+
+
+def test_track_cli_strict_truncated_video(tmp_path, capsys, cached_model):
+    path = _truncated_avi(tmp_path)
+    assert_cli_error(capsys, ["track", path, "--strict", "--out", str(tmp_path / "o.mp4")],
+                     "clip.avi", "header reports 20")
+
+
+def test_dataset_truncated_jpeg_is_named(tmp_path):
+    from data_pipelines import pointodyssey, synthetic
+
+    synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=3, size=(32, 40),
+                               num_points=4, progress=False, write_depths=False)
+    seq = pointodyssey.list_sequences(str(tmp_path), "test")[0]
+    bad = os.path.join(seq, "rgbs", "rgb_00001.jpg")
+    data = open(bad, "rb").read()
+    with open(bad, "wb") as f:
+        f.write(data[: len(data) - 40])
+    with pytest.raises(pointodyssey.DataError, match=r"rgb_00001\.jpg: truncated JPEG"):
+        pointodyssey.load_frames(seq, [0, 1, 2])
+
+
+def test_eval_annotation_frame_count_mismatch_is_the_training_error(tmp_path):
+    from data_pipelines import pointodyssey, synthetic
+    from objtrack_jax import evaluation
+
+    synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=3, size=(32, 40),
+                               num_points=4, progress=False, write_depths=False)
+    seq = pointodyssey.list_sequences(str(tmp_path), "test")[0]
+    os.remove(os.path.join(seq, "rgbs", "rgb_00002.jpg"))  # 2 frames, 3 annotated
+    with pytest.raises(pointodyssey.DataError) as train_err:
+        list(pointodyssey.iter_clips(seq, 2, 1))
+    with pytest.raises(pointodyssey.DataError) as eval_err:
+        list(evaluation.iter_records("synthetic", str(tmp_path), split="test"))
+    assert str(eval_err.value) == str(train_err.value)
+    assert "annotations have 3 frames but rgbs/ holds 2" in str(eval_err.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pixels, queries and options (library)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from objtrack_jax import model_io
+
+    return model_io.load_model(None)
+
+
+@pytest.fixture()
+def cached_model(shipped, monkeypatch):
+    """CLI commands get the shipped weights without re-reading them."""
+    from objtrack_jax import model_io
+
+    monkeypatch.setattr(model_io, "load_model", lambda checkpoint=None: shipped)
+    return shipped
+
+
+def _track(model, params, video, queries, **kw):
+    from objtrack_jax.tracking import track_queries
+
+    return track_queries(model, params, video, queries, progress=False, **kw)
+
+
+def test_non_finite_pixels_name_the_frame(shipped):
+    model, params, _ = shipped
+    video = _frames(4, 128, 128).astype(np.float32)
+    video[2, 5, 5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"video frame 2 has non-finite pixel values"):
+        _track(model, params, video, np.array([[0, 10.0, 10.0]]))
+
+
+def test_float_pixels_out_of_range(shipped):
+    model, params, _ = shipped
+    video = _frames(2, 128, 128).astype(np.float32) * 2
+    with pytest.raises(ValueError, match=r"must lie in \[0, 255\], got \[0, 50"):
+        _track(model, params, video, np.array([[0, 10.0, 10.0]]))
+
+
+def test_unit_range_float_frames_warn_and_are_rescaled(caplog):
+    from objtrack_jax.tracking import _check_video
+
+    video = _frames(2, 16, 16)
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.tracking"):
+        out = _check_video(video.astype(np.float32) / 255.0)
+    assert "looks [0, 1]-scaled; multiplying by 255" in caplog.text
+    np.testing.assert_allclose(out, video.astype(np.float32), atol=1e-3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.tracking"):
+        _check_video(video.astype(np.float32))  # [0, 255] floats: no warning
+    assert "scaled" not in caplog.text
+
+
+def test_query_outside_image(shipped):
+    model, params, _ = shipped
+    video = _frames(3, 128, 160)
+    with pytest.raises(ValueError, match=r"query 1 .*\(0, 20, 170\) lies outside the 128x160 image"):
+        _track(model, params, video, np.array([[0, 10.0, 10.0], [0, 20.0, 170.0]]))
+    with pytest.raises(ValueError, match=r"query 0 is at frame 5; query frames must lie in \[0, 2\]"):
+        _track(model, params, video, np.array([[5, 10.0, 10.0]]))
+    with pytest.raises(ValueError, match=r"query 0 .* non-finite"):
+        _track(model, params, video, np.array([[0, np.nan, 10.0]]))
+
+
+@pytest.mark.parametrize("kw, needle", [({"iters": 0}, "iters must be >= 1"),
+                                        ({"window": 1}, "window must be >= 2"),
+                                        ({"chunk_size": 0}, "chunk_size must be >= 1")])
+def test_tracking_options(shipped, kw, needle):
+    model, params, _ = shipped
+    with pytest.raises(ValueError, match=needle):
+        _track(model, params, _frames(3, 128, 128), np.array([[0, 10.0, 10.0]]), **kw)
+
+
+def test_memory_estimate_refuses_before_allocating(shipped):
+    from objtrack_jax.tracking import estimate_tracking_bytes
+
+    model, params, _ = shipped
+    video = _frames(3, 128, 128)
+    # 10^8 queries only as a broadcast view (no real allocation); refused by the estimate.
+    queries = np.broadcast_to(np.array([[0, 10.0, 10.0]]), (10**8, 3))
+    with pytest.raises(MemoryError, match=r"tracking 100000000 points .* needs an estimated [0-9.]+ GiB"):
+        _track(model, params, video, queries, resize_to=(128, 128))
+    assert estimate_tracking_bytes(10**8, 3, 128, 128, (128, 128), 16, 64) > 10**10
+
+
+# ------------------------------------------------------------------------------------------------
+# objtrack track / eval: options and data roots (errors before any compilation)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--grid", "0", "must be >= 1"),
+    ("--grid", "-3", "-3 is not allowed"),
+    ("--iters", "0", "must be >= 1"),
+    ("--window", "1", "must be >= 2"),
+    ("--chunk-size", "0", "must be >= 1"),
+    ("--max-frames", "0", "must be >= 1"),
+    ("--resolution", "130x128", "multiples of 8"),
+    ("--resolution", "64x64", ">= 128"),
+    ("--resolution", "big", "expected HxW"),
+])
+def test_track_options_rejected_at_start_up(tmp_path, capsys, monkeypatch, flag, value, needle):
+    from objtrack_jax import model_io
+
+    monkeypatch.setattr(model_io, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    folder = _frame_folder(tmp_path)
+    err = assert_cli_error(capsys, ["track", str(folder), flag, value], flag, needle)
+    assert "usage:" in err
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--window", "1", "must be >= 2"), ("--iters", "-1", "must be >= 1"),
+    ("--resolution", "250x250", "multiples of 8"), ("--max-points", "0", "must be >= 1")])
+def test_eval_options_rejected_at_start_up(capsys, monkeypatch, flag, value, needle):
+    from objtrack_jax import model_io
+
+    monkeypatch.setattr(model_io, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    assert_cli_error(capsys, ["eval", "--dataset", "synthetic", flag, value], flag, needle)
+
+
+def test_eval_data_root_is_a_split_folder(tmp_path, capsys, monkeypatch):
+    from data_pipelines import synthetic
+    from objtrack_jax import model_io
+
+    monkeypatch.setattr(model_io, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=2, size=(32, 40),
+                               num_points=4, progress=False, write_depths=False)
+    split = str(tmp_path / "test")
+    assert_cli_error(capsys, ["eval", "--dataset", "pointodyssey", "--data-root", split],
+                     split, "is a split folder", f"pass its parent {tmp_path}")
+
+
+def test_eval_missing_data_root(tmp_path, capsys, monkeypatch):
+    from objtrack_jax import model_io
+
+    monkeypatch.setattr(model_io, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    missing = str(tmp_path / "po")
+    assert_cli_error(capsys, ["eval", "--dataset", "pointodyssey", "--data-root", missing],
+                     missing, "does not exist")
+
+
+def test_track_missing_video_before_model(tmp_path, capsys, monkeypatch):
+    from objtrack_jax import model_io
+
+    monkeypatch.setattr(model_io, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    missing = str(tmp_path / "missing.mp4")
+    assert_cli_error(capsys, ["track", missing], missing, "not found")
+
+
+def test_track_bad_queries_file(tmp_path, capsys, cached_model):
+    folder = _frame_folder(tmp_path)
+    q = tmp_path / "q.txt"
+    q.write_text("0 1\n0 2\n")
+    assert_cli_error(capsys, ["track", str(folder), "--queries", str(q)], "q.txt",
+                     "rows of (t, y, x)")
+    q.write_text("0 1 x\n")
+    assert_cli_error(capsys, ["track", str(folder), "--queries", str(q)], "q.txt",
+                     "cannot read queries")
+
+
+def test_track_queries_outside_image_cli(tmp_path, capsys, cached_model):
+    folder = _frame_folder(tmp_path)  # 3 frames of 64x80
+    q = tmp_path / "q.txt"
+    q.write_text("0, 10, 10\n0, 70, 10\n")
+    assert_cli_error(capsys, ["track", str(folder), "--queries", str(q)], "query 1",
+                     "outside the 64x80 image")
+
+
+def test_track_grid_frame_outside_video(tmp_path, capsys, cached_model):
+    folder = _frame_folder(tmp_path)
+    assert_cli_error(capsys, ["track", str(folder), "--grid-frame", "3"], "--grid-frame 3",
+                     "valid: 0..2")
+
+
+def test_track_huge_grid_refused_with_estimate(tmp_path, capsys, cached_model):
+    folder = _frame_folder(tmp_path)
+    assert_cli_error(capsys, ["track", str(folder), "--grid", "200000"], "--grid 200000",
+                     "needs an estimated", "GiB")
+
+
+def test_track_subprocess_no_traceback(tmp_path):
+    folder = _frame_folder(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "objtrack_jax.cli", "track", str(folder),
+                           "--resolution", "100x100"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--resolution" in proc.stderr and "multiples of 8" in proc.stderr

@@ -162,6 +162,7 @@ def test_track_main_writes_outputs(tmp_path, capsys):
 
 def test_cli_without_checkpoint_errors_clearly(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(model_io, "WEIGHTS_DIR", str(tmp_path / "no_weights"))
+    (tmp_path / "video.mp4").write_bytes(b"")  # exists: the video is checked before the model
     with pytest.raises(SystemExit):
         cli_eval.track_main([str(tmp_path / "video.mp4"), "--out", str(tmp_path / "o.mp4")])
     assert "no shipped weights named" in capsys.readouterr().err

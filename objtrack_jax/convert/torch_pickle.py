@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -126,18 +127,39 @@ def load_torch_pickle(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path}: not a zip-format PyTorch checkpoint (the legacy pre-1.6 tar/pickle "
-            "format is not supported; re-save it with a recent torch.save).")
-    with zipfile.ZipFile(path) as zf:
-        pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-        if len(pkls) != 1:
-            raise ValueError(f"{path}: expected exactly one data.pkl in the archive, "
-                             f"found {pkls}")
-        prefix = pkls[0][: -len("/data.pkl")] if "/" in pkls[0] else ""
-        with zf.open(pkls[0]) as f:
-            return _Unpickler(f, zf, prefix, path).load()
+    _check_zip(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(pkls) != 1:
+                raise ValueError(f"{path}: expected exactly one data.pkl in the archive, "
+                                 f"found {pkls}")
+            prefix = pkls[0][: -len("/data.pkl")] if "/" in pkls[0] else ""
+            with zf.open(pkls[0]) as f:
+                return _Unpickler(f, zf, prefix, path).load()
+    except (zipfile.BadZipFile, zlib.error, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: corrupt PyTorch checkpoint archive ({type(e).__name__}: "
+                         f"{e})") from e
+
+
+def _check_zip(path: str) -> None:
+    """Names what a file that is not a readable zip checkpoint is: empty, a truncated zip, the
+    legacy (pre-1.6) pickle/tar format, or something else."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a PyTorch checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if zipfile.is_zipfile(path):
+        return
+    if head.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{path}: truncated or corrupt zip archive ({size} bytes; its end-of-archive "
+                         "record is missing), e.g. an interrupted download or copy")
+    if head.startswith(b"\x80") or (len(head) > 262 and head[257:262] == b"ustar"):
+        raise ValueError(f"{path}: a legacy (pre-1.6, pickle/tar) PyTorch checkpoint; this format is "
+                         "not supported, re-save it with a recent torch.save")
+    raise ValueError(f"{path}: not a PyTorch checkpoint ({size} bytes, starts with {head[:8]!r}; "
+                     "expected a torch.save zip archive)")
 
 
 _STEP_RE = re.compile(r"^model-(\d+)\.pth$")
