@@ -49,7 +49,7 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
                 resolution: Optional[Sequence[int]] = None, window: int = 16, iters: int = 8,
                 carry: str = "pips2", chunk_size: int = 256, tail: int = 8,
                 fps: Optional[float] = None, progress: bool = True,
-                echo: Optional[Callable[[str], Any]] = print) -> dict:
+                echo: Optional[Callable[[str], Any]] = print, strict: bool = False) -> dict:
     """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
 
     Args:
@@ -63,13 +63,20 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
       window, iters, carry, chunk_size: tracking settings (:func:`track_queries`).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
+      strict: a video that decodes fewer frames than its header reports is an error (default: a
+        warning naming both counts).
+
+    Raises:
+      ValueError: unreadable video or queries, a grid frame outside the video, a query outside the
+        image, bad tracking options (messages name the value and the valid range).
+      MemoryError: the grid's memory estimate exceeds the free memory (before it is allocated).
 
     Returns:
       dict with the output paths (``video``, ``npz``, ``png``), ``num_frames``, ``num_points``,
       ``resolution``, ``timings`` (seconds per stage) and the arrays ``tracks`` ``[n, T, 2]`` and
       ``visible`` ``[n, T]`` (None without a visibility head).
     """
-    from objtrack_jax import viz
+    from objtrack_jax import tracking, viz
     from objtrack_jax.inference import to_time_major
     from objtrack_jax.tracking import default_resolution, grid_queries, track_queries
     from objtrack_jax.video_io import read_video, video_info, write_video
@@ -77,16 +84,24 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     say = echo or (lambda _: None)
     timings = {}
     t0 = time.perf_counter()
-    frames = read_video(video, max_frames=max_frames)
+    frames = read_video(video, max_frames=max_frames, strict=strict)
     timings["read_video"] = time.perf_counter() - t0
     num_frames, height, width = frames.shape[:3]
+    resolution = tuple(resolution) if resolution is not None else default_resolution(height, width)
     if queries is None:
         if not 0 <= grid_frame < num_frames:
             raise ValueError(f"grid frame {grid_frame} outside the video's {num_frames} frames "
                              f"(valid: 0..{num_frames - 1})")
-        queries = grid_queries(grid or DEFAULT_GRID, height, width, t=grid_frame)
+        grid = grid or DEFAULT_GRID
+        if grid < 1:
+            raise ValueError(f"grid must be >= 1 point per side, got {grid}")
+        tracking.check_memory(  # before the grid itself is allocated
+            tracking.estimate_tracking_bytes(grid * grid, num_frames, height, width, resolution,
+                                             window, int(model.latent_dim)),
+            f"a {grid}x{grid} grid ({grid * grid} points) through {num_frames} frames",
+            "use a smaller grid, fewer frames or a smaller resolution")
+        queries = grid_queries(grid, height, width, t=grid_frame)
     queries = np.asarray(queries, np.float32)
-    resolution = tuple(resolution) if resolution is not None else default_resolution(height, width)
     say(f"{video}: {num_frames} frames {height}x{width}; {len(queries)} queries; model at "
         f"{resolution[0]}x{resolution[1]}, window {window}, iters {iters}")
 
@@ -94,6 +109,9 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     tracks, visible, logits = track_queries(
         model, params, frames, queries, window=window, iters=iters, carry=carry,
         chunk_size=chunk_size, resize_to=resolution, progress=progress)
+    if not np.all(np.isfinite(tracks)):
+        raise FloatingPointError(f"the model produced non-finite tracks for {video} (check the "
+                                 "checkpoint)")
     timings["track"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -750,3 +750,30 @@ def test_track_subprocess_no_traceback(tmp_path):
                           timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "--resolution" in proc.stderr and "multiples of 8" in proc.stderr
+
+
+def test_train_data_root_is_a_split_folder(tmp_path):
+    from configs import objprior
+    from data_pipelines import pointodyssey, synthetic
+    from objtrack_jax.train import loop
+
+    synthetic.generate_dataset(str(tmp_path / "po"), num_seqs={"train": 1}, frames=2, size=(32, 40),
+                               num_points=4, progress=False, write_depths=False)
+    c = objprior.get_config("tiny")
+    c.data.root = str(tmp_path / "po" / "train")
+    with pytest.raises(pointodyssey.DataError, match=r"train: this is a split folder.*pass its parent"):
+        loop.train_and_evaluate(c, str(tmp_path / "w"))
+
+
+def test_track_video_library_checks(tmp_path, shipped, caplog):
+    """objtrack_jax.video_tracking.track_video (behind objtrack demo --video): the same checks."""
+    from objtrack_jax.video_tracking import track_video
+
+    model, params, _ = shipped
+    folder = _frame_folder(tmp_path)
+    with pytest.raises(MemoryError, match=r"200000x200000 grid .* needs an estimated"):
+        track_video(model, params, str(folder), grid=200000, echo=None)
+    with pytest.raises(ValueError, match=r"grid frame 7 outside the video's 3 frames"):
+        track_video(model, params, str(folder), grid_frame=7, echo=None)
+    with pytest.raises(ValueError, match=r"header reports 20.*strict"):
+        track_video(model, params, _truncated_avi(tmp_path), strict=True, echo=None)

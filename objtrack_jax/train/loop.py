@@ -179,9 +179,13 @@ def prepare_data_root(config, workdir: str, mesh=None) -> str:
     """``config.data.root`` or, when empty (source 'dir'), a synthetic tree in ``<workdir>``
     (process 0 writes it; with several processes, ``mesh`` is needed for the barrier)."""
     if config.data.source == "dir" and config.data.root:
-        if "://" not in config.data.root and not os.path.isdir(config.data.root):
-            raise FileNotFoundError(f"config.data.root={config.data.root}: dataset root does not "
-                                    "exist (leave it empty to generate synthetic data)")
+        if "://" not in config.data.root:
+            if not os.path.isdir(config.data.root):
+                raise FileNotFoundError(f"config.data.root={config.data.root}: dataset root does "
+                                        "not exist (leave it empty to generate synthetic data)")
+            from data_pipelines import pointodyssey  # pylint: disable=import-outside-toplevel
+            # Before any work: names a split folder given as the root (and suggests its parent).
+            pointodyssey.list_sequences(config.data.root, config.data.split)
         return config.data.root
     if config.data.source != "dir":
         return config.data.root
