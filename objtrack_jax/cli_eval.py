@@ -73,6 +73,17 @@ def _load(parser: argparse.ArgumentParser, checkpoint: Optional[str]):
         parser.error(str(e))
 
 
+def _nan_to_none(obj):
+    """NaN metrics (0/0, see objtrack_jax.metrics) become JSON null: the file stays valid JSON."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def _json_default(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
@@ -177,7 +188,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump(result, f, indent=2, default=_json_default)
+            json.dump(_nan_to_none(result), f, indent=2, default=_json_default, allow_nan=False)
         print(f"wrote {args.out}")
     return result
 

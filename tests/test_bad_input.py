@@ -777,3 +777,12 @@ def test_track_video_library_checks(tmp_path, shipped, caplog):
         track_video(model, params, str(folder), grid_frame=7, echo=None)
     with pytest.raises(ValueError, match=r"header reports 20.*strict"):
         track_video(model, params, _truncated_avi(tmp_path), strict=True, echo=None)
+
+
+def test_eval_json_writes_nan_as_null():
+    from objtrack_jax.cli_eval import _nan_to_none
+
+    row = {"video": "v", "pts_within_1": float("nan"), "d_avg": np.float64(3.5),
+           "per": [np.float64("nan"), 1.0]}
+    text = json.dumps(_nan_to_none(row), allow_nan=False)
+    assert json.loads(text) == {"video": "v", "pts_within_1": None, "d_avg": 3.5, "per": [None, 1.0]}
