@@ -137,10 +137,10 @@ def run_command(cmd: str, argv: Sequence[str], debug: bool = False) -> int:
             raise
         print(f"{prog}: error: {code}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted" + (f" ({e})" if str(e) else ""), file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as e:
         if debug:

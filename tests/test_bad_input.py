@@ -786,3 +786,19 @@ def test_eval_json_writes_nan_as_null():
            "per": [np.float64("nan"), 1.0]}
     text = json.dumps(_nan_to_none(row), allow_nan=False)
     assert json.loads(text) == {"video": "v", "pts_within_1": None, "d_avg": 3.5, "per": [None, 1.0]}
+
+
+def test_interrupt_is_one_line(monkeypatch, capsys):
+    def stop(cmd, argv):
+        raise KeyboardInterrupt("interrupted at step 3; checkpoint saved")
+
+    monkeypatch.setattr(cli, "_dispatch", stop)
+    code, _, err = run_cli(capsys, "train")
+    assert code == 130 and "objtrack train: interrupted (interrupted at step 3" in err
+    assert "Traceback" not in err
+
+
+def test_demo_missing_video(tmp_path, capsys, cached_model):
+    missing = str(tmp_path / "none.mp4")
+    assert_cli_error(capsys, ["demo", "--video", missing, "--out", str(tmp_path / "o")], missing,
+                     "not found")
