@@ -91,14 +91,14 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     if queries is None:
         if not 0 <= grid_frame < num_frames:
             raise ValueError(f"grid frame {grid_frame} outside the video's {num_frames} frames "
-                             f"(valid: 0..{num_frames - 1})")
+                             f"(valid: 0..{num_frames - 1}; --grid-frame {grid_frame})")
         grid = grid or DEFAULT_GRID
         if grid < 1:
             raise ValueError(f"grid must be >= 1 point per side, got {grid}")
         tracking.check_memory(  # before the grid itself is allocated
             tracking.estimate_tracking_bytes(grid * grid, num_frames, height, width, resolution,
                                              window, int(model.latent_dim)),
-            f"a {grid}x{grid} grid ({grid * grid} points) through {num_frames} frames",
+            f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points) through {num_frames} frames",
             "use a smaller grid, fewer frames or a smaller resolution")
         queries = grid_queries(grid, height, width, t=grid_frame)
     queries = np.asarray(queries, np.float32)
