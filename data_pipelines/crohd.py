@@ -35,6 +35,8 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
+from objtrack_jax.video_io import resize_video
+
 CLIP_LEN = 1000
 CLIP_STRIDE = 500
 MIN_CLIP_LEN = 128
@@ -174,7 +176,7 @@ def load_frames(seq_dir: str, indices: Sequence[int], resize_to: tuple[int, int]
             raise CrohdError(f"{path}: file not found")
         img = _imread(path)
         if resize_to is not None:
-            img = cv2.resize(img, (int(resize_to[1]), int(resize_to[0])), interpolation=cv2.INTER_LINEAR)
+            img = resize_video(img[None], resize_to)[0]
         if out and img.shape != out[0].shape:
             raise CrohdError(f"{path}: frame size {img.shape[:2]} differs from the first frame's "
                              f"{out[0].shape[:2]}")

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import pointodyssey
+from objtrack_jax.video_io import resize_video
 
 
 @dataclasses.dataclass(eq=False)
@@ -124,7 +125,7 @@ def resize_clip(clip: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
     if (h, w) == (h0, w0):
         return clip
     out = dict(clip)
-    out["rgbs"] = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in clip["rgbs"]])
+    out["rgbs"] = resize_video(clip["rgbs"], (h, w))
     if "masks" in clip:
         out["masks"] = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
                                  for m in clip["masks"]])

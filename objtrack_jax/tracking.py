@@ -30,11 +30,11 @@ import logging
 import os
 from typing import Any, Callable, Optional, Sequence
 
-import cv2
 import numpy as np
 
 from objtrack_jax.inference import check_carry, num_windows, to_point_major, track_windows
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
+from objtrack_jax.video_io import resize_video  # noqa: F401  (the one frame resizer; public here)
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +88,6 @@ def default_resolution(height: int, width: int, short_side: int = DEFAULT_SHORT_
         return max(MIN_SIZE, int(round(s * scale / stride)) * stride)
 
     return side(height), side(width)
-
-
-def resize_video(video: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """``[T, H, W, 3]`` → ``[T, h, w, 3]`` with OpenCV bilinear; dtype kept (uint8 or float32)."""
-    video = np.asarray(video)
-    h, w = (int(s) for s in size)
-    if video.shape[1:3] == (h, w):
-        return video
-    dtype = np.uint8 if video.dtype == np.uint8 else np.float32
-    out = np.empty((video.shape[0], h, w, video.shape[3]), dtype)
-    for i in range(video.shape[0]):
-        out[i] = cv2.resize(video[i].astype(dtype, copy=False), (w, h), interpolation=cv2.INTER_LINEAR)
-    return out
 
 
 def _check_video(video: np.ndarray) -> np.ndarray:

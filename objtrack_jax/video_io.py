@@ -77,13 +77,25 @@ def _read_image_rgb(path: str) -> np.ndarray:
     return cv2.cvtColor(read_image(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # 3-channel 8-bit
 
 
+def resize_video(video: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """``[T, H, W, C]`` → ``[T, h, w, C]`` with OpenCV bilinear; dtype kept (uint8 or float32).
+
+    The one frame resizer of the project (``tracking.resize_video``, the readers, the TFDS
+    builder); coordinates follow with ``W_new/W_old``, ``H_new/H_old`` (docs/conventions.md).
+    """
+    video = np.asarray(video)
+    h, w = (int(s) for s in size)
+    if video.shape[1:3] == (h, w):
+        return video
+    dtype = np.uint8 if video.dtype == np.uint8 else np.float32
+    out = np.empty((video.shape[0], h, w, video.shape[3]), dtype)
+    for i in range(video.shape[0]):
+        out[i] = cv2.resize(video[i].astype(dtype, copy=False), (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
 def _resize(frame: np.ndarray, resize_to: Sequence[int] | None) -> np.ndarray:
-    if resize_to is None:
-        return frame
-    height, width = (int(s) for s in resize_to)
-    if frame.shape[:2] == (height, width):
-        return frame
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+    return frame if resize_to is None else resize_video(frame[None], resize_to)[0]
 
 
 def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int] | None = None,
