@@ -562,9 +562,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="objtrack synth",
                                      description="Generate a synthetic PointOdyssey-layout dataset.")
     parser.add_argument("--out", required=True, help="output root (gets train/ val/ test/)")
-    parser.add_argument("--num-seqs", type=int, default=None,
+    def at_least(minimum):
+        def parse(text):
+            try:
+                value = int(text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from e
+            if value < minimum:
+                raise argparse.ArgumentTypeError(f"{value} is not allowed: must be >= {minimum}")
+            return value
+        return parse
+
+    parser.add_argument("--num-seqs", type=at_least(1), default=None,
                         help="training sequences (val/test get ceil(N/4)); default 8/2/2")
-    parser.add_argument("--frames", type=int, default=small["frames"])
+    parser.add_argument("--frames", type=at_least(2), default=small["frames"])
     parser.add_argument("--size", type=_parse_size, default=small["size"], help="HxW, e.g. 128x160")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",

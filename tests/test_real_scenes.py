@@ -141,3 +141,14 @@ def test_evaluate_baselines_on_real_scenes(tmp_path):
     # on real content the flow baselines beat not moving
     assert rows["lk"]["d_avg"] > rows["zero"]["d_avg"]
     assert rows["dis"]["d_avg"] > rows["zero"]["d_avg"]
+
+
+@pytest.mark.parametrize("flag,value,expected", [("--num-seqs", "-1", "--num-seqs: -1 is not allowed"),
+                                                 ("--frames", "1", "--frames: 1 is not allowed"),
+                                                 ("--preset", "nope", "invalid choice: 'nope'")])
+def test_synth_rejects_bad_counts(tmp_path, capsys, flag, value, expected):
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(["--out", str(tmp_path), flag, value])
+    assert e.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
