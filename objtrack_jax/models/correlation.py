@@ -40,22 +40,23 @@ def _patch_indices(c: jnp.ndarray, size: int, radius: int):
     return jnp.clip(idx, 0, size - 1), frac, inb
 
 
-def window_correlation(fmap: jnp.ndarray, coords: jnp.ndarray, templates: jnp.ndarray,
-                       radius: int) -> jnp.ndarray:
-    """Correlation windows for one frame and one level.
+def window_correlation(fmaps: jnp.ndarray, frame: jnp.ndarray, coords: jnp.ndarray,
+                       templates: jnp.ndarray, radius: int) -> jnp.ndarray:
+    """Correlation windows of P point-frames against one level.
 
     Args:
-      fmap: ``[H, W, C]`` feature map of one level.
-      coords: ``[N, 2]`` (x, y) at this level's resolution.
-      templates: ``[K, N, C]`` K templates per point.
+      fmaps: ``[F, H, W, C]`` feature maps of one level (F frames).
+      frame: ``[P]`` int32 frame of each point-frame (index into ``fmaps``).
+      coords: ``[P, 2]`` (x, y) at this level's resolution.
+      templates: ``[K, P, C]`` K templates per point-frame.
       radius: window radius r.
     Returns:
-      ``[K, N, (2r+1)**2]`` correlations, window index ``i*(2r+1)+j`` (x-offset i-r, y-offset j-r).
+      ``[K, P, (2r+1)**2]`` correlations, window index ``i*(2r+1)+j`` (x-offset i-r, y-offset j-r).
     """
-    h, w, c = fmap.shape
-    xi, fx, xin = _patch_indices(coords[:, 0], w, radius)  # [N, P]
+    _, h, w, c = fmaps.shape
+    xi, fx, xin = _patch_indices(coords[:, 0], w, radius)  # [P, 2r+2]
     yi, fy, yin = _patch_indices(coords[:, 1], h, radius)
-    patch = fmap[yi[:, :, None], xi[:, None, :]]  # [N, P(y), P(x), C]
+    patch = fmaps[frame[:, None, None], yi[:, :, None], xi[:, None, :]]  # [P, y, x, C]
     adt = jnp.promote_types(patch.dtype, jnp.float32)
     scale = 1.0 / jnp.sqrt(jnp.asarray(c, adt))
     corr = jnp.einsum("nyxc,knc->knyx", patch, templates.astype(patch.dtype),
@@ -65,14 +66,29 @@ def window_correlation(fmap: jnp.ndarray, coords: jnp.ndarray, templates: jnp.nd
     fy = fy[None, :, None, None]
     top = corr[..., :-1, :-1] * (1 - fx) + corr[..., :-1, 1:] * fx
     bot = corr[..., 1:, :-1] * (1 - fx) + corr[..., 1:, 1:] * fx
-    win = top * (1 - fy) + bot * fy  # [K, N, 2r+1 (y=j), 2r+1 (x=i)]
+    win = top * (1 - fy) + bot * fy  # [K, P, 2r+1 (y=j), 2r+1 (x=i)]
     win = jnp.swapaxes(win, -1, -2)  # [..., i, j]
     return win.reshape(win.shape[:2] + (-1,))
 
 
+# Default bound on the patches gathered at once (all levels together): 64 MiB.
+CORR_CHUNK_BYTES = 64 << 20
+
+
+def corr_chunk_size(num_levels: int, channels: int, radius: int, itemsize: int,
+                    chunk_bytes: int) -> int:
+    """Point-frames per chunk so that the gathered patches of all levels fit ``chunk_bytes``."""
+    per = num_levels * (2 * radius + 2) ** 2 * channels * itemsize
+    return max(1, int(chunk_bytes) // per)
+
+
 def pyramid_correlation(pyramid: list[jnp.ndarray], coords: jnp.ndarray, templates: jnp.ndarray,
-                        radius: int) -> jnp.ndarray:
+                        radius: int, chunk_bytes: int = CORR_CHUNK_BYTES) -> jnp.ndarray:
     """Correlation features of K templates against every level, for a batch of frames.
+
+    The ``B*S*N`` point-frames are processed in chunks (a ``lax.map``) sized so that the
+    ``[chunk, L, 2r+2, 2r+2, C]`` gathered patches stay under ``chunk_bytes``; the arithmetic of
+    every point-frame is the same whatever the chunking. ``chunk_bytes <= 0``: one chunk.
 
     Args:
       pyramid: list of ``[B, S, H_l, W_l, C]`` maps.
@@ -81,16 +97,38 @@ def pyramid_correlation(pyramid: list[jnp.ndarray], coords: jnp.ndarray, templat
     Returns:
       ``[B, S, N, K * L * (2r+1)**2]``, ordered template-major, then level, then window.
     """
-    outs = []
-    for lvl, fmap in enumerate(pyramid):
-        f = jax.vmap(jax.vmap(window_correlation, in_axes=(0, 0, 1, None)),
-                     in_axes=(0, 0, 1, None))
-        c = f(fmap, coords / (2.0 ** lvl), templates, radius)  # [B, S, K, N, W]
-        outs.append(c)
-    out = jnp.stack(outs, axis=3)  # [B, S, K, L, N, W]
-    b, s, k, l, n, wn = out.shape
-    out = jnp.transpose(out, (0, 1, 4, 2, 3, 5))
-    return out.reshape(b, s, n, k * l * wn)
+    b, s, n = coords.shape[:3]
+    k, c = templates.shape[0], templates.shape[-1]
+    num_levels = len(pyramid)
+    maps = [f.reshape((b * s,) + f.shape[2:]) for f in pyramid]  # [B*S, H_l, W_l, C]
+    total = b * s * n
+    frame = jnp.repeat(jnp.arange(b * s, dtype=jnp.int32), n)  # [B*S*N]
+    xy = coords.reshape(total, 2)
+    tmpl = jnp.moveaxis(templates.reshape(k, total, c), 1, 0)  # [P, K, C]
+
+    def corr_chunk(args):
+        fr, p, t = args  # [P], [P, 2], [P, K, C]
+        t = jnp.moveaxis(t, 1, 0)
+        outs = [window_correlation(fm, fr, p / (2.0 ** lvl), t, radius)
+                for lvl, fm in enumerate(maps)]  # each [K, P, W]
+        out = jnp.stack(outs, axis=1)  # [K, L, P, W]
+        return jnp.moveaxis(out, 2, 0).reshape(fr.shape[0], -1)  # [P, K*L*W]
+
+    chunk = total if chunk_bytes <= 0 else corr_chunk_size(
+        num_levels, c, radius, jnp.dtype(pyramid[0].dtype).itemsize, chunk_bytes)
+    if chunk >= total:
+        out = corr_chunk((frame, xy, tmpl))
+    else:
+        num = -(-total // chunk)
+        pad = num * chunk - total
+
+        def split(x):
+            x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+            return x.reshape((num, chunk) + x.shape[1:])
+
+        out = jax.lax.map(corr_chunk, (split(frame), split(xy), split(tmpl)))
+        out = out.reshape((num * chunk,) + out.shape[2:])[:total]
+    return out.reshape(b, s, n, -1)
 
 
 def sample_features_border(fmap: jnp.ndarray, coords: jnp.ndarray) -> jnp.ndarray:

@@ -70,6 +70,48 @@ def check_inputs(rgbs_shape, trajs_shape, stride: int = 8):
         raise ValueError(f"need at least 2 frames per window, got S={s}")
 
 
+def points_per_chunk(num_points: int, rows_per_point: int, width: int, itemsize: int,
+                     chunk_bytes: int) -> int:
+    """Points refined at once so that the update network's activations, about 12 live
+    ``[rows, S, width]`` arrays (XLA:CPU buffer assignment), plus the ``[.., S, 718]`` input fit
+    ``chunk_bytes``; a power of two, or all points. ``rows_per_point`` is ``B*S``."""
+    if chunk_bytes <= 0:
+        return num_points
+    per_point = rows_per_point * (12 * width + 3 * 718) * itemsize
+    fit = max(1, int(chunk_bytes) // per_point)
+    return num_points if fit >= num_points else 1 << (fit.bit_length() - 1)
+
+
+def _map_point_chunks(fn, module: nn.Module, args: tuple, axes: tuple, n: int, size: int):
+    """``fn(module, *args)`` over chunks of ``size`` points (a rolled ``nn.scan``, one chunk's
+    activations live at a time). ``args[i]`` has its point axis (length ``n``) at ``axes[i]``;
+    ``fn`` returns ``(delta [B, S, n, 2], vis [B, S, n])``. Points must be independent."""
+    num = -(-n // size)
+    pad = num * size - n
+
+    def split(x, ax):
+        if pad:  # pad with copies of point 0 (finite, discarded below)
+            first = jax.lax.slice_in_dim(x, 0, 1, axis=ax)
+            x = jnp.concatenate([x, jnp.repeat(first, pad, axis=ax)], axis=ax)
+        x = x.reshape(x.shape[:ax] + (num, size) + x.shape[ax + 1:])
+        return jnp.moveaxis(x, ax, 0)
+
+    xs = tuple(split(x, ax) for x, ax in zip(args, axes))
+
+    def body(mdl, carry, xi):
+        return carry, fn(mdl, *xi)
+
+    scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
+                   in_axes=0, out_axes=0)
+    _, (delta, vis) = scan(module, None, xs)  # [G, B, S, size, ...]
+
+    def merge(o):
+        o = jnp.moveaxis(o, 0, 2)  # [B, S, G, size, ...]
+        return o.reshape(o.shape[:2] + (num * size,) + o.shape[4:])[:, :, :n]
+
+    return merge(delta), merge(vis)
+
+
 class PIPsTracker(nn.Module):
     """PIPs++ with the optional contextual-attention stack and visibility head.
 
@@ -95,6 +137,11 @@ class PIPsTracker(nn.Module):
     # encoder's activation memory on long windows; under jax.grad use 0 (XLA:CPU runs conv
     # gradients slowly inside loops, see refine).
     encode_chunk: int = 0
+    # Working-set bound (MiB) of the refinement: the correlation's gathered 8x8 patches (all levels)
+    # and the update network's activations are each computed in point chunks (rolled loops) that
+    # fit it, so memory does not grow with N*S. Same arithmetic per point. 0: everything at once.
+    # An inference setting like encode_chunk (objtrack_jax.memory.inference_model sets both).
+    chunk_mb: int = 0
 
     def setup(self):
         self.fnet = BasicEncoder(out_dim=self.latent_dim, stride=self.stride, dtype=self.dtype,
@@ -158,6 +205,23 @@ class PIPsTracker(nn.Module):
         idx4 = np.maximum(t - 4, 0)
         radius = self.corr_radius
         latent = self.latent_dim
+        chunk_bytes = int(self.chunk_mb) << 20
+        n = trajs_e0.shape[2]
+        size = points_per_chunk(n, b * s, max(self.update_channels), jnp.dtype(self.dtype).itemsize,
+                                chunk_bytes)
+
+        def point_step(delta_block, pyr, coords, templates):
+            """Update of ``coords [B, S, n, 2]`` from ``templates [3, B, S, n, C]``."""
+            nc = coords.shape[2]
+            corr = pyramid_correlation(pyr, coords, templates, radius, chunk_bytes)
+            motion = motion_features(coords, latent)
+            x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, n, 718]
+            x = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * nc, s, x.shape[-1])
+            delta, vis = delta_block(x)
+            delta = jnp.transpose(delta.reshape(b, nc, s, 2), (0, 2, 1, 3))
+            vis = jnp.transpose(vis.reshape(b, nc, s), (0, 2, 1)) if vis is not None else \
+                jnp.zeros((b, s, nc), fdt)
+            return delta, vis
 
         def body(delta_block, carry, itr, bc):
             coords, _, _, _ = carry
@@ -167,15 +231,13 @@ class PIPsTracker(nn.Module):
             first = itr == 0
             f2 = jnp.where(first, f2_0, sampled[:, idx2])
             f4 = jnp.where(first, f4_0, sampled[:, idx4])
-            corr = pyramid_correlation(pyr, coords, jnp.stack([f1, f2, f4]), radius)
-            motion = motion_features(coords, latent)
-            x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, N, 718]
-            n = x.shape[2]
-            x = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * n, s, x.shape[-1])
-            delta, vis = delta_block(x)
-            delta = jnp.transpose(delta.reshape(b, n, s, 2), (0, 2, 1, 3))
-            vis = jnp.transpose(vis.reshape(b, n, s), (0, 2, 1)) if vis is not None else \
-                jnp.zeros((b, s, n), fdt)
+            templates = jnp.stack([f1, f2, f4])
+            if size >= n:
+                delta, vis = point_step(delta_block, pyr, coords, templates)
+            else:
+                delta, vis = _map_point_chunks(
+                    lambda mdl, cc, tc: point_step(mdl, pyr, cc, tc), delta_block,
+                    (coords, templates), (2, 3), n, size)
             coords = coords + delta
             pred = coords * stride
             coords = coords.at[:, 0].set(q0)
@@ -187,7 +249,6 @@ class PIPsTracker(nn.Module):
         scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False},
                        in_axes=(0, nn.broadcast), out_axes=0,
                        unroll=True if self.unroll_iters else 1)
-        n = trajs_e0.shape[2]
         carry0 = (coords0, feats2_0, feats4_0, jnp.zeros((b, s, n), fdt))
         consts = (pyramid, fmaps, feats1, feats2_0, feats4_0, query0)
         if iters == 1 and self.unroll_iters:  # a length-1 scan still lowers to a while loop
