@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax import evaluation
+from objtrack_jax import evaluation, model_io
 from objtrack_jax.cli_args import add_checkpoint_arg, at_least, load_model_or_exit, parse_model_hw
 
 
@@ -63,9 +63,12 @@ def eval_parser() -> argparse.ArgumentParser:
                         "chained frame to frame from the query frame")
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
-    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=128,
-                   help="frames per window (PIPs++ 128, paper 36)")
-    p.add_argument("--iters", type=at_least(1), default=16, help="refinement iterations per window")
+    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
+                   help="frames per window (default: what the weights were validated at, shipped "
+                        "weights 8; weights that record nothing: 128 as PIPs++; paper 36)")
+    p.add_argument("--iters", type=at_least(1), default=None,
+                   help="refinement iterations per window (default: the weights' validated "
+                        "setting, shipped weights 4; else 16)")
     p.add_argument("--resolution", type=parse_model_hw, default=None,
                    help="HxW. pips: frames/GT resized to it (default 512x896); tapvid: model input "
                         "size (default 256x256)")
@@ -117,13 +120,20 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         model, params, info = args.baseline, None, {"architecture": f"baseline:{args.baseline}"}
     else:
         model, params, info = load_model_or_exit(parser, args.checkpoint)
+    settings = model_io.inference_settings(info)
+    args.window = args.window or settings["window"]
+    args.iters = args.iters or settings["iters"]
+    # Weights that record a validated short side: PointOdyssey-layout videos keep their aspect.
+    short_side = settings["short_side"] if settings["recorded"] else None
+    if not isinstance(model, str):
+        model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
         args.dataset, args.data_root, model, params, protocol=args.protocol, window=args.window,
         iters=args.iters, carry=args.carry, query_mode=args.query_mode, max_videos=args.max_videos,
         progress=not args.no_progress, resolution=args.resolution,
         survival_threshold=args.survival_threshold, split=args.split, max_points=args.max_points,
-        max_frames=args.max_frames, chunk_size=args.chunk_size)
+        max_frames=args.max_frames, chunk_size=args.chunk_size, short_side=short_side)
     seconds = time.perf_counter() - t0
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]
@@ -162,14 +172,18 @@ def track_parser() -> argparse.ArgumentParser:
     add_checkpoint_arg(p)
     p.add_argument("--out", default="tracks.mp4", help="annotated video; .npz and .png are written next to it")
     p.add_argument("--resolution", type=parse_model_hw, default=None,
-                   help="model input HxW (multiples of 8, >= 128); default: aspect kept, short side 384")
+                   help="model input HxW (multiples of 8, >= 128); default: aspect kept, short "
+                        "side as validated with the weights (shipped weights 288; else 384)")
     p.add_argument("--max-frames", type=at_least(1), default=None)
     p.add_argument("--strict", action="store_true",
                    help="a video that decodes fewer frames than its header reports is an error "
                         "(default: a warning naming both counts)")
-    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=16,
-                   help="frames per window")
-    p.add_argument("--iters", type=at_least(1), default=8, help="refinement iterations per window")
+    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
+                   help="frames per window (default: the weights' validated setting, shipped "
+                        "weights 8; else 128)")
+    p.add_argument("--iters", type=at_least(1), default=None,
+                   help="refinement iterations per window (default: the weights' validated "
+                        "setting, shipped weights 4; else 16)")
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
     p.add_argument("--chunk-size", type=at_least(1), default=256, help="points refined at once")
     p.add_argument("--tail", type=at_least(0), default=8, help="frames of track tail drawn")
@@ -191,12 +205,17 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
         parser.error(f"--queries file not found: {args.queries}")
     queries = None if args.queries is None else read_queries(args.queries)
     t0 = time.perf_counter()
-    model, params, _ = load_model_or_exit(parser, args.checkpoint)
+    model, params, info = load_model_or_exit(parser, args.checkpoint)
     load_seconds = time.perf_counter() - t0
+    settings = model_io.inference_settings(info)
+    args.window = args.window or settings["window"]
+    args.iters = args.iters or settings["iters"]
+    model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
     result = track_video(
         model, params, args.video, args.out, queries=queries, grid=args.grid,
         grid_frame=args.grid_frame, max_frames=args.max_frames, resolution=args.resolution,
         window=args.window, iters=args.iters, carry=args.carry, chunk_size=args.chunk_size,
-        tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict)
+        tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict,
+        short_side=settings["short_side"])
     result["timings"] = {"load_model": load_seconds, **result["timings"]}
     return result

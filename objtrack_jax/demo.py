@@ -1,18 +1,21 @@
-"""``objtrack demo``: the shipped model on a freshly generated synthetic scene, or on your video.
+"""``objtrack demo``: the shipped model beside classical baselines on fresh scenes, or on your video.
 
-Synthetic mode (default, no download, about a minute on a 2-core CPU):
+Scene mode (default, no download, about a minute on a 2-core CPU):
 
-1. generates ``--scenes`` held-out scenes with :func:`data_pipelines.synthetic.generate_sequence`
-   (seeds of their own 'demo' stream, never used in training);
+1. generates ``--scenes`` held-out scenes: real photographs from the *evaluation* photo set
+   (:mod:`data_pipelines.real_scenes`, never seen in training) under camera homographies with
+   independently moving photo objects (``--scene procedural`` for the procedural textures), on
+   seeds of their own 'demo' stream;
 2. tracks the points visible at frame 0 with the shipped weights (PIPs++ long-video protocol,
-   :func:`objtrack_jax.tracking.track_queries`) and with the zero-motion baseline;
-3. prints d_avg / survival / MTE for both (AJ/OA too when the model has a visibility head);
+   :func:`objtrack_jax.tracking.track_queries`, at the window / iterations the weights were
+   validated at) and with the zero-motion, Lucas-Kanade and DIS baselines
+   (:mod:`objtrack_jax.baselines`) on the same queries;
+3. prints d_avg / survival / MTE for each (and the model's AJ / OA when it has a visibility head);
 4. writes ``demo.mp4`` (model | ground truth, side by side, same colour per point), ``demo.png``
    (a contact sheet of it) and ``demo.json`` (the numbers) into ``--out`` (default: here).
 
 ``objtrack demo --video PATH`` tracks a grid of points through your video instead (the outputs of
-``objtrack track``: ``demo.mp4``, ``demo.npz``, ``demo.png``). The shipped model is small and was
-trained on synthetic scenes only, so expect rough tracks on real footage.
+``objtrack track``: ``demo.mp4``, ``demo.npz``, ``demo.png``).
 """
 
 from __future__ import annotations
@@ -35,15 +38,21 @@ def demo_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="output folder (default: the current directory)")
     p.add_argument("--video", default=None, help="track a grid of points through this video instead")
     add_checkpoint_arg(p)
-    p.add_argument("--scenes", type=int, default=4, help="synthetic scenes evaluated (the first is drawn)")
-    p.add_argument("--frames", type=int, default=32, help="frames per synthetic scene")
-    p.add_argument("--size", type=parse_hw, default=(144, 176), help="synthetic scene HxW")
+    p.add_argument("--scene", choices=("real", "procedural"), default="real",
+                   help="real: evaluation photos under known motions (default); procedural: "
+                        "procedural textures")
+    p.add_argument("--scenes", type=int, default=4, help="scenes evaluated (the first is drawn)")
+    p.add_argument("--frames", type=int, default=24, help="frames per scene")
+    p.add_argument("--size", type=parse_hw, default=(192, 256), help="scene HxW")
     p.add_argument("--points", type=int, default=64, help="queries per scene (visible at frame 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=int, default=12, help="--video: an NxN grid of queries")
     p.add_argument("--max-frames", type=int, default=96, help="--video: frames read")
-    p.add_argument("--window", type=int, default=8, help="frames per window")
-    p.add_argument("--iters", type=int, default=4, help="refinement iterations per window")
+    p.add_argument("--window", type=int, default=None,
+                   help="frames per window (default: the weights' validated setting)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="refinement iterations per window (default: the weights' validated setting)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the LK and DIS baselines")
     p.add_argument("--scale", type=int, default=2, help="upscaling of the drawn synthetic frames")
     return p
 
@@ -84,21 +93,43 @@ def side_by_side(frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, gt_visibl
     return canvas, tracks, visible, np.concatenate([colors, colors], 0)
 
 
+def _scene(args, i: int) -> dict:
+    from data_pipelines import real_scenes, synthetic
+
+    seed = synthetic.sequence_seed(args.seed, "demo", i)
+    if args.scene == "real":
+        return real_scenes.generate_sequence(seed, frames=args.frames, size=args.size,
+                                             num_points=256, photos="eval")
+    return synthetic.generate_sequence(seed, frames=args.frames, size=args.size, num_points=256)
+
+
+def _visibility_metrics(queries, gt, gt_vis, tracks, visible, size) -> dict:
+    """AJ / OA / delta_avg of the model (TAP-Vid definitions, 'first' queries, 256x256 frame)."""
+    from objtrack_jax import metrics as metrics_lib
+
+    scale = np.array([256.0 / size[1], 256.0 / size[0]], np.float32)
+    m = metrics_lib.tapvid_metrics(
+        queries[None], ~gt_vis.T[None], (np.transpose(gt, (1, 0, 2)) * scale)[None],
+        ~visible[None], (tracks * scale)[None], "first")
+    return {k: float(m[k][0]) for k in ("average_jaccard", "occlusion_accuracy",
+                                        "average_pts_within_thresh")}
+
+
 def run_synthetic(model, params, args) -> dict:
-    from data_pipelines import synthetic
+    from objtrack_jax import baselines
     from objtrack_jax import metrics as metrics_lib
     from objtrack_jax import viz
-    from objtrack_jax.evaluation import zero_motion_tracks
     from objtrack_jax.inference import to_time_major
     from objtrack_jax.tracking import track_queries
     from objtrack_jax.video_io import write_video
 
-    rows = {"model": [], "zero-motion": []}
+    names = ["model", "zero-motion"] + ([] if args.no_baselines else ["lucas-kanade", "dis-flow"])
+    rows = {name: [] for name in names}
+    vis_rows = []
     drawn = None
     t_track = 0.0
     for i in range(args.scenes):
-        seq = synthetic.generate_sequence(synthetic.sequence_seed(args.seed, "demo", i),
-                                          frames=args.frames, size=args.size, num_points=256)
+        seq = _scene(args, i)
         keep = np.flatnonzero(seq["visibs"][0] & seq["valids"][0])
         keep = keep[np.unique(np.linspace(0, keep.size - 1, min(args.points, keep.size)).round().astype(int))]
         gt = seq["trajs_2d"][:, keep]  # [T, n, 2]
@@ -107,22 +138,35 @@ def run_synthetic(model, params, args) -> dict:
         tracks, visible, _ = track_queries(model, params, seq["rgbs"], queries, window=args.window,
                                            iters=args.iters, resize_to=args.size, progress=False)
         t_track += time.perf_counter() - t0
+        estimates = {"model": tracks}
+        for name, key in (("zero-motion", "zero"), ("lucas-kanade", "lk"), ("dis-flow", "dis")):
+            if name in rows:
+                estimates[name] = baselines.track(key, seq["rgbs"], queries)[0]
         valids = seq["valids"][:, keep]
-        for name, est in (("model", tracks), ("zero-motion", zero_motion_tracks(queries, args.frames))):
+        for name, est in estimates.items():
             m = metrics_lib.pips_metrics(to_time_major(est)[None], gt[None], valids[None],
                                          image_size=args.size)
             rows[name].append({k: float(v[0]) for k, v in m.items()})
+        if visible is not None:
+            vis_rows.append(_visibility_metrics(queries, gt, seq["visibs"][:, keep], tracks,
+                                                visible, args.size))
         if i == 0:
             drawn = (seq["rgbs"], to_time_major(tracks), gt, seq["visibs"][:, keep])
-        print(f"scene {i + 1}/{args.scenes}: {keep.size} points, d_avg model "
-              f"{rows['model'][-1]['d_avg']:.1f} vs zero-motion {rows['zero-motion'][-1]['d_avg']:.1f}")
+        print(f"scene {i + 1}/{args.scenes}: {keep.size} points, d_avg "
+              + ", ".join(f"{n} {rows[n][-1]['d_avg']:.1f}" for n in names))
     mean = {name: metrics_lib.average_metrics(r) for name, r in rows.items()}
+    if vis_rows:
+        mean["model"].update(metrics_lib.average_metrics(vis_rows))
     print()
     print(metrics_lib.format_table([{"video": k, **v} for k, v in mean.items()],
                                    ("d_avg", "survival", "median_l2"), add_mean=False))
     print("d_avg: % of points within 1-16 px (higher is better); survival: % of frames before a "
           "point first drifts > 16 px; median_l2 (MTE): median error in px (lower is better).")
-    if not model.visibility_head:
+    if vis_rows:
+        m = mean["model"]
+        print(f"model visibility (TAP-Vid definitions): AJ {100 * m['average_jaccard']:.1f}, "
+              f"OA {100 * m['occlusion_accuracy']:.1f}, <delta_avg {100 * m['average_pts_within_thresh']:.1f}")
+    else:
         print("AJ/OA: n/a (the model has no visibility head)")
 
     frames, pred, gt, gt_vis = drawn
@@ -138,6 +182,7 @@ def run_synthetic(model, params, args) -> dict:
 
 
 def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
+    from objtrack_jax import model_io
     from objtrack_jax.cli_args import load_model_or_exit
     from objtrack_jax.video_tracking import track_video
 
@@ -145,17 +190,23 @@ def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
-    if args.video is not None:
-        model, params, _ = load_model_or_exit(parser, args.checkpoint)
-        return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
-                           grid=args.grid, max_frames=args.max_frames, window=args.window,
-                           iters=args.iters)
     if args.scenes < 1 or args.frames < 2 or args.points < 1:
         parser.error("--scenes, --points must be >= 1 and --frames >= 2")
+    if (args.window is not None and args.window < 2) or (args.iters is not None and args.iters < 1):
+        parser.error(f"--window must be >= 2 and --iters >= 1 (got {args.window}, {args.iters})")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
+    settings = model_io.inference_settings(info)
+    args.window = args.window or settings["window"]
+    args.iters = args.iters or settings["iters"]
+    model_io.warn_if_far_from_training(settings, args.window, args.iters)
+    if args.video is not None:
+        return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
+                           grid=args.grid, max_frames=args.max_frames, window=args.window,
+                           iters=args.iters, short_side=settings["short_side"])
     name = info.get("name", args.checkpoint)
-    print(f"objtrack demo: weights {name}; {args.scenes} synthetic scenes of {args.frames} frames at "
-          f"{args.size[0]}x{args.size[1]}, up to {args.points} points each")
+    print(f"objtrack demo: weights {name}; {args.scenes} {args.scene} scenes of {args.frames} "
+          f"frames at {args.size[0]}x{args.size[1]}, up to {args.points} points each; window "
+          f"{args.window}, {args.iters} iterations")
     result = run_synthetic(model, params, args)
     result["seconds"] = time.perf_counter() - t_start
     result["weights"] = name

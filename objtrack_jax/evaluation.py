@@ -44,6 +44,7 @@ Checkpoints are read by :mod:`objtrack_jax.model_io`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -87,6 +88,12 @@ def valid_model_size(height: int, width: int, stride: int = 8, minimum: int = 12
     return side(height), side(width)
 
 
+def _aspect_kept(height: int, width: int, short_side: int) -> tuple[int, int]:
+    from objtrack_jax.tracking import default_resolution  # pylint: disable=import-outside-toplevel
+
+    return default_resolution(height, width, short_side=short_side)
+
+
 def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np.ndarray:
     from data_pipelines import pointodyssey
 
@@ -107,7 +114,11 @@ def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
         num = pointodyssey.sequence_length(seq_dir, anno)  # the training reader's check
         num = min(num, max_frames or num)
         src = pointodyssey.load_frames(seq_dir, [0]).shape[1:3]
-        out = tuple(size) if size is not None else (valid_model_size(*src) if auto_valid else src)
+        if callable(size):  # a rule of the source size, e.g. aspect kept at a short side
+            out = tuple(size(*src))
+        else:
+            out = tuple(size) if size is not None else (
+                valid_model_size(*src) if auto_valid else src)
         scale = np.array([out[1] / src[1], out[0] / src[0]], np.float32)
         yield dict(name=os.path.basename(seq_dir), video=_load_po_frames(seq_dir, num, out),
                    trajs=anno["trajs"][:num] * scale, visibs=anno["visibs"][:num],
@@ -286,7 +297,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
              max_videos: Optional[int] = None, progress: bool = True, *,
              resolution: Optional[Sequence[int]] = None, survival_threshold: float = 16.0,
              split: Optional[str] = None, max_points: Optional[int] = None,
-             max_frames: Optional[int] = None, chunk_size: int = 256) -> tuple[list[dict], dict]:
+             max_frames: Optional[int] = None, chunk_size: int = 256,
+             short_side: Optional[int] = None) -> tuple[list[dict], dict]:
     """Evaluates ``model`` on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
 
     Args:
@@ -308,6 +320,9 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
       split: dataset split (default: 'test' for PointOdyssey/synthetic, 'train' for CroHD).
       max_points: evaluate at most this many queries per video (evenly spread; None = all).
       max_frames: PIPs++ protocol only: the first this many frames of each video (None = all).
+      short_side: PIPs++ protocol on PointOdyssey-layout data ('pointodyssey', 'synthetic'), when
+        ``resolution`` is None: each video resized with its aspect kept, short side
+        ``short_side`` (sides rounded to multiples of 8; :func:`tracking.default_resolution`).
       chunk_size: points refined at once.
 
     Returns:
@@ -342,6 +357,9 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
         if protocol == "pips":
             size = res if res is not None else (
                 None if native or dataset == "synthetic" else PIPS_RESOLUTION)
+            if res is None and not native and short_side and dataset in ("pointodyssey",
+                                                                        "synthetic"):
+                size = functools.partial(_aspect_kept, short_side=int(short_side))
             videos = iter_records(dataset, root, size=size, split=split, max_frames=max_frames)
         else:
             videos = _iter_tapvid_protocol(dataset, root, split, query_mode)

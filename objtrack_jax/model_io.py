@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+import logging
+from typing import Any, Optional, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "config.json"
@@ -140,7 +143,9 @@ def _load_msgpack_dir(directory: str):
                          f"({len(problems)} mismatch(es)): " + "; ".join(problems))
     params = serialization.from_state_dict(target, raw)
     params = jax.tree_util.tree_map(jnp.asarray, params)
-    return model, params, {"architecture": "msgpack", "config": model_cfg}
+    info = cfg.get("info") if isinstance(cfg.get("info"), dict) else {}
+    return model, params, {"architecture": "msgpack", "config": model_cfg,
+                           "inference": info.get("inference")}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,3 +277,48 @@ def load_model(checkpoint: Optional[str] = None):
         f"{path}: not a recognised checkpoint. Expected a PyTorch .pth file, a directory of "
         f"model-<step>.pth files, a directory with {PARAMS_FILE} + {CONFIG_FILE}, or a training "
         f"workdir (<workdir>/{CONFIG_FILE} + <workdir>/checkpoints/<step>/).")
+
+
+# --------------------------------------------------------------------------------------------------
+# The settings a model was validated at
+# --------------------------------------------------------------------------------------------------
+
+# For weights that record nothing (converted PyTorch checkpoints, training workdirs): the PIPs++
+# protocol's window and iterations, and the tracking CLI's short side of 384 px.
+INFERENCE_FALLBACK = {"window": 128, "iters": 16, "short_side": 384}
+
+
+def inference_settings(info: Optional[dict]) -> dict:
+    """``{'window', 'iters', 'short_side', 'trained': {...} or None, 'recorded': bool}``: the
+    tracking settings a model's weights were validated at (``config.json``'s ``info.inference``,
+    written when the weights are exported), else :data:`INFERENCE_FALLBACK`. ``objtrack eval``,
+    ``track`` and ``demo --video`` default to them."""
+    rec = (info or {}).get("inference") or {}
+    out = {k: rec.get(k, v) for k, v in INFERENCE_FALLBACK.items()}
+    out["trained"] = rec.get("trained")
+    out["recorded"] = bool(rec)
+    return out
+
+
+def warn_if_far_from_training(settings: dict, window: int, iters: int,
+                              resolution: Optional[Sequence[int]] = None) -> list[str]:
+    """Warnings (logged and returned) for tracking settings far outside what the weights were
+    trained at (``settings['trained']``: ``clip_len``, ``iters``, ``crop``): windows over 4x the
+    training clip, iterations over 2x or under half the training ones, a short side over 4x the
+    training crop's."""
+    trained = settings.get("trained") or {}
+    notes = []
+    if trained.get("clip_len") and window > 4 * int(trained["clip_len"]):
+        notes.append(f"window {window} is far above the {trained['clip_len']}-frame clips these "
+                     f"weights were trained on (validated: {settings['window']})")
+    if trained.get("iters") and not (int(trained["iters"]) / 2 <= iters <= 2 * int(trained["iters"])):
+        notes.append(f"iters {iters} is far from the {trained['iters']} iterations these weights "
+                     f"were trained with (validated: {settings['iters']})")
+    if trained.get("crop") and resolution is not None and \
+            min(resolution) > 4 * min(int(c) for c in trained["crop"]):
+        notes.append(f"resolution {resolution[0]}x{resolution[1]} is far above the "
+                     f"{trained['crop'][0]}x{trained['crop'][1]} crops these weights were trained "
+                     f"on (validated short side: {settings['short_side']})")
+    for n in notes:
+        log.warning("%s", n)
+    return notes

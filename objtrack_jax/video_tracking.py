@@ -49,7 +49,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
                 resolution: Optional[Sequence[int]] = None, window: int = 16, iters: int = 8,
                 carry: str = "pips2", chunk_size: int = 256, tail: int = 8,
                 fps: Optional[float] = None, progress: bool = True,
-                echo: Optional[Callable[[str], Any]] = print, strict: bool = False) -> dict:
+                echo: Optional[Callable[[str], Any]] = print, strict: bool = False,
+                short_side: Optional[int] = None) -> dict:
     """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
 
     Args:
@@ -59,7 +60,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
       queries: ``[n, 3]`` ``(t, y, x)`` in pixels of the input video; None: a ``grid × grid`` grid
         (default 16) at frame ``grid_frame``.
       max_frames: read at most this many frames.
-      resolution: model input ``(H, W)``; None: aspect kept, short side 384.
+      resolution: model input ``(H, W)``; None: aspect kept, short side ``short_side``
+        (None: 384).
       window, iters, carry, chunk_size: tracking settings (:func:`track_queries`).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
@@ -87,7 +89,9 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     frames = read_video(video, max_frames=max_frames, strict=strict)
     timings["read_video"] = time.perf_counter() - t0
     num_frames, height, width = frames.shape[:3]
-    resolution = tuple(resolution) if resolution is not None else default_resolution(height, width)
+    resolution = tuple(resolution) if resolution is not None else (
+        default_resolution(height, width) if short_side is None
+        else default_resolution(height, width, short_side=int(short_side)))
     if queries is None:
         if not 0 <= grid_frame < num_frames:
             raise ValueError(f"grid frame {grid_frame} outside the video's {num_frames} frames "
