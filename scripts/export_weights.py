@@ -1,0 +1,102 @@
+"""Exports a training workdir as shipped weights (``params.msgpack`` + ``config.json``).
+
+    python scripts/export_weights.py --workdir RUN --out objtrack_jax/weights/objprior_synth \
+        --previous objtrack_jax/weights/objprior_synth/config.json --data "..." \
+        [--result NAME=EVAL.json ...] [--window 8 --iters 4 --short-side 288]
+
+``config.json``'s ``info`` records how the weights were made: the training config, the total steps
+and CPU-hours over all warm-started stages (``--previous``: the config.json of the weights this
+run started from), the data, the validated tracking settings (``inference``: window, iterations,
+short side, and what training used, which ``objtrack eval/track/demo`` default to and warn
+against) and held-out results (``--result name=path`` of ``objtrack eval --out`` JSONs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _train_seconds(workdir: str) -> float:
+    """Seconds of training: the sum over log rows of (steps in the row / steps_per_sec)."""
+    total, prev = 0.0, 0
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            if "steps_per_sec" in row and row.get("steps_per_sec"):
+                total += (row["step"] - prev) / row["steps_per_sec"]
+                prev = row["step"]
+            elif "step" in row and "loss" in row:
+                prev = row["step"]
+    return total
+
+
+def main(argv=None) -> str:
+    from objtrack_jax import model_io  # pylint: disable=import-outside-toplevel
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--previous", default=None, help="config.json of the warm-start weights")
+    p.add_argument("--data", default="", help="what the run was trained on (free text)")
+    p.add_argument("--hardware", default="2-core CPU (no GPU lent)")
+    p.add_argument("--result", action="append", default=[], metavar="NAME=EVAL.json")
+    p.add_argument("--window", type=int, default=8)
+    p.add_argument("--iters", type=int, default=4)
+    p.add_argument("--short-side", type=int, default=288)
+    args = p.parse_args(argv)
+
+    model, params, _ = model_io.load_model(args.workdir)
+    with open(os.path.join(args.workdir, "config.json")) as f:
+        cfg = json.load(f)
+    _, step = model_io.load_params(args.workdir)
+    seconds = _train_seconds(args.workdir)
+    stages = []
+    if args.previous:
+        with open(args.previous) as f:
+            prev = json.load(f).get("info", {})
+        stages = list(prev.get("stages", [])) or [{
+            "steps": prev.get("steps"), "data": prev.get("data"),
+            "cpu_hours": round(prev.get("train_seconds_between_first_and_last_log", 0) / 3600, 3),
+            "trained_by": prev.get("trained_by")}]
+    stages.append({"steps": int(step), "data": args.data, "cpu_hours": round(seconds / 3600, 3),
+                   "trained_by": f"objtrack train --config configs/objprior.py:real "
+                                 f"(workdir {os.path.basename(os.path.normpath(args.workdir))})",
+                   "warm_start": cfg.get("init_from") or None})
+    results = {}
+    for item in args.result:
+        name, _, path = item.partition("=")
+        with open(path) as f:
+            res = json.load(f)
+        results[name] = {"mean": {k: v for k, v in res["mean"].items()
+                                  if k in ("d_avg", "survival", "median_l2", "num_videos")},
+                         "window": res["config"].get("window"), "iters": res["config"].get("iters"),
+                         "data_root": res["config"].get("data_root"),
+                         "split": res["config"].get("split")}
+    data = cfg.get("data", {})
+    info = {
+        "trained_by": "objtrack_jax, warm-started stages listed in 'stages'",
+        "hardware": args.hardware,
+        "steps": int(sum(s.get("steps") or 0 for s in stages)),
+        "cpu_hours": round(sum(s.get("cpu_hours") or 0 for s in stages), 3),
+        "stages": stages,
+        "data": args.data,
+        "config": {k: cfg[k] for k in ("model", "loss", "optim", "batch_size", "max_steps", "iters")
+                   if k in cfg},
+        "inference": {"window": args.window, "iters": args.iters, "short_side": args.short_side,
+                      "trained": {"clip_len": data.get("clip_len"), "iters": cfg.get("iters"),
+                                  "crop": data.get("crop_size")}},
+        "results": results,
+    }
+    model_io.save_inference_checkpoint(args.out, model, params, extra=info)
+    print(f"wrote {args.out}: step {step}, {info['steps']} steps in all, "
+          f"{info['cpu_hours']} CPU-hours")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
