@@ -156,6 +156,21 @@ def run_command(cmd: str, argv: Sequence[str], debug: bool = False) -> int:
     return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
+def enable_compilation_cache() -> Optional[str]:
+    """Turns on JAX's persistent compilation cache for the CLI: a second ``objtrack track`` /
+    ``eval`` of the same shapes loads its XLA programs instead of compiling them. Directory:
+    ``$OBJTRACK_COMPILATION_CACHE`` (``0``/empty: off), default ``~/.cache/objtrack_jax/xla``."""
+    path = os.environ.get("OBJTRACK_COMPILATION_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "objtrack_jax", "xla"))
+    if path.strip() in ("", "0"):
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return path
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``objtrack <command> [--debug] [options]``; returns the exit status (0, 2 = error)."""
     _quiet_tf()
@@ -174,6 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"objtrack: unknown command {cmd!r}; choose from {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
+    if cmd in ("track", "eval", "demo"):
+        enable_compilation_cache()
     return run_command(cmd, rest, debug=debug)
 
 

@@ -186,6 +186,9 @@ def track_parser() -> argparse.ArgumentParser:
                         "setting, shipped weights 4; else 16)")
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
     p.add_argument("--chunk-size", type=at_least(1), default=256, help="points refined at once")
+    p.add_argument("--max-memory", type=at_least(64), default=None, metavar="MB",
+                   help="memory budget that picks the encoder/refinement chunk sizes (default: "
+                        "half the machine's memory)")
     p.add_argument("--tail", type=at_least(0), default=8, help="frames of track tail drawn")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 24)")
     p.add_argument("--no-progress", action="store_true")
@@ -216,6 +219,6 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
         grid_frame=args.grid_frame, max_frames=args.max_frames, resolution=args.resolution,
         window=args.window, iters=args.iters, carry=args.carry, chunk_size=args.chunk_size,
         tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict,
-        short_side=settings["short_side"])
+        short_side=settings["short_side"], max_memory_mb=args.max_memory)
     result["timings"] = {"load_model": load_seconds, **result["timings"]}
     return result

@@ -33,10 +33,10 @@ import functools
 import math
 from typing import Any, Callable, Optional
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from objtrack_jax.memory import TrimmedJit, inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
 
 CARRY_MODES = ("pips2", "paper", "none")
@@ -102,7 +102,7 @@ def _encode_fn(model: PIPsTracker) -> Callable:
     def run(params, rgbs):
         return model.apply({"params": params}, rgbs, method=PIPsTracker.encode)
 
-    return jax.jit(run)
+    return TrimmedJit(run)
 
 
 @functools.lru_cache(maxsize=32)
@@ -111,7 +111,31 @@ def _refine_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
         return model.apply({"params": params}, fmaps, trajs, iters,
                            feat_init if with_init else None, method=PIPsTracker.refine)
 
-    return jax.jit(run)
+    return TrimmedJit(run)
+
+
+def encode_frames(model: PIPsTracker, params: Any, frames, chunk: int = 4) -> np.ndarray:
+    """Feature maps of every frame, ``[T, H, W, 3]`` → numpy ``[T, H/8, W/8, C]``.
+
+    Frames go through the encoder ``chunk`` at a time (the last chunk padded with copies of the
+    last frame), so a video of any length compiles one encoder program. The encoder (and the
+    contextual attention) works on each frame alone, so a frame's features are the same in
+    whatever window it appears: callers encode a video once and slice windows, both directions.
+    """
+    frames = np.asarray(frames)
+    t = frames.shape[0]
+    chunk = max(1, min(int(chunk), t))
+    encode = _encode_fn(model)
+    out = None
+    for start in range(0, t, chunk):
+        part = frames[start:start + chunk]
+        if part.shape[0] < chunk:
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - part.shape[0], 0)], 0)
+        f = np.asarray(encode(params, jnp.asarray(part[None], jnp.float32))[0])
+        if out is None:
+            out = np.empty((t,) + f.shape[1:], f.dtype)
+        out[start:start + chunk] = f[:t - start]
+    return out
 
 
 def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]:
@@ -124,7 +148,8 @@ def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]
 
 def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int, iters: int,
                   carry: str = "pips2", chunk_size: Optional[int] = None,
-                  on_window: Optional[Callable[[], None]] = None):
+                  on_window: Optional[Callable[[], None]] = None, features=None,
+                  max_memory_mb: Optional[int] = None):
     """Tracks through a video of any length with the PIPs++ protocol (module docstring).
 
     Args:
@@ -136,6 +161,10 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
       chunk_size: refine at most this many points at once (padded, see
         :func:`padded_chunk_size`); None: all points in one chunk.
       on_window: called after each window (progress).
+      features: optional ``[B, T, H/8, W/8, C]`` feature maps of ``rgbs`` (from
+        :func:`encode_frames`), used instead of encoding each window.
+      max_memory_mb: budget for the model's inference memory settings
+        (:func:`objtrack_jax.memory.inference_model`; None: half the machine's memory).
     Returns:
       ``(tracks [B, T, N, 2] float32, vis_logits [B, T, N] float32 or None)``: numpy; the
       logits only when the model has a visibility head.
@@ -157,10 +186,14 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
     pad = num_chunks * size - n
     trajs = np.concatenate([init, np.repeat(init[:, :, :1], pad, axis=2)], 2) if pad else init.copy()
     vis = np.zeros(trajs.shape[:3], np.float32)
+    model = inference_model(model, rgbs.shape[2], rgbs.shape[3], max_memory_mb)
     encode = _encode_fn(model)
     feats: list[Optional[tuple]] = [None] * num_chunks
     for start, end in window_starts(length, window):
-        fmaps = encode(params, jnp.asarray(rgbs[:, start:end], jnp.float32))
+        if features is not None:
+            fmaps = jnp.asarray(features[:, start:end])
+        else:
+            fmaps = encode(params, jnp.asarray(rgbs[:, start:end], jnp.float32))
         for c in range(num_chunks):
             sl = slice(c * size, (c + 1) * size)
             feat_init = _carried(feats[c], end - start, carry)

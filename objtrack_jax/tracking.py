@@ -32,7 +32,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax.inference import check_carry, num_windows, to_point_major, track_windows
+from objtrack_jax.inference import (check_carry, encode_frames, num_windows, to_point_major,
+                                    track_windows)
+from objtrack_jax.memory import default_budget_mb, inference_model
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
 from objtrack_jax.video_io import resize_video  # noqa: F401  (the one frame resizer; public here)
 
@@ -198,21 +200,39 @@ def check_memory(estimate: int, what: str, hint: str = "") -> None:
 
 def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.ndarray, *,
                   window: int, iters: int, carry: str = "pips2", chunk_size: int = 256,
-                  on_window: Optional[Callable[[], None]] = None):
+                  on_window: Optional[Callable[[], None]] = None, features=None,
+                  max_memory_mb: Optional[int] = None):
     """Tracks points given at frame 0 of ``video`` through all of it (the init is ``xy0``
     repeated over time).
 
     Args:
       video: ``[L, H, W, 3]`` frames at the model resolution (uint8 or float in [0, 255]).
       xy0: ``[n, 2]`` (x, y) query positions at frame 0, model pixels.
+      features: optional ``[L, H/8, W/8, C]`` feature maps of ``video`` (encoded once by the
+        caller, see :func:`objtrack_jax.inference.encode_frames`).
     Returns:
       ``(tracks [L, n, 2] float32, vis_logits [L, n] float32 or None)``.
     """
     xy0 = np.asarray(xy0, np.float32)
     init = np.broadcast_to(xy0, (1, video.shape[0]) + xy0.shape)
     tracks, vis = track_windows(model, params, video[None], init, window=window, iters=iters,
-                                carry=carry, chunk_size=chunk_size, on_window=on_window)
+                                carry=carry, chunk_size=chunk_size, on_window=on_window,
+                                features=None if features is None else features[None],
+                                max_memory_mb=max_memory_mb)
     return tracks[0], (None if vis is None else vis[0])
+
+
+def shared_features(model: PIPsTracker, params: Any, frames: np.ndarray,
+                    max_memory_mb: Optional[int] = None) -> Optional[np.ndarray]:
+    """Every frame's feature maps, encoded once for all query groups and both directions, when
+    they take at most an eighth of the budget; else None (each window encodes its own frames)."""
+    t, h, w = frames.shape[:3]
+    nbytes = t * (h // model.stride) * (w // model.stride) * int(model.latent_dim) * 4
+    budget = default_budget_mb() if max_memory_mb is None else int(max_memory_mb)
+    if nbytes > budget * 2 ** 20 / 8:
+        return None
+    m = inference_model(model, h, w, max_memory_mb)
+    return encode_frames(m, params, frames, m.encode_chunk)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,7 +242,8 @@ def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.nd
 
 def track_queries(model: PIPsTracker, params: Any, video, query_points, *, window: int = 16,
                   iters: int = 8, carry: str = "pips2", chunk_size: int = 256,
-                  resize_to: Optional[Sequence[int]] = None, progress: bool = True):
+                  resize_to: Optional[Sequence[int]] = None, progress: bool = True,
+                  max_memory_mb: Optional[int] = None):
     """Tracks queries given at any frame through the whole video (module docstring).
 
     Args:
@@ -237,6 +258,8 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         :func:`default_resolution` (aspect kept, short side 384). Pass the video's own size to run
         without resizing.
       progress: show a tqdm bar over windows.
+      max_memory_mb: memory budget for chunk sizes (:mod:`objtrack_jax.memory`; None: half the
+        machine's memory).
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
@@ -272,12 +295,17 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         total = sum(num_windows(num_frames - t, window) + num_windows(t + 1, window) for t, _ in groups)
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
-    kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, on_window=tick)
+    kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, on_window=tick,
+              max_memory_mb=max_memory_mb)
+    segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
+    features = shared_features(model, params, frames, max_memory_mb) if segments > 1 else None
     try:
         for t, idx in groups:
             xy0 = (xy_query[idx] * scale).astype(np.float32)
-            fwd, fwd_vis = track_segment(model, params, frames[t:], xy0, **kw)
-            bwd, bwd_vis = track_segment(model, params, frames[t::-1], xy0, **kw)
+            fwd, fwd_vis = track_segment(model, params, frames[t:], xy0, **kw,
+                                         features=None if features is None else features[t:])
+            bwd, bwd_vis = track_segment(model, params, frames[t::-1], xy0, **kw,
+                                         features=None if features is None else features[t::-1])
             seg = np.concatenate([bwd[::-1][:t], fwd], 0)  # [T, n_g, 2] model px
             tracks[idx] = to_point_major(seg / scale).astype(np.float32)
             tracks[idx, t] = xy_query[idx]

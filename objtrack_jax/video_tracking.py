@@ -50,7 +50,7 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
                 carry: str = "pips2", chunk_size: int = 256, tail: int = 8,
                 fps: Optional[float] = None, progress: bool = True,
                 echo: Optional[Callable[[str], Any]] = print, strict: bool = False,
-                short_side: Optional[int] = None) -> dict:
+                short_side: Optional[int] = None, max_memory_mb: Optional[int] = None) -> dict:
     """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
 
     Args:
@@ -63,6 +63,7 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
       resolution: model input ``(H, W)``; None: aspect kept, short side ``short_side``
         (None: 384).
       window, iters, carry, chunk_size: tracking settings (:func:`track_queries`).
+      max_memory_mb: memory budget for the chunk sizes (:mod:`objtrack_jax.memory`).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
       strict: a video that decodes fewer frames than its header reports is an error (default: a
@@ -112,7 +113,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     t0 = time.perf_counter()
     tracks, visible, logits = track_queries(
         model, params, frames, queries, window=window, iters=iters, carry=carry,
-        chunk_size=chunk_size, resize_to=resolution, progress=progress)
+        chunk_size=chunk_size, resize_to=resolution, progress=progress,
+        max_memory_mb=max_memory_mb)
     if not np.all(np.isfinite(tracks)):
         raise FloatingPointError(f"the model produced non-finite tracks for {video} (check the "
                                  "checkpoint)")
