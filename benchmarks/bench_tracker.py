@@ -8,6 +8,10 @@ the config, machine, compile time, median step time, encoder-only time, peak RSS
 FLOP/s (XLA cost analysis) and the FLOP/s of a large jnp.dot measured in the same process.
 
   python benchmarks/bench_tracker.py [--configs a,b] [--dtype float32] [--repeats 3] [--encode-chunk 8]
+      [--chunk-mb 64]
+
+Peak RSS is the child's VmHWM (``ru_maxrss`` would start at the parent's peak). The side-by-side
+comparison with the PyTorch original is benchmarks/compare_pytorch.py.
 """
 
 import argparse
@@ -24,9 +28,15 @@ CONFIGS = {
 }
 
 
-def _child(name, dtype, repeats, encode_chunk=0):
-    import resource
+def _peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
+
+def _child(name, dtype, repeats, encode_chunk=0, chunk_mb=0):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -35,7 +45,7 @@ def _child(name, dtype, repeats, encode_chunk=0):
     from objtrack_jax.models.tracker import PIPsTracker
 
     c = CONFIGS[name]
-    model = PIPsTracker(dtype=jnp.dtype(dtype), encode_chunk=encode_chunk)
+    model = PIPsTracker(dtype=jnp.dtype(dtype), encode_chunk=encode_chunk, chunk_mb=chunk_mb)
     params = init_params_for(model, jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     rgbs = jnp.asarray(rng.uniform(0, 255, (c["B"], c["S"], c["H"], c["W"], 3)), jnp.float32)
@@ -77,10 +87,10 @@ def _child(name, dtype, repeats, encode_chunk=0):
     dot_flops = 2 * n ** 3 * 5 / (time.perf_counter() - t0)
     step = float(np.median(times))
     out = dict(
-        config=name, **c, dtype=dtype, encode_chunk=encode_chunk, compile_s=round(compile_s, 2), step_s=round(step, 3),
+        config=name, **c, dtype=dtype, encode_chunk=encode_chunk, chunk_mb=chunk_mb, compile_s=round(compile_s, 2), step_s=round(step, 3),
         encoder_s=round(float(np.median(etimes)), 3),
         points_frames_per_s=round(c["B"] * c["N"] * c["S"] / step, 1),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mb=round(_peak_rss_mb(), 1),
         flops=flops, achieved_gflops=round(flops / step / 1e9, 2) if flops else None,
         matmul_gflops=round(dot_flops / 1e9, 2),
         fraction_of_matmul=round(flops / step / dot_flops, 3) if flops else None,
@@ -95,17 +105,20 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--encode-chunk", type=int, default=0,
                     help="frames encoded at once (0: all; an inference memory saver)")
+    ap.add_argument("--chunk-mb", type=int, default=0,
+                    help="refinement working-set bound in MiB (0: unchunked; see PIPsTracker.chunk_mb)")
     ap.add_argument("--child", default=None)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.dtype, args.repeats, args.encode_chunk)
+        _child(args.child, args.dtype, args.repeats, args.encode_chunk, args.chunk_mb)
         return
     import jax
 
     results = []
     for name in args.configs.split(","):
         p = subprocess.run([sys.executable, __file__, "--child", name, "--dtype", args.dtype,
-                            "--repeats", str(args.repeats), "--encode-chunk", str(args.encode_chunk)], capture_output=True, text=True)
+                            "--repeats", str(args.repeats), "--encode-chunk", str(args.encode_chunk),
+                            "--chunk-mb", str(args.chunk_mb)], capture_output=True, text=True)
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         results.append(json.loads(line[0][7:]) if line else
                        {"config": name, "error": p.stderr[-2000:]})
