@@ -23,6 +23,10 @@ power-of-two size (at least 8) so that different point counts share a few compil
 jitted encoder and refinement are cached per (model, iters): windows of equal shape never
 recompile.
 
+Frames are read one window at a time (``rgbs`` may be a
+:class:`~objtrack_jax.video_io.FrameSource`, e.g. an mp4 opened with
+:func:`~objtrack_jax.video_io.open_video`): memory is flat in the video's length.
+
 Layout: this module works in the model's time-major ``[B, T, N, 2]`` (x, y) pixels; the tracking
 API uses ``[N, T, 2]``, converted with :func:`to_point_major` / :func:`to_time_major` only.
 """
@@ -38,6 +42,7 @@ import numpy as np
 
 from objtrack_jax.memory import TrimmedJit, inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
+from objtrack_jax.video_io import FrameSource, as_frame_source
 
 CARRY_MODES = ("pips2", "paper", "none")
 MIN_CHUNK = 8
@@ -115,20 +120,22 @@ def _refine_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
 
 
 def encode_frames(model: PIPsTracker, params: Any, frames, chunk: int = 4) -> np.ndarray:
-    """Feature maps of every frame, ``[T, H, W, 3]`` → numpy ``[T, H/8, W/8, C]``.
+    """Feature maps of every frame, ``[T, H, W, 3]`` (array or
+    :class:`~objtrack_jax.video_io.FrameSource`, read ``chunk`` frames at a time) → numpy
+    ``[T, H/8, W/8, C]``.
 
     Frames go through the encoder ``chunk`` at a time (the last chunk padded with copies of the
     last frame), so a video of any length compiles one encoder program. The encoder (and the
     contextual attention) works on each frame alone, so a frame's features are the same in
     whatever window it appears: callers encode a video once and slice windows, both directions.
     """
-    frames = np.asarray(frames)
-    t = frames.shape[0]
+    frames = as_frame_source(frames)
+    t = len(frames)
     chunk = max(1, min(int(chunk), t))
     encode = _encode_fn(model)
     out = None
     for start in range(0, t, chunk):
-        part = frames[start:start + chunk]
+        part = frames.read(start, min(start + chunk, t))
         if part.shape[0] < chunk:
             part = np.concatenate([part, np.repeat(part[-1:], chunk - part.shape[0], 0)], 0)
         f = np.asarray(encode(params, jnp.asarray(part[None], jnp.float32))[0])
@@ -154,7 +161,8 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
 
     Args:
       rgbs: ``[B, T, H, W, 3]`` frames in [0, 255] (numpy or jax; float or uint8), at the model
-        resolution.
+        resolution; or, for B = 1, a :class:`~objtrack_jax.video_io.FrameSource` of ``[T, H, W,
+        3]`` frames, read one window at a time (streaming: the video is never held whole).
       trajs_e0: ``[B, T, N, 2]`` initial estimate in pixels; frame 0 holds the queries.
       window: S_max, frames per window; iters: refinement iterations per window.
       carry: one of :data:`CARRY_MODES`.
@@ -170,12 +178,18 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
       logits only when the model has a visibility head.
     """
     check_carry(carry)
-    rgbs = np.asarray(rgbs)
+    if isinstance(rgbs, FrameSource):
+        source, shape = rgbs, (1,) + tuple(rgbs.shape)
+        read = lambda start, end: source.read(start, end)[None]  # noqa: E731
+    else:
+        rgbs = np.asarray(rgbs)
+        shape = rgbs.shape
+        read = lambda start, end: rgbs[:, start:end]  # noqa: E731
     init = np.asarray(trajs_e0, np.float32)
-    if rgbs.ndim != 5 or init.ndim != 4 or init.shape[:2] != rgbs.shape[:2]:
-        check_inputs(rgbs.shape, init.shape, model.stride)  # raises, naming the bad shape
+    if len(shape) != 5 or init.ndim != 4 or init.shape[:2] != shape[:2]:
+        check_inputs(shape, init.shape, model.stride)  # raises, naming the bad shape
     # Shapes of any window (a one-frame video is returned as is, below).
-    check_inputs(rgbs.shape[:1] + (2,) + rgbs.shape[2:], init.shape[:1] + (2,) + init.shape[2:],
+    check_inputs(shape[:1] + (2,) + shape[2:], init.shape[:1] + (2,) + init.shape[2:],
                  model.stride)
     b, length, n = init.shape[:3]
     has_vis = bool(model.visibility_head)
@@ -186,14 +200,14 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
     pad = num_chunks * size - n
     trajs = np.concatenate([init, np.repeat(init[:, :, :1], pad, axis=2)], 2) if pad else init.copy()
     vis = np.zeros(trajs.shape[:3], np.float32)
-    model = inference_model(model, rgbs.shape[2], rgbs.shape[3], max_memory_mb)
+    model = inference_model(model, shape[2], shape[3], max_memory_mb)
     encode = _encode_fn(model)
     feats: list[Optional[tuple]] = [None] * num_chunks
     for start, end in window_starts(length, window):
         if features is not None:
             fmaps = jnp.asarray(features[:, start:end])
         else:
-            fmaps = encode(params, jnp.asarray(rgbs[:, start:end], jnp.float32))
+            fmaps = encode(params, jnp.asarray(read(start, end), jnp.float32))
         for c in range(num_chunks):
             sl = slice(c * size, (c + 1) * size)
             feat_init = _carried(feats[c], end - start, carry)
@@ -227,7 +241,8 @@ def track_long_video(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window:
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=num_windows(np.shape(rgbs)[1], window), desc="windows", unit="win")
+        length = len(rgbs) if isinstance(rgbs, FrameSource) else np.shape(rgbs)[1]
+        bar = tqdm(total=num_windows(length, window), desc="windows", unit="win")
     try:
         trajs, vis = track_windows(model, params, rgbs, trajs_e0, window=window, iters=iters,
                                    carry=carry, chunk_size=chunk_size,

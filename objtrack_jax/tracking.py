@@ -36,7 +36,8 @@ from objtrack_jax.inference import (check_carry, encode_frames, num_windows, to_
                                     track_windows)
 from objtrack_jax.memory import default_budget_mb, inference_model
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
-from objtrack_jax.video_io import resize_video  # noqa: F401  (the one frame resizer; public here)
+from objtrack_jax.video_io import (ArrayFrames, FrameSource, FrameView,
+                                   resize_video)  # noqa: F401  (the one frame resizer; public here)
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +177,15 @@ def available_memory_bytes() -> Optional[int]:
 
 
 def estimate_tracking_bytes(num_points: int, num_frames: int, height: int, width: int,
-                            model_size: Sequence[int], window: int, latent_dim: int = 128) -> int:
-    """A rough lower bound of the host memory :func:`track_queries` needs: the input and resized
-    frames, the encoded window (4-level pyramid), the output tracks/logits with their stitching
-    copies, and the three carried templates of every point."""
+                            model_size: Sequence[int], window: int, latent_dim: int = 128,
+                            streamed: bool = False) -> int:
+    """A rough lower bound of the host memory :func:`track_queries` needs: the input frames (a
+    window of them when ``streamed`` from a :class:`~objtrack_jax.video_io.FrameSource`, else the
+    whole video) and a window resized, the encoded window (4-level pyramid), the output
+    tracks/logits with their stitching copies, and the three carried templates of every point."""
     h, w = (int(s) for s in model_size)
     s_win = max(1, min(int(window), int(num_frames)))
-    frames = num_frames * (height * width * 3 + h * w * 3 * 4)
+    frames = (s_win if streamed else num_frames) * height * width * 3 + s_win * h * w * 3 * 4
     fmaps = s_win * (h // 8) * (w // 8) * latent_dim * 4 * 4 // 3
     tracks = num_points * num_frames * 3 * 4 * 3
     templates = num_points * s_win * latent_dim * 3 * 4
@@ -206,7 +209,8 @@ def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.nd
     repeated over time).
 
     Args:
-      video: ``[L, H, W, 3]`` frames at the model resolution (uint8 or float in [0, 255]).
+      video: ``[L, H, W, 3]`` frames at the model resolution (uint8 or float in [0, 255]), an
+        array or a :class:`~objtrack_jax.video_io.FrameSource` (read a window at a time).
       xy0: ``[n, 2]`` (x, y) query positions at frame 0, model pixels.
       features: optional ``[L, H/8, W/8, C]`` feature maps of ``video`` (encoded once by the
         caller, see :func:`objtrack_jax.inference.encode_frames`).
@@ -214,18 +218,20 @@ def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.nd
       ``(tracks [L, n, 2] float32, vis_logits [L, n] float32 or None)``.
     """
     xy0 = np.asarray(xy0, np.float32)
-    init = np.broadcast_to(xy0, (1, video.shape[0]) + xy0.shape)
-    tracks, vis = track_windows(model, params, video[None], init, window=window, iters=iters,
+    init = np.broadcast_to(xy0, (1, len(video)) + xy0.shape)
+    tracks, vis = track_windows(model, params, video if isinstance(video, FrameSource) else video[None],
+                                init, window=window, iters=iters,
                                 carry=carry, chunk_size=chunk_size, on_window=on_window,
                                 features=None if features is None else features[None],
                                 max_memory_mb=max_memory_mb)
     return tracks[0], (None if vis is None else vis[0])
 
 
-def shared_features(model: PIPsTracker, params: Any, frames: np.ndarray,
+def shared_features(model: PIPsTracker, params: Any, frames,
                     max_memory_mb: Optional[int] = None) -> Optional[np.ndarray]:
     """Every frame's feature maps, encoded once for all query groups and both directions, when
-    they take at most an eighth of the budget; else None (each window encodes its own frames)."""
+    they take at most an eighth of the budget; else None (each window encodes its own frames).
+    ``frames``: ``[T, H, W, 3]`` array or :class:`~objtrack_jax.video_io.FrameSource`."""
     t, h, w = frames.shape[:3]
     nbytes = t * (h // model.stride) * (w // model.stride) * int(model.latent_dim) * 4
     budget = default_budget_mb() if max_memory_mb is None else int(max_memory_mb)
@@ -248,7 +254,12 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
 
     Args:
       model, params: a :class:`PIPsTracker` and its parameters.
-      video: ``[T, H, W, 3]`` RGB, uint8 or float in [0, 255]; any length T >= 1.
+      video: ``[T, H, W, 3]`` RGB, uint8 or float in [0, 255]; any length T >= 1. Either an array
+        or a :class:`~objtrack_jax.video_io.FrameSource` (e.g. :func:`~objtrack_jax.video_io.
+        open_video` on an mp4 or a folder of frames): frames are read, resized and encoded a
+        window (or an encoder chunk) at a time, so memory does not grow with the video's length
+        beyond the ``[n, T]`` outputs (and the shared feature maps, below). The results are the
+        same for both (the engine reads an array through the same window reads).
       query_points: ``[n, 3]`` as ``(t, y, x)``, pixels of the input video; t is rounded.
       window: frames per window (S_max); iters: refinement iterations per window.
       carry: template carry across windows, ``'pips2'``, ``'paper'`` or ``'none'``
@@ -268,18 +279,21 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
     """
     check_carry(carry)
     check_tracking_options(window, iters, chunk_size)
-    video = _check_video(video)
-    num_frames, height, width = video.shape[:3]
+    streamed = isinstance(video, FrameSource)
+    source = video if streamed else ArrayFrames(_check_video(video))
+    if streamed and (len(source.shape) != 4 or source.shape[-1] != 3 or len(source) == 0):
+        raise ValueError(f"video must be [T > 0, H, W, 3] RGB, got shape {source.shape}")
+    num_frames, height, width = source.shape[:3]
     size = default_resolution(height, width) if resize_to is None else tuple(int(s) for s in resize_to)
     check_inputs((1, 2) + size + (3,), (1, 2, 1, 2), model.stride)
     n = int(np.shape(query_points)[0]) if np.ndim(query_points) else 0
     check_memory(estimate_tracking_bytes(n, num_frames, height, width, size, window,  # first
-                                         int(model.latent_dim)),
+                                         int(model.latent_dim), streamed),
                  f"tracking {n} points through {num_frames} frames at {size[0]}x{size[1]}",
                  "track fewer points or frames, or at a smaller resolution")
     queries = _check_queries(query_points, num_frames, height, width)
     scale = np.array([size[1] / width, size[0] / height], np.float64)  # (x, y): model px per input px
-    frames = resize_video(video, size)
+    frames = FrameView(source, resize_to=size)  # resized as windows are read
 
     has_vis = bool(model.visibility_head)
     tracks = np.zeros((n, num_frames, 2), np.float32)
@@ -302,9 +316,9 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
     try:
         for t, idx in groups:
             xy0 = (xy_query[idx] * scale).astype(np.float32)
-            fwd, fwd_vis = track_segment(model, params, frames[t:], xy0, **kw,
+            fwd, fwd_vis = track_segment(model, params, FrameView(frames, t), xy0, **kw,
                                          features=None if features is None else features[t:])
-            bwd, bwd_vis = track_segment(model, params, frames[t::-1], xy0, **kw,
+            bwd, bwd_vis = track_segment(model, params, FrameView(frames, t, step=-1), xy0, **kw,
                                          features=None if features is None else features[t::-1])
             seg = np.concatenate([bwd[::-1][:t], fwd], 0)  # [T, n_g, 2] model px
             tracks[idx] = to_point_major(seg / scale).astype(np.float32)

@@ -98,6 +98,48 @@ def _resize(frame: np.ndarray, resize_to: Sequence[int] | None) -> np.ndarray:
     return frame if resize_to is None else resize_video(frame[None], resize_to)[0]
 
 
+def _open_capture(path: str):
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ValueError(f"cannot open video {path!r} (not a video, or codec unsupported by OpenCV)")
+    return capture
+
+
+def _iter_file_frames(path: str, stride: int = 1, max_frames: int | None = None,
+                      strict: bool = False, decode: bool = True):
+    """Frames of a video file in order (every ``stride``-th, at most ``max_frames``): RGB uint8
+    ``[H, W, 3]``, or None for each when ``decode`` is False (counting only). The one decode loop
+    (:func:`read_video`, :class:`VideoFileFrames`); a file that decodes fewer frames than its header
+    reports warns naming both counts, or (``strict``) raises."""
+    capture = _open_capture(path)
+    header_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    index, kept, ran_out = 0, 0, False
+    try:
+        while max_frames is None or kept < max_frames:
+            if index % stride == 0:
+                ok = capture.grab()
+                frame = None
+                if ok and decode:
+                    ok, frame = capture.retrieve()
+                if not ok:
+                    ran_out = True
+                    break
+                kept += 1
+                yield None if frame is None else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            elif not capture.grab():  # skip without decoding to RGB
+                ran_out = True
+                break
+            index += 1
+    finally:
+        capture.release()
+    if ran_out and 0 < index < header_count:
+        message = (f"video {path!r}: decoded {index} frames but its header reports "
+                   f"{header_count} (truncated or corrupt file?)")
+        if strict:
+            raise ValueError(message + "; refusing to continue (strict)")
+        log.warning("%s; continuing with the %d decoded frames", message, kept)
+
+
 def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int] | None = None,
                stride: int = 1, strict: bool = False) -> np.ndarray:
     """Reads a video file or a folder of frames.
@@ -111,62 +153,202 @@ def read_video(path: str, max_frames: int | None = None, resize_to: Sequence[int
         of a warning (both name the two counts).
 
     Returns:
-      uint8 [T, H, W, 3] RGB.
+      uint8 [T, H, W, 3] RGB. (:func:`open_video` reads the same frames lazily, a window at a time.)
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
       ValueError: unreadable file, zero frames, a corrupt or truncated frame image (named), frames
         of different sizes in a folder, or (``strict``) fewer decoded frames than the header says.
     """
+    _check_read_args(path, stride, max_frames)
+    frames = []
+    if os.path.isdir(path):
+        files = _folder_files(path, stride, max_frames)
+        first_shape = None
+        for file in files:
+            frame = _read_image_rgb(file)
+            first_shape = _check_same_size(frame, file, first_shape)
+            frames.append(_resize(frame, resize_to))
+    else:
+        frames = [_resize(f, resize_to) for f in _iter_file_frames(path, stride, max_frames, strict)]
+    if not frames:
+        raise ValueError(f"video {path!r} has zero readable frames")
+    return np.stack(frames)
+
+
+def _check_read_args(path: str, stride: int, max_frames: int | None) -> None:
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
     _check_exists(path)
-    frames = []
-    if os.path.isdir(path):
-        files = list_frame_files(path)[::stride]
-        if max_frames is not None:
-            files = files[:max_frames]
-        first_shape = None
-        for file in files:
-            frame = _read_image_rgb(file)
-            if first_shape is None:
-                first_shape = (frame.shape, file)
-            elif frame.shape != first_shape[0]:
-                raise ValueError(
-                    f"frame {file!r} is {frame.shape[1]}x{frame.shape[0]} but {first_shape[1]!r} is "
-                    f"{first_shape[0][1]}x{first_shape[0][0]}: frames in a video folder must share one size")
-            frames.append(_resize(frame, resize_to))
-    else:
-        capture = cv2.VideoCapture(path)
-        if not capture.isOpened():
-            raise ValueError(f"cannot open video {path!r} (not a video, or codec unsupported by OpenCV)")
-        header_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        index, ran_out = 0, False
-        try:
-            while max_frames is None or len(frames) < max_frames:
-                if index % stride == 0:
-                    ok, frame = capture.read()
-                    if not ok:
-                        ran_out = True
+
+
+def _folder_files(path: str, stride: int, max_frames: int | None) -> list[str]:
+    files = list_frame_files(path)[::stride]
+    return files if max_frames is None else files[:max_frames]
+
+
+def _check_same_size(frame: np.ndarray, file: str, first: tuple | None) -> tuple:
+    """``(shape, file)`` of the first frame; ValueError naming both files on a size mismatch."""
+    if first is None:
+        return frame.shape, file
+    if frame.shape != first[0]:
+        raise ValueError(
+            f"frame {file!r} is {frame.shape[1]}x{frame.shape[0]} but {first[1]!r} is "
+            f"{first[0][1]}x{first[0][0]}: frames in a video folder must share one size")
+    return first
+
+
+# --------------------------------------------------------------------------------------------------
+# Frame sources: a video read a window at a time (streaming; memory flat in the video's length)
+# --------------------------------------------------------------------------------------------------
+
+
+class FrameSource:
+    """A video whose frames are read on demand: ``len``, ``shape`` ``(T, H, W, 3)``, ``dtype`` and
+    ``read(start, end)`` → ``[end - start, H, W, 3]`` (frames ``start .. end-1``, a new or a
+    read-only array). The long-video engine and :func:`objtrack_jax.tracking.track_queries` read
+    windows from it, so at most a window (or an encoder chunk) of frames is held at once.
+    Subclasses set ``shape`` and ``dtype`` and implement ``_read``."""
+
+    shape: tuple
+    dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        start, end = int(start), int(end)
+        if not 0 <= start < end <= len(self):
+            raise IndexError(f"frames [{start}, {end}) outside a video of {len(self)} frames")
+        return self._read(start, end)
+
+    def _read(self, start: int, end: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ArrayFrames(FrameSource):
+    """An in-memory ``[T, H, W, 3]`` array as a :class:`FrameSource` (reads are views)."""
+
+    def __init__(self, array):
+        self.array = np.asarray(array)
+        if self.array.ndim != 4 or self.array.shape[-1] != 3:
+            raise ValueError(f"video must be [T, H, W, 3] RGB, got shape {self.array.shape}")
+        self.shape, self.dtype = self.array.shape, self.array.dtype
+
+    def _read(self, start, end):
+        return self.array[start:end]
+
+
+class FrameView(FrameSource):
+    """Frames ``start, start + step, ...`` of ``source`` (``step`` 1 or -1; ``stop`` exclusive,
+    default the end in that direction), optionally resized to ``resize_to`` (H, W) with
+    :func:`resize_video` as they are read. ``FrameView(src, t, step=-1)`` is frames t, t-1, .., 0."""
+
+    def __init__(self, source: FrameSource, start: int = 0, stop: int | None = None, step: int = 1,
+                 resize_to: Sequence[int] | None = None):
+        if step not in (1, -1):
+            raise ValueError(f"step must be 1 or -1, got {step}")
+        self.source, self.start, self.step = source, int(start), step
+        stop = (len(source) if step == 1 else -1) if stop is None else int(stop)
+        length = (stop - self.start) * step
+        if not 0 <= self.start < len(source) or length < 1 or not -1 <= stop <= len(source):
+            raise ValueError(f"frames {start}:{stop}:{step} of a video of {len(source)} frames")
+        self.size = None if resize_to is None else tuple(int(s) for s in resize_to)
+        hw = tuple(source.shape[1:3]) if self.size is None else self.size
+        self.shape = (length,) + hw + tuple(source.shape[3:])
+        self.dtype = source.dtype if self.size is None or source.dtype == np.uint8 else np.dtype(np.float32)
+
+    def _read(self, start, end):
+        if self.step == 1:
+            frames = self.source.read(self.start + start, self.start + end)
+        else:
+            frames = self.source.read(self.start - end + 1, self.start - start + 1)[::-1]
+        return frames if self.size is None else resize_video(frames, self.size)
+
+
+class FolderFrames(FrameSource):
+    """A folder of frame images (natural-sorted, as :func:`read_video`), decoded when read. Every
+    file's bytes are checked for truncation when the source is opened (nothing is kept)."""
+
+    def __init__(self, path: str, max_frames: int | None = None, stride: int = 1):
+        _check_read_args(path, stride, max_frames)
+        self.path, self.files = path, _folder_files(path, stride, max_frames)
+        for file in self.files:  # truncated / empty images named before any work
+            with open(file, "rb") as f:
+                check_image_bytes(file, f.read())
+        first = _read_image_rgb(self.files[0])
+        self._first = (first.shape, self.files[0])
+        self.shape = (len(self.files),) + first.shape
+
+    def _read(self, start, end):
+        out = np.empty((end - start,) + self.shape[1:], np.uint8)
+        for i in range(start, end):
+            frame = _read_image_rgb(self.files[i])
+            _check_same_size(frame, self.files[i], self._first)
+            out[i - start] = frame
+        return out
+
+
+class VideoFileFrames(FrameSource):
+    """A video file decoded sequentially as windows are read. Opening counts the frames (one pass
+    that decodes without converting; the header's count is not trusted, truncation warns or, with
+    ``strict``, raises as in :func:`read_video`). Reads that go forward continue the decoder; the
+    last block read is kept, so overlapping windows (one frame) decode nothing twice; a read before
+    the decoder's position reopens the file and skips forward (exact, slower: backward segments)."""
+
+    def __init__(self, path: str, max_frames: int | None = None, stride: int = 1,
+                 strict: bool = False):
+        _check_read_args(path, stride, max_frames)
+        self.path, self.stride, self.max_frames = path, stride, max_frames
+        count = sum(1 for _ in _iter_file_frames(path, stride, max_frames, strict, decode=False))
+        if count == 0:
+            raise ValueError(f"video {path!r} has zero readable frames")
+        first = next(iter(self._frames()))
+        self.shape = (count,) + first.shape
+        self._iter, self._next = None, 0
+        self._block = (0, np.empty((0,) + first.shape, np.uint8))
+        self.reopens = 0
+
+    def _frames(self):
+        return _iter_file_frames(self.path, self.stride, self.max_frames)
+
+    def _read(self, start, end):
+        b0, block = self._block
+        out = np.empty((end - start,) + self.shape[1:], np.uint8)
+        have = 0  # frames start .. start+have-1 taken from the kept block
+        if b0 <= start < b0 + len(block):
+            have = min(end, b0 + len(block)) - start
+            out[:have] = block[start - b0:start - b0 + have]
+        pos = start + have
+        if pos < end:
+            if self._iter is None or pos < self._next:
+                self._iter, self._next = self._frames(), 0
+                self.reopens += 1
+            for frame in self._iter:
+                self._next += 1
+                if self._next - 1 >= pos:
+                    out[self._next - 1 - start] = frame
+                    if self._next == end:
                         break
-                    frames.append(_resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), resize_to))
-                elif not capture.grab():  # skip without decoding to RGB
-                    ran_out = True
-                    break
-                index += 1
-        finally:
-            capture.release()
-        if ran_out and 0 < index < header_count:
-            message = (f"video {path!r}: decoded {index} frames but its header reports "
-                       f"{header_count} (truncated or corrupt file?)")
-            if strict:
-                raise ValueError(message + "; refusing to continue (strict)")
-            log.warning("%s; continuing with the %d decoded frames", message, len(frames))
-    if not frames:
-        raise ValueError(f"video {path!r} has zero readable frames")
-    return np.stack(frames)
+        self._block = (start, out)
+        return out
+
+
+def open_video(path: str, max_frames: int | None = None, stride: int = 1,
+               strict: bool = False) -> FrameSource:
+    """A :class:`FrameSource` over a video file or folder of frames: the frames of
+    :func:`read_video` (same arguments, no resize), read lazily."""
+    _check_exists(path)
+    if os.path.isdir(path):
+        return FolderFrames(path, max_frames, stride)
+    return VideoFileFrames(path, max_frames, stride, strict)
+
+
+def as_frame_source(video) -> FrameSource:
+    """``video`` itself when it is a :class:`FrameSource`, else :class:`ArrayFrames` of it."""
+    return video if isinstance(video, FrameSource) else ArrayFrames(video)
 
 
 def video_info(path: str) -> dict:
@@ -221,6 +403,69 @@ def write_frames(folder: str, frames) -> str:
     return folder
 
 
+class VideoWriter:
+    """Appends uint8 RGB frames to a video file as they come (``append``), so a long annotated
+    video is never held whole; ``close()`` returns the path written.
+
+    Same rules as :func:`write_video`: odd sizes padded by one edge-replicated row/column; when the
+    codec is unavailable (the writer does not open) a warning is logged and the frames go to PNGs
+    in ``<path without extension>_frames`` instead. A file that comes out missing or empty after
+    writing makes ``close()`` return None (the frames are gone; :func:`write_video` then writes its
+    in-memory frames as PNGs; streaming callers write again with ``as_frames=True``: PNGs only)."""
+
+    def __init__(self, path: str, fps: float = 24.0, fourcc: str = "mp4v", as_frames: bool = False):
+        self.path, self.fps, self.fourcc, self.as_frames = path, float(fps), fourcc, as_frames
+        self._writer, self._folder, self._count, self._pad = None, None, 0, None
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def append(self, frames) -> None:
+        frames = _as_uint8_frames(frames)
+        if self._pad is None:
+            height, width = frames.shape[1:3]
+            self._pad = (height % 2, width % 2)
+            if any(self._pad):  # MPEG-4 encoders silently crop odd sizes; pad instead
+                log.warning("padding %dx%d frames to even size for %r (edge-replicated last "
+                            "row/column)", width, height, self.path)
+            size = (width + self._pad[1], height + self._pad[0])
+            writer = None if self.as_frames else cv2.VideoWriter(
+                self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+            if writer is not None and writer.isOpened():
+                self._writer = writer
+            else:
+                self._folder = os.path.splitext(self.path)[0] + "_frames"
+                log.warning("OpenCV could not write %r with fourcc %r; writing PNG frames to %r "
+                            "instead", self.path, self.fourcc, self._folder)
+                os.makedirs(self._folder, exist_ok=True)
+        if any(self._pad):
+            frames = np.pad(frames, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        for frame in frames:
+            if self._writer is not None:
+                self._writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
+            else:
+                file = os.path.join(self._folder, f"frame_{self._count:05d}.png")
+                if not cv2.imwrite(file, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f"cannot write frame image {file!r}")
+            self._count += 1
+
+    def close(self) -> str | None:
+        if self._folder is not None:
+            return self._folder
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
+            return self.path
+        if os.path.isfile(self.path):
+            os.remove(self.path)
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def write_video(path: str, frames, fps: float = 24.0, fourcc: str = "mp4v") -> str:
     """Writes uint8 RGB frames [T, H, W, 3] to a video file (OpenCV, ``fourcc`` default 'mp4v').
 
@@ -229,29 +474,15 @@ def write_video(path: str, frames, fps: float = 24.0, fourcc: str = "mp4v") -> s
     codec is unavailable (the writer does not open, or the file comes out missing or empty), a
     warning is logged and the frames are written as PNGs into the folder ``<path without
     extension>_frames`` instead. Returns the path actually written (file or folder); both are
-    readable with :func:`read_video`.
+    readable with :func:`read_video`. (:class:`VideoWriter` writes frames as they come.)
     """
     frames = _as_uint8_frames(frames)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    height, width = frames.shape[1:3]
-    if height % 2 or width % 2:  # MPEG-4 encoders silently crop odd sizes; pad instead
-        log.warning("padding %dx%d frames to even size for %r (edge-replicated last row/column)",
-                    width, height, path)
-        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
-    opened = writer.isOpened()
-    if opened:
-        try:
-            for frame in frames:
-                writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
-        finally:
-            writer.release()
-    if opened and os.path.isfile(path) and os.path.getsize(path) > 0:
-        return path
+    writer = VideoWriter(path, fps, fourcc)
+    writer.append(frames)
+    written = writer.close()
+    if written is not None:
+        return written
     folder = os.path.splitext(path)[0] + "_frames"
     log.warning("OpenCV could not write %r with fourcc %r; writing %d PNG frames to %r instead",
                 path, fourcc, len(frames), folder)
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        os.remove(path)
     return write_frames(folder, frames)

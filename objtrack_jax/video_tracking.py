@@ -1,11 +1,18 @@
 """Tracking points through a video file and writing the results: the library behind
 ``objtrack track`` and ``objtrack demo --video``.
 
-:func:`track_video` reads the video (file or folder of frames), makes the queries (an N×N grid at
-one frame, or given ``(t, y, x)`` rows), tracks them with :func:`objtrack_jax.tracking.track_queries`
-and writes three files next to each other: the video with the tracks drawn (``out``), an ``.npz``
-with the tracks (``[n, T, 2]`` (x, y) pixels of the input video, the tracking-API layout of
-docs/conventions.md) and visibility when the model predicts it, and a PNG contact sheet.
+:func:`track_video` opens the video (file or folder of frames) as a
+:class:`~objtrack_jax.video_io.FrameSource`, makes the queries (an N×N grid at one frame, or given
+``(t, y, x)`` rows), tracks them with :func:`objtrack_jax.tracking.track_queries` and writes three
+files next to each other: the video with the tracks drawn (``out``), an ``.npz`` with the tracks
+(``[n, T, 2]`` (x, y) pixels of the input video, the tracking-API layout of docs/conventions.md) and
+visibility when the model predicts it, and a PNG contact sheet.
+
+Streaming: the frames are never all in memory. Tracking reads them a window at a time; the
+annotated video is then drawn and appended to the file a block of ``DRAW_BLOCK`` frames at a time
+(a second pass over the source: a point's colour comes from its whole track, so no frame can be
+drawn before tracking ends); the contact sheet reads its six frames. Only the ``[n, T]`` outputs
+grow with the video's length.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 DEFAULT_GRID = 16
+DRAW_BLOCK = 16
 
 
 def read_queries(path: str) -> np.ndarray:
@@ -82,13 +90,13 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     from objtrack_jax import tracking, viz
     from objtrack_jax.inference import to_time_major
     from objtrack_jax.tracking import default_resolution, grid_queries, track_queries
-    from objtrack_jax.video_io import read_video, video_info, write_video
+    from objtrack_jax.video_io import open_video, video_info
 
     say = echo or (lambda _: None)
     timings = {}
     t0 = time.perf_counter()
-    frames = read_video(video, max_frames=max_frames, strict=strict)
-    timings["read_video"] = time.perf_counter() - t0
+    frames = open_video(video, max_frames=max_frames, strict=strict)  # lazy; counts the frames
+    timings["open_video"] = time.perf_counter() - t0
     num_frames, height, width = frames.shape[:3]
     resolution = tuple(resolution) if resolution is not None else (
         default_resolution(height, width) if short_side is None
@@ -102,7 +110,7 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
             raise ValueError(f"grid must be >= 1 point per side, got {grid}")
         tracking.check_memory(  # before the grid itself is allocated
             tracking.estimate_tracking_bytes(grid * grid, num_frames, height, width, resolution,
-                                             window, int(model.latent_dim)),
+                                             window, int(model.latent_dim), streamed=True),
             f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points) through {num_frames} frames",
             "use a smaller grid, fewer frames or a smaller resolution")
         queries = grid_queries(grid, height, width, t=grid_frame)
@@ -125,10 +133,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     os.makedirs(os.path.dirname(os.path.abspath(out_video)), exist_ok=True)
     tracks_t = to_time_major(tracks)  # [T, n, 2] for the drawing helpers
     visible_t = None if visible is None else to_time_major(visible)
-    drawn = viz.draw_tracks(frames, tracks_t, visible_t, tail=tail)
     fps = fps or (video_info(video).get("fps") if os.path.isfile(video) else None) or 24.0
-    write_video(out_video, drawn, fps=fps)
-    del drawn
+    out_video = write_tracks_video(out_video, frames, tracks_t, visible_t, tail=tail, fps=fps)
     extra = {} if visible is None else {"visible": visible, "vis_logits": logits}
     np.savez(out_npz, tracks=tracks, query_points=queries, has_visibility=visible is not None,
              resolution=np.asarray(resolution), **extra)
@@ -147,3 +153,28 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
     return dict(video=out_video, npz=out_npz, png=out_png, num_frames=int(num_frames),
                 num_points=int(len(queries)), resolution=tuple(resolution), timings=timings,
                 tracks=tracks, visible=visible)
+
+
+def write_tracks_video(path: str, frames, tracks_t: np.ndarray, visible_t: Optional[np.ndarray],
+                       *, tail: int = 8, fps: float = 24.0, block: int = DRAW_BLOCK) -> str:
+    """Draws ``[T, n, 2]`` tracks on the frames of ``frames`` (a
+    :class:`~objtrack_jax.video_io.FrameSource` or an array) and appends them to the video at
+    ``path`` ``block`` frames at a time; returns the path written (a ``_frames`` PNG folder when
+    the codec is missing, as :func:`objtrack_jax.video_io.write_video`)."""
+    from objtrack_jax import viz
+    from objtrack_jax.video_io import VideoWriter, as_frame_source
+
+    source = as_frame_source(frames)
+    colors = viz.point_colors(tracks_t, visible_t, source.shape[1:3])  # from the whole tracks
+
+    def draw(writer):
+        for start in range(0, len(source), block):
+            end = min(start + block, len(source))
+            writer.append(viz.draw_tracks(source.read(start, end), tracks_t, visible_t, tail=tail,
+                                          colors=colors, start=start))
+        return writer.close()
+
+    written = draw(VideoWriter(path, fps))
+    if written is None:  # the file came out empty: draw again into PNG frames
+        written = draw(VideoWriter(path, fps, as_frames=True))
+    return written

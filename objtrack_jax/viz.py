@@ -112,11 +112,14 @@ def _draw_frame(frame: np.ndarray, tracks: np.ndarray, visible: np.ndarray, t: i
 
 
 def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | None = None, tail: int = 8,
-                radius: int | None = None, colors: np.ndarray | None = None) -> np.ndarray:
+                radius: int | None = None, colors: np.ndarray | None = None,
+                start: int = 0) -> np.ndarray:
     """Draws point tracks on every frame.
 
     Args:
-      frames: uint8 [T, H, W, 3] RGB (not modified).
+      frames: uint8 [T, H, W, 3] RGB (not modified); with ``start``, frames ``start ..
+        start + len(frames) - 1`` of the tracks' video (drawing a long video a block at a time;
+        pass ``colors`` computed from the whole tracks so that every block agrees).
       tracks: [T, N, 2] (x, y) pixels.
       visible: bool [T, N]; None = all visible. Occluded points are drawn as hollow circles and their
         tails are interrupted (a tail segment needs the point visible at both ends).
@@ -130,12 +133,16 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | No
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    tracks, visible = _check_inputs(tracks, visible, frames.shape[0])
+    tracks, visible = _check_inputs(tracks, visible)
+    start = int(start)
+    if not 0 <= start <= tracks.shape[0] - frames.shape[0]:
+        raise ValueError(f"tracks have {tracks.shape[0]} frames but the video has {frames.shape[0]}"
+                         + (f" from frame {start}" if start else ""))
     size = frames.shape[1:3]
     radius = default_radius(size) if radius is None else int(radius)
     colors = point_colors(tracks, visible, size) if colors is None else np.asarray(colors, np.uint8)
     thickness = max(1, radius // 2)
-    return np.stack([_draw_frame(frames[t], tracks, visible, t, colors, tail, radius, thickness)
+    return np.stack([_draw_frame(frames[t], tracks, visible, start + t, colors, tail, radius, thickness)
                      for t in range(frames.shape[0])])
 
 
@@ -158,13 +165,19 @@ def contact_sheet(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | 
     Frames are picked at ``round(linspace(0, T−1, num))`` (fewer when T < num), annotated as in
     :func:`draw_tracks` (only those frames are drawn), optionally resized to ``cell_width`` pixels
     wide, and laid out row-major in ``cols`` columns separated by ``gap`` black pixels; unused cells
-    stay black. ``colors``: optional uint8 [N, 3] (default :func:`point_colors`).
+    stay black. ``colors``: optional uint8 [N, 3] (default :func:`point_colors`). ``frames`` may
+    also be a :class:`~objtrack_jax.video_io.FrameSource`: only the picked frames are read.
 
     Returns:
       uint8 [rows·h + (rows−1)·gap, cols'·w + (cols'−1)·gap, 3] with cols' = min(cols, #frames).
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    if hasattr(frames, "read"):  # a FrameSource
+        source = frames
+        get = lambda t: source.read(t, t + 1)[0]  # noqa: E731
+    else:
+        frames = np.asarray(frames)
+        get = frames.__getitem__
+    if len(frames.shape) != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
     if num < 1 or cols < 1:
         raise ValueError(f"num and cols must be >= 1, got num={num}, cols={cols}")
@@ -175,7 +188,7 @@ def contact_sheet(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | 
     indices = np.unique(np.round(np.linspace(0, frames.shape[0] - 1, num)).astype(int))
     cells = []
     for t in indices:
-        cell = _draw_frame(frames[t], tracks, visible, int(t), colors, tail, radius, max(1, radius // 2))
+        cell = _draw_frame(get(int(t)), tracks, visible, int(t), colors, tail, radius, max(1, radius // 2))
         if cell_width is not None and cell_width != cell.shape[1]:
             height = max(1, int(round(cell.shape[0] * cell_width / cell.shape[1])))
             cell = cv2.resize(cell, (int(cell_width), height), interpolation=cv2.INTER_AREA)
