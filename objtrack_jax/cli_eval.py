@@ -166,6 +166,10 @@ def track_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group()
     q.add_argument("--grid", type=at_least(1, "points per side"), default=None,
                    help="N: an NxN grid of queries at --grid-frame")
+    q.add_argument("--grid-step", type=float, default=None, metavar="PX",
+                   help="a dense grid at --grid-frame, one query per PXxPX pixels of the input "
+                        "video (4 at 512x896: 28,672 points, refined in chunks that share each "
+                        "window's encoding)")
     q.add_argument("--queries", default=None,
                    help=".npy or .txt with one (t, y, x) row per query, in pixels of the input video")
     p.add_argument("--grid-frame", type=at_least(0), default=0, help="query frame of the --grid points")
@@ -185,10 +189,11 @@ def track_parser() -> argparse.ArgumentParser:
                    help="refinement iterations per window (default: the weights' validated "
                         "setting, shipped weights 4; else 16)")
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
-    p.add_argument("--chunk-size", type=at_least(1), default=256, help="points refined at once")
+    p.add_argument("--chunk-size", type=at_least(1), default=None,
+                   help="points refined at once (default: picked from --max-memory, up to 4096)")
     p.add_argument("--max-memory", type=at_least(64), default=None, metavar="MB",
-                   help="memory budget that picks the encoder/refinement chunk sizes (default: "
-                        "half the machine's memory)")
+                   help="memory budget that picks the encoder/refinement/point chunk sizes "
+                        "(default: half the machine's memory)")
     p.add_argument("--tail", type=at_least(0), default=8, help="frames of track tail drawn")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 24)")
     p.add_argument("--no-progress", action="store_true")
@@ -216,6 +221,7 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
     result = track_video(
         model, params, args.video, args.out, queries=queries, grid=args.grid,
+        grid_step=args.grid_step,
         grid_frame=args.grid_frame, max_frames=args.max_frames, resolution=args.resolution,
         window=args.window, iters=args.iters, carry=args.carry, chunk_size=args.chunk_size,
         tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict,

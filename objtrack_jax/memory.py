@@ -69,6 +69,25 @@ def inference_settings(height: int, width: int, max_memory_mb: Optional[int] = N
     return dict(encode_chunk=encode_chunk, chunk_mb=chunk_mb, unroll_iters=False)
 
 
+POINT_CHUNK_BYTES_PER_FEATURE = 10 * 4  # resident [n, S, C] float32 arrays per refine call
+MAX_POINT_CHUNK = 4096
+
+
+def point_chunk_size(window: int, latent_dim: int = 128, max_memory_mb: Optional[int] = None,
+                     itemsize: int = 4) -> int:
+    """Points refined per call of the refinement (``chunk_size`` of the long-video engine) for a
+    budget: a power of two in [8, ``MAX_POINT_CHUNK``] whose O(n·S·C) arrays (the three carried
+    templates in and out, the re-sampled ones, coordinates: about ten ``[n, S, C]`` arrays) take
+    at most a sixteenth of the budget. All chunks of a window share its one encoding; the carried
+    templates of every point (``3·N·S·C``) stay resident between windows."""
+    budget = default_budget_mb() if max_memory_mb is None else int(max_memory_mb)
+    if budget <= 0:
+        raise ValueError(f"max_memory_mb must be positive, got {max_memory_mb}")
+    per_point = max(int(window), 1) * int(latent_dim) * POINT_CHUNK_BYTES_PER_FEATURE * itemsize / 4
+    n = int(budget * 2 ** 20 / 16 // per_point)
+    return int(min(MAX_POINT_CHUNK, max(8, 1 << max(0, n.bit_length() - 1))))
+
+
 def inference_model(model, height: int, width: int, max_memory_mb: Optional[int] = None):
     """``model`` with its inference memory settings chosen for ``height x width`` frames."""
     import jax.numpy as jnp

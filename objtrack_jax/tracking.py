@@ -34,7 +34,7 @@ import numpy as np
 
 from objtrack_jax.inference import (check_carry, encode_frames, num_windows, to_point_major,
                                     track_windows)
-from objtrack_jax.memory import default_budget_mb, inference_model
+from objtrack_jax.memory import default_budget_mb, inference_model, point_chunk_size
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
 from objtrack_jax.video_io import (ArrayFrames, FrameSource, FrameView,
                                    resize_video)  # noqa: F401  (the one frame resizer; public here)
@@ -77,6 +77,21 @@ def grid_queries(num_per_side: int, height: int, width: int, t: int = 0,
 
     ys, xs = np.meshgrid(axis(height), axis(width), indexing="ij")
     return np.stack([np.full(n * n, t), ys.reshape(-1), xs.reshape(-1)], -1).astype(np.float32)
+
+
+def grid_step_queries(step: float, height: int, width: int, t: int = 0) -> np.ndarray:
+    """A dense grid of one query per ``step × step`` pixel cell, at the cells' centres, at frame
+    ``t``: ``floor(H/step) · floor(W/step)`` points (128 × 224 = 28,672 for step 4 at 512×896).
+
+    Returns float32 ``[n, 3]`` as ``(t, y, x)``, row-major (y outer, x inner)."""
+    if not step > 0:
+        raise ValueError(f"grid step must be > 0 pixels, got {step}")
+    ny, nx = int(height // step), int(width // step)
+    if ny < 1 or nx < 1:
+        raise ValueError(f"grid step {step:g} px leaves no point in a {height}x{width} frame")
+    ys, xs = np.meshgrid((np.arange(ny) + 0.5) * step - 0.5, (np.arange(nx) + 0.5) * step - 0.5,
+                         indexing="ij")
+    return np.stack([np.full(ny * nx, t), ys.reshape(-1), xs.reshape(-1)], -1).astype(np.float32)
 
 
 def default_resolution(height: int, width: int, short_side: int = DEFAULT_SHORT_SIDE,
@@ -151,13 +166,14 @@ def _check_queries(query_points, num_frames: int, height: Optional[int] = None,
     return q
 
 
-def check_tracking_options(window: int, iters: int, chunk_size: int) -> None:
-    """ValueError naming the value and the valid range for window < 2, iters < 1, chunk < 1."""
+def check_tracking_options(window: int, iters: int, chunk_size: Optional[int]) -> None:
+    """ValueError naming the value and the valid range for window < 2, iters < 1, chunk < 1
+    (``chunk_size`` None: picked from the memory budget)."""
     if int(window) < 2:
         raise ValueError(f"window must be >= 2 frames (one frame overlaps the next window), got {window}")
     if int(iters) < 1:
         raise ValueError(f"iters must be >= 1 refinement iteration, got {iters}")
-    if int(chunk_size) < 1:
+    if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1 point, got {chunk_size}")
 
 
@@ -247,7 +263,7 @@ def shared_features(model: PIPsTracker, params: Any, frames,
 
 
 def track_queries(model: PIPsTracker, params: Any, video, query_points, *, window: int = 16,
-                  iters: int = 8, carry: str = "pips2", chunk_size: int = 256,
+                  iters: int = 8, carry: str = "pips2", chunk_size: Optional[int] = 256,
                   resize_to: Optional[Sequence[int]] = None, progress: bool = True,
                   max_memory_mb: Optional[int] = None):
     """Tracks queries given at any frame through the whole video (module docstring).
@@ -264,7 +280,9 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
       window: frames per window (S_max); iters: refinement iterations per window.
       carry: template carry across windows, ``'pips2'``, ``'paper'`` or ``'none'``
         (see :mod:`objtrack_jax.inference`).
-      chunk_size: at most this many points are refined at once.
+      chunk_size: at most this many points are refined at once, all chunks on one encoding of
+        each window (dense grids); None: :func:`objtrack_jax.memory.point_chunk_size` of the
+        budget (up to 4096 points at the default budget).
       resize_to: model resolution ``(h, w)`` (multiples of 8, >= 128). None:
         :func:`default_resolution` (aspect kept, short side 384). Pass the video's own size to run
         without resizing.
@@ -309,6 +327,8 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         total = sum(num_windows(num_frames - t, window) + num_windows(t + 1, window) for t, _ in groups)
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
+    if chunk_size is None:
+        chunk_size = point_chunk_size(window, int(model.latent_dim), max_memory_mb)
     kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, on_window=tick,
               max_memory_mb=max_memory_mb)
     segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)

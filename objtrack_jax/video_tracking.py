@@ -53,9 +53,10 @@ def output_paths(out: str) -> tuple[str, str, str]:
 
 def track_video(model, params, video: str, out: str = "tracks.mp4", *,
                 queries: Optional[np.ndarray] = None, grid: Optional[int] = None,
+                grid_step: Optional[float] = None,
                 grid_frame: int = 0, max_frames: Optional[int] = None,
                 resolution: Optional[Sequence[int]] = None, window: int = 16, iters: int = 8,
-                carry: str = "pips2", chunk_size: int = 256, tail: int = 8,
+                carry: str = "pips2", chunk_size: Optional[int] = None, tail: int = 8,
                 fps: Optional[float] = None, progress: bool = True,
                 echo: Optional[Callable[[str], Any]] = print, strict: bool = False,
                 short_side: Optional[int] = None, max_memory_mb: Optional[int] = None) -> dict:
@@ -66,11 +67,14 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
       video: a video file or a folder of frames.
       out: the annotated video's path; the ``.npz`` and ``.png`` take its stem.
       queries: ``[n, 3]`` ``(t, y, x)`` in pixels of the input video; None: a ``grid × grid`` grid
-        (default 16) at frame ``grid_frame``.
+        (default 16) at frame ``grid_frame``, or with ``grid_step`` one point per ``grid_step²``
+        pixels of the input video (:func:`~objtrack_jax.tracking.grid_step_queries`; dense grids
+        are refined in chunks of ``chunk_size`` points sharing each window's encoding).
       max_frames: read at most this many frames.
       resolution: model input ``(H, W)``; None: aspect kept, short side ``short_side``
         (None: 384).
-      window, iters, carry, chunk_size: tracking settings (:func:`track_queries`).
+      window, iters, carry, chunk_size: tracking settings (:func:`track_queries`; ``chunk_size``
+        None: picked from ``max_memory_mb``).
       max_memory_mb: memory budget for the chunk sizes (:mod:`objtrack_jax.memory`).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
@@ -105,15 +109,23 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
         if not 0 <= grid_frame < num_frames:
             raise ValueError(f"grid frame {grid_frame} outside the video's {num_frames} frames "
                              f"(valid: 0..{num_frames - 1}; --grid-frame {grid_frame})")
-        grid = grid or DEFAULT_GRID
-        if grid < 1:
-            raise ValueError(f"grid must be >= 1 point per side, got {grid}")
+        if grid_step is not None:
+            if not grid_step > 0:
+                raise ValueError(f"grid step must be > 0 pixels, got {grid_step}")
+            count = int(height // grid_step) * int(width // grid_step)
+            what = f"a grid of one point per {grid_step:g}x{grid_step:g} px (--grid-step, {count} points)"
+        else:
+            grid = grid or DEFAULT_GRID
+            if grid < 1:
+                raise ValueError(f"grid must be >= 1 point per side, got {grid}")
+            count, what = grid * grid, f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points)"
         tracking.check_memory(  # before the grid itself is allocated
-            tracking.estimate_tracking_bytes(grid * grid, num_frames, height, width, resolution,
+            tracking.estimate_tracking_bytes(count, num_frames, height, width, resolution,
                                              window, int(model.latent_dim), streamed=True),
-            f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points) through {num_frames} frames",
+            f"{what} through {num_frames} frames",
             "use a smaller grid, fewer frames or a smaller resolution")
-        queries = grid_queries(grid, height, width, t=grid_frame)
+        queries = (tracking.grid_step_queries(grid_step, height, width, t=grid_frame)
+                   if grid_step is not None else grid_queries(grid, height, width, t=grid_frame))
     queries = np.asarray(queries, np.float32)
     say(f"{video}: {num_frames} frames {height}x{width}; {len(queries)} queries; model at "
         f"{resolution[0]}x{resolution[1]}, window {window}, iters {iters}")
