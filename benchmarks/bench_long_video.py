@@ -1,13 +1,20 @@
-"""Long-video benchmark: ``track_queries`` on videos of T frames, each T in a fresh subprocess.
+"""Long-video and dense-grid benchmark: ``track_queries`` on videos of T frames, each T in a fresh
+subprocess.
 
-Random full-width PIPs++ weights, random uint8 frames at the model resolution (no resize), N
-queries at frame 0 (the PIPs++ protocol: one forward segment), window 16, iters 4 by default.
-Reports per T: wall time, points x frames per second, peak RSS (the child's VmHWM) and the bytes of
-the input video itself (held in memory: ``track_queries`` takes an array; the engine's own memory
-is per window).
+Random full-width PIPs++ weights; frames at the model resolution (no resize) **streamed** from a
+procedural :class:`~objtrack_jax.video_io.FrameSource` (each frame made from its index when read:
+the video is never in memory; ``--source memory`` holds it as one array instead), queries at frame
+0 (the PIPs++ protocol: one forward segment), window 16, iters 4 by default. ``--grid-step 4``
+tracks a grid of one point per 4x4 pixels instead of ``--points`` random ones (28,672 points at
+512x896), refined ``--chunk-size`` at a time (default: picked from the memory budget).
+
+Reports per T: wall time (includes compilation), points x frames per second, peak RSS (the child's
+VmHWM), the load average at the child's start and end, and the bytes the video would take in
+memory.
 
   python benchmarks/bench_long_video.py [--frames 64,256,1024] [--hw 512x896] [--points 1024]
-      [--window 16] [--iters 4] [--max-memory MB]
+      [--grid-step PX] [--window 16] [--iters 4] [--max-memory MB] [--chunk-size N]
+      [--source stream|memory]
 """
 
 from __future__ import annotations
@@ -15,20 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import loadavg, machine, peak_rss_mb  # noqa: E402
 
 
 def _child(args):
@@ -37,28 +37,47 @@ def _child(args):
     import numpy as np
 
     from objtrack_jax.models.tracker import PIPsTracker
-    from objtrack_jax.tracking import track_queries
+    from objtrack_jax.tracking import grid_step_queries, track_queries
+    from objtrack_jax.video_io import FrameSource
+
+    class NoiseFrames(FrameSource):
+        """Frame i = uniform noise seeded by i, made when read."""
+
+        def __init__(self, t, h, w):
+            self.shape = (t, h, w, 3)
+
+        def _read(self, start, end):
+            return np.stack([np.random.default_rng(i).integers(0, 256, self.shape[1:], np.uint8)
+                             for i in range(start, end)])
 
     h, w = (int(s) for s in args.hw.split("x"))
     t = int(args.child)
+    load0 = loadavg()
     model = PIPsTracker()
     with open(args.params, "rb") as f:  # written by compare_pytorch.py --write-params
         params = jax.device_put(flax.serialization.msgpack_restore(f.read()))
-    rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
-    q = np.stack([np.zeros(args.points), rng.uniform(0, h - 1, args.points),
-                  rng.uniform(0, w - 1, args.points)], 1).astype(np.float32)
-    rss0 = _peak_rss_mb()
+    video = NoiseFrames(t, h, w)
+    if args.source == "memory":
+        video = video.read(0, t)
+    if args.grid_step:
+        q = grid_step_queries(args.grid_step, h, w)
+    else:
+        rng = np.random.default_rng(0)
+        q = np.stack([np.zeros(args.points), rng.uniform(0, h - 1, args.points),
+                      rng.uniform(0, w - 1, args.points)], 1).astype(np.float32)
+    n = len(q)
+    rss0 = peak_rss_mb()
     t0 = time.perf_counter()
     tracks, _, _ = track_queries(model, params, video, q, window=args.window, iters=args.iters,
-                                 resize_to=(h, w), chunk_size=args.points, progress=False,
+                                 resize_to=(h, w), chunk_size=args.chunk_size, progress=False,
                                  max_memory_mb=args.max_memory)
     wall = time.perf_counter() - t0
     assert np.isfinite(tracks).all()
     print("RESULT " + json.dumps(dict(
-        frames=t, wall_s=round(wall, 2), points_frames_per_s=round(args.points * t / wall, 1),
-        peak_rss_mb=round(_peak_rss_mb(), 1), rss_before_tracking_mb=round(rss0, 1),
-        video_mb=round(video.nbytes / 2 ** 20, 1))), flush=True)
+        frames=t, points=n, source=args.source, wall_s=round(wall, 2),
+        points_frames_per_s=round(n * t / wall, 1), peak_rss_mb=peak_rss_mb(),
+        rss_before_tracking_mb=rss0, video_mb_if_in_memory=round(t * h * w * 3 / 2 ** 20, 1),
+        loadavg_start=load0, loadavg_end=loadavg())), flush=True)
 
 
 def main():
@@ -66,9 +85,13 @@ def main():
     ap.add_argument("--frames", default="64,256,1024")
     ap.add_argument("--hw", default="512x896")
     ap.add_argument("--points", type=int, default=1024)
+    ap.add_argument("--grid-step", type=int, default=None, help="a grid, one point per PX x PX")
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--max-memory", type=int, default=None, help="MB (default: half the machine)")
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="points refined at once (default: from the memory budget)")
+    ap.add_argument("--source", default="stream", choices=("stream", "memory"))
     ap.add_argument("--child", default=None)
     ap.add_argument("--params", default=None)
     args = ap.parse_args()
@@ -84,9 +107,12 @@ def main():
                     "--write-params", params], check=True, capture_output=True, cwd=REPO)
     for t in args.frames.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", t, "--params", params, "--hw", args.hw,
-               "--points", str(args.points), "--window", str(args.window), "--iters", str(args.iters)]
-        if args.max_memory:
-            cmd += ["--max-memory", str(args.max_memory)]
+               "--points", str(args.points), "--window", str(args.window), "--iters", str(args.iters),
+               "--source", args.source]
+        for flag, value in (("--max-memory", args.max_memory), ("--chunk-size", args.chunk_size),
+                            ("--grid-step", args.grid_step)):
+            if value:
+                cmd += [flag, str(value)]
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
                            env=dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", "")))
         line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
@@ -95,11 +121,10 @@ def main():
     os.remove(params)
     os.rmdir(tmp)
     print(json.dumps(dict(
-        benchmark="long_video_track_queries", hw=args.hw, points=args.points, window=args.window,
-        iters=args.iters, max_memory_mb=args.max_memory,
-        machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(),
-                     loadavg_at_end=list(os.getloadavg())),
-        results=results), indent=2))
+        benchmark="long_video_track_queries", hw=args.hw, points=args.points,
+        grid_step=args.grid_step, window=args.window, iters=args.iters,
+        max_memory_mb=args.max_memory, chunk_size=args.chunk_size, source=args.source,
+        machine=machine(), results=results), indent=2))
 
 
 if __name__ == "__main__":

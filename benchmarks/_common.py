@@ -1,0 +1,43 @@
+"""What every benchmark JSON reports besides its timings: peak RSS and the machine's load.
+
+This project's benchmarks run on a shared 2-core machine (a nice'd training job and other
+sessions' tests run beside them), so every figure comes with ``os.getloadavg()`` taken at its start
+and end; compare figures only at similar load. Throughput is points x frames per second.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+SHARED_NOTE = ("shared machine: other jobs (a nice'd training run, other sessions' tests) ran "
+               "alongside; see loadavg")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM`` of /proc/self/status (``ru_maxrss`` where absent;
+    that one survives ``exec``, so a child of a big parent would start at the parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def loadavg() -> list:
+    """1/5/15-minute load averages (rounded), or None where unavailable."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine(**extra) -> dict:
+    """Platform, CPU count, load average now, and the shared-machine note."""
+    return dict(platform=platform.platform(), cpu_count=os.cpu_count(), loadavg=loadavg(),
+                note=SHARED_NOTE, **extra)
