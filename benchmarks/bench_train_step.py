@@ -12,6 +12,8 @@ and the results.
 
     python benchmarks/bench_train_step.py                        # 128x128, S=8, N=32, B=1, iters 6
     python benchmarks/bench_train_step.py --size 256x256 --frames 8 --points 64 --steps 5
+    # the shipped weights' recipe (candidate recipes: vary --points/--frames/--iters/--batch)
+    python benchmarks/bench_train_step.py --variant real --batch 2 --points 64 --iters 4 --dtypes float32
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _worker(args) -> dict:
     from objtrack_jax.train import loop, optim, state as state_lib, step as step_lib
 
     h, w = args.size
-    c = objprior.get_config()
+    c = objprior.get_config(args.variant or None)
     c.model.dtype = args.dtype
     c.data.clip_len, c.data.num_points, c.batch_size, c.iters = args.frames, args.points, args.batch, \
         args.iters
@@ -102,6 +104,8 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--steps", type=int, default=3, help="timed steps after the first")
     p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--variant", default="", help="configs/objprior.py variant ('' = the paper's "
+                   "widths; 'real' = the shipped weights' recipe, ':cpu' widths + visibility head)")
     p.add_argument("--dtype", default=None, help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args(argv)
     if args.dtype:
@@ -112,7 +116,7 @@ def main(argv=None):
         cmd = [sys.executable, os.path.abspath(__file__), "--dtype", dt,
                "--size", f"{args.size[0]}x{args.size[1]}", "--frames", str(args.frames),
                "--points", str(args.points), "--batch", str(args.batch), "--iters", str(args.iters),
-               "--steps", str(args.steps)]
+               "--steps", str(args.steps), "--variant", args.variant]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -123,7 +127,8 @@ def main(argv=None):
             results.append(json.loads(lines[-1][len("RESULT "):]))
     import jax  # pylint: disable=import-outside-toplevel
     report = dict(
-        benchmark="train_step", config="configs/objprior.py (attention + objectness, AdamW)",
+        benchmark="train_step", config="configs/objprior.py" + (f":{args.variant}" if args.variant else "")
+        + " (attention + objectness, AdamW)",
         shape=dict(batch=args.batch, frames=args.frames, points=args.points,
                    height=args.size[0], width=args.size[1], iters=args.iters),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
