@@ -111,12 +111,20 @@ def _encode_fn(model: PIPsTracker) -> Callable:
 
 
 @functools.lru_cache(maxsize=32)
-def _refine_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
-    def run(params, fmaps, trajs, feat_init):
+def _refine_fn(model: PIPsTracker, iters: int, with_init: bool, masked: bool = False) -> Callable:
+    def run(params, fmaps, trajs, feat_init, num_valid):
         return model.apply({"params": params}, fmaps, trajs, iters,
-                           feat_init if with_init else None, method=PIPsTracker.refine)
+                           feat_init if with_init else None, num_valid if masked else None,
+                           method=PIPsTracker.refine)
 
     return TrimmedJit(run)
+
+
+def _pad_time(x, length: int):
+    """``[B, L, ...]`` → ``[B, length, ...]``, the last frame repeated (numpy)."""
+    x = np.asarray(x)
+    pad = length - x.shape[1]
+    return x if pad <= 0 else np.concatenate([x, np.repeat(x[:, -1:], pad, axis=1)], 1)
 
 
 def encode_frames(model: PIPsTracker, params: Any, frames, chunk: int = 4) -> np.ndarray:
@@ -156,7 +164,7 @@ def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]
 def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int, iters: int,
                   carry: str = "pips2", chunk_size: Optional[int] = None,
                   on_window: Optional[Callable[[], None]] = None, features=None,
-                  max_memory_mb: Optional[int] = None):
+                  max_memory_mb: Optional[int] = None, pad_short: bool = False):
     """Tracks through a video of any length with the PIPs++ protocol (module docstring).
 
     Args:
@@ -173,6 +181,10 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
         :func:`encode_frames`), used instead of encoding each window.
       max_memory_mb: budget for the model's inference memory settings
         (:func:`objtrack_jax.memory.inference_model`; None: half the machine's memory).
+      pad_short: a video shorter than ``window`` runs as a full window padded with its last
+        frame, its update net masked to the real frames (``PIPsTracker.refine(num_valid=...)``):
+        the same results up to float rounding, and every short length shares one compiled
+        program (the TAP-Vid protocol's many short segments). False: a program per length.
     Returns:
       ``(tracks [B, T, N, 2] float32, vis_logits [B, T, N] float32 or None)``: numpy; the
       logits only when the model has a visibility head.
@@ -203,21 +215,26 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
     model = inference_model(model, shape[2], shape[3], max_memory_mb)
     encode = _encode_fn(model)
     feats: list[Optional[tuple]] = [None] * num_chunks
+    short = bool(pad_short) and length < window  # one window, padded to `window` frames
+    span = window if short else None
+    num_valid = jnp.int32(length)
     for start, end in window_starts(length, window):
         if features is not None:
-            fmaps = jnp.asarray(features[:, start:end])
+            fmaps = jnp.asarray(_pad_time(features[:, start:end], span or 0))
         else:
-            fmaps = encode(params, jnp.asarray(read(start, end), jnp.float32))
+            fmaps = encode(params, jnp.asarray(_pad_time(read(start, end), span or 0), jnp.float32))
         for c in range(num_chunks):
             sl = slice(c * size, (c + 1) * size)
             feat_init = _carried(feats[c], end - start, carry)
-            refine = _refine_fn(model, int(iters), feat_init is not None)
-            out = refine(params, fmaps, jnp.asarray(trajs[:, start:end, sl]), feat_init)
-            trajs[:, start:end, sl] = np.asarray(out.tracks)
+            refine = _refine_fn(model, int(iters), feat_init is not None, short)
+            out = refine(params, fmaps, jnp.asarray(_pad_time(trajs[:, start:end, sl], span or 0)),
+                         feat_init, num_valid)
+            w = end - start
+            trajs[:, start:end, sl] = np.asarray(out.tracks)[:, :w]
             trajs[:, end:, sl] = trajs[:, end - 1:end, sl]
             if out.vis_logits is not None:
-                vis[:, start:end, sl] = np.asarray(out.vis_logits)
-            feats[c] = out.feats
+                vis[:, start:end, sl] = np.asarray(out.vis_logits)[:, :w]
+            feats[c] = out.feats  # (a padded short video is one window: never carried)
         if on_window is not None:
             on_window()
     return trajs[:, :, :n], (vis[:, :, :n] if has_vis else None)

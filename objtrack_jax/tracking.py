@@ -220,9 +220,10 @@ def check_memory(estimate: int, what: str, hint: str = "") -> None:
 def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.ndarray, *,
                   window: int, iters: int, carry: str = "pips2", chunk_size: int = 256,
                   on_window: Optional[Callable[[], None]] = None, features=None,
-                  max_memory_mb: Optional[int] = None):
+                  max_memory_mb: Optional[int] = None, bucket: bool = True):
     """Tracks points given at frame 0 of ``video`` through all of it (the init is ``xy0``
-    repeated over time).
+    repeated over time). ``bucket``: a segment shorter than a window runs padded to one
+    (``track_windows(pad_short=True)``), so all short lengths share one compiled program.
 
     Args:
       video: ``[L, H, W, 3]`` frames at the model resolution (uint8 or float in [0, 255]), an
@@ -239,7 +240,7 @@ def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.nd
                                 init, window=window, iters=iters,
                                 carry=carry, chunk_size=chunk_size, on_window=on_window,
                                 features=None if features is None else features[None],
-                                max_memory_mb=max_memory_mb)
+                                max_memory_mb=max_memory_mb, pad_short=bucket)
     return tracks[0], (None if vis is None else vis[0])
 
 
@@ -265,7 +266,7 @@ def shared_features(model: PIPsTracker, params: Any, frames,
 def track_queries(model: PIPsTracker, params: Any, video, query_points, *, window: int = 16,
                   iters: int = 8, carry: str = "pips2", chunk_size: Optional[int] = 256,
                   resize_to: Optional[Sequence[int]] = None, progress: bool = True,
-                  max_memory_mb: Optional[int] = None):
+                  max_memory_mb: Optional[int] = None, bucket: bool = True):
     """Tracks queries given at any frame through the whole video (module docstring).
 
     Args:
@@ -289,6 +290,10 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
       progress: show a tqdm bar over windows.
       max_memory_mb: memory budget for chunk sizes (:mod:`objtrack_jax.memory`; None: half the
         machine's memory).
+      bucket: compile a few programs per video shape: segments shorter than a window are padded
+        to one (masked, same results up to float rounding) and point counts to powers of two, so
+        an evaluation's videos of one shape reuse the same programs. False: a program per short
+        segment length.
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
@@ -330,7 +335,7 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
     if chunk_size is None:
         chunk_size = point_chunk_size(window, int(model.latent_dim), max_memory_mb)
     kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, on_window=tick,
-              max_memory_mb=max_memory_mb)
+              max_memory_mb=max_memory_mb, bucket=bucket)
     segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
     features = shared_features(model, params, frames, max_memory_mb) if segments > 1 else None
     try:

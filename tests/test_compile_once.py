@@ -75,3 +75,30 @@ def test_tapvid_queries_compile_once_per_shape_and_encode_once(small_model, monk
     # Encoding once changes nothing beyond float rounding: against per-window encoding.
     per_window, _, _ = track_queries(model, params, _video(3, t), q, max_memory_mb=4, **kw)  # too small to share
     np.testing.assert_allclose(tracks_a, per_window, atol=1e-3)
+
+
+def test_tapvid_buckets_share_programs_across_videos_of_one_shape(small_model):
+    """Two videos of one shape whose queries sit at different frames (so different short segment
+    lengths): the second compiles nothing; bucketing (short segments padded to a window, masked)
+    gives the unbucketed results."""
+    model, params = small_model
+    rng = np.random.default_rng(5)
+    t = 20
+
+    def queries(frames):
+        f = np.repeat(frames, 6)
+        return np.stack([f, rng.uniform(0, 127, f.size), rng.uniform(0, 127, f.size)], 1)
+
+    kw = dict(window=8, iters=2, resize_to=(128, 128), progress=False)
+    qa, qb = queries([0, 3, 9, 19]), queries([1, 5, 14, 18])  # short backward 4 / 2, 6; forward 6, 2
+    with count_compiles() as first:
+        track_queries(model, params, _video(6, t), qa, **kw)
+    with count_compiles() as second:
+        bucketed = track_queries(model, params, _video(7, t), qb, **kw)
+    assert first[0] <= 8, first[0]  # encoder + refine (no init / init / short, masked) per bucket
+    assert second[0] == 0, f"second video of the same shape compiled {second[0]} programs"
+    with count_compiles() as unbucketed_compiles:
+        plain = track_queries(model, params, _video(7, t), qb, bucket=False, **kw)
+    assert unbucketed_compiles[0] >= 2  # one program per new short length (2 and 6)
+    np.testing.assert_allclose(bucketed[0], plain[0], atol=1e-3)
+    np.testing.assert_array_equal(bucketed[1], plain[1])  # None without a visibility head

@@ -7,7 +7,7 @@ TF-style "SAME" for strided convolutions, and matters for reusing PyTorch weight
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -26,14 +26,23 @@ def acc_dtype(dtype) -> Any:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def instance_norm(x: jnp.ndarray, axes: Sequence[int], eps: float = 1e-5) -> jnp.ndarray:
+def instance_norm(x: jnp.ndarray, axes: Sequence[int], eps: float = 1e-5,
+                  mask: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     """Normalises ``x`` per sample and channel over ``axes`` (biased variance, no affine).
 
     Statistics are computed in float32 even for low-precision inputs (float64 stays float64).
+    ``mask`` (broadcastable to ``x``, 1 = valid): statistics over the valid entries only (a window
+    padded in time); the padded entries come out unnormalised garbage for the caller to drop.
     """
     xf = x.astype(acc_dtype(x.dtype))
-    mean = jnp.mean(xf, axis=tuple(axes), keepdims=True)
-    var = jnp.mean(jnp.square(xf - mean), axis=tuple(axes), keepdims=True)
+    if mask is None:
+        mean = jnp.mean(xf, axis=tuple(axes), keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=tuple(axes), keepdims=True)
+    else:
+        m = mask.astype(xf.dtype)
+        count = jnp.sum(jnp.broadcast_to(m, xf.shape), axis=tuple(axes), keepdims=True)
+        mean = jnp.sum(xf * m, axis=tuple(axes), keepdims=True) / count
+        var = jnp.sum(jnp.square(xf - mean) * m, axis=tuple(axes), keepdims=True) / count
     return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 

@@ -186,8 +186,16 @@ class PIPsTracker(nn.Module):
         return f
 
     def refine(self, fmaps: jnp.ndarray, trajs_e0: jnp.ndarray, iters: int,
-               feat_init: Optional[tuple] = None) -> TrackerOutput:
-        """Iterative refinement on precomputed ``fmaps`` (see :meth:`encode`)."""
+               feat_init: Optional[tuple] = None,
+               num_valid: Optional[jnp.ndarray] = None) -> TrackerOutput:
+        """Iterative refinement on precomputed ``fmaps`` (see :meth:`encode`).
+
+        ``num_valid`` (an int32 scalar, may be traced): the window holds only ``num_valid`` real
+        frames, then padding (any frames). The real frames' outputs equal those of the unpadded
+        window up to float rounding (the update net's norms and convolutions are masked, the
+        motion's last step repeated at the last real frame; correlation and templates are per
+        frame and causal), so windows shorter than ``S`` share one compiled program
+        (docs/conventions.md, *Long videos*)."""
         b, s, hf, wf, c = fmaps.shape
         stride = float(self.stride)
         fdt = acc_dtype(self.dtype)
@@ -201,6 +209,7 @@ class PIPsTracker(nn.Module):
         else:
             feats1, feats2_0, feats4_0 = (jnp.asarray(f, fmaps.dtype) for f in feat_init)
         t = np.arange(s)
+        mask = None if num_valid is None else (jnp.arange(s) < num_valid)[None, :, None]
         idx2 = np.maximum(t - 2, 0)
         idx4 = np.maximum(t - 4, 0)
         radius = self.corr_radius
@@ -214,10 +223,10 @@ class PIPsTracker(nn.Module):
             """Update of ``coords [B, S, n, 2]`` from ``templates [3, B, S, n, C]``."""
             nc = coords.shape[2]
             corr = pyramid_correlation(pyr, coords, templates, radius, chunk_bytes)
-            motion = motion_features(coords, latent)
+            motion = motion_features(coords, latent, num_valid)
             x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, n, 718]
             x = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * nc, s, x.shape[-1])
-            delta, vis = delta_block(x)
+            delta, vis = delta_block(x, mask)
             delta = jnp.transpose(delta.reshape(b, nc, s, 2), (0, 2, 1, 3))
             vis = jnp.transpose(vis.reshape(b, nc, s), (0, 2, 1)) if vis is not None else \
                 jnp.zeros((b, s, nc), fdt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -27,15 +27,28 @@ def sincos_motion_embedding(flow: jnp.ndarray, dim: int) -> jnp.ndarray:
     return jnp.concatenate([jnp.sin(fx), jnp.cos(fx), jnp.sin(fy), jnp.cos(fy), flow], axis=-1)
 
 
-def motion_features(coords: jnp.ndarray, dim: int) -> jnp.ndarray:
-    """``coords [B, S, N, 2]`` → embedded forward flow ``[B, S, N, dim + 2]`` (last step repeated)."""
+def motion_features(coords: jnp.ndarray, dim: int,
+                    num_valid: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    """``coords [B, S, N, 2]`` → embedded forward flow ``[B, S, N, dim + 2]`` (last step repeated).
+
+    ``num_valid`` (a traced scalar): only the first ``num_valid`` frames are real (a window
+    padded in time); the last real frame repeats the step before it, as an unpadded window's."""
     flow = coords[:, 1:] - coords[:, :-1]
     flow = jnp.concatenate([flow, flow[:, -1:]], axis=1)
+    if num_valid is not None:
+        last = (jnp.arange(coords.shape[1]) == num_valid - 1)[None, :, None, None]
+        flow = jnp.where(last, jnp.concatenate([flow[:, :1], flow[:, :-1]], axis=1), flow)
     return sincos_motion_embedding(flow, dim)
 
 
-def _time_norm(x):
-    return instance_norm(x, axes=(1,))
+def _time_norm(x, mask=None):
+    return instance_norm(x, axes=(1,), mask=mask)
+
+
+def _masked(x, mask):
+    """Zeroes the padded frames before a convolution over time, so that a padded window's real
+    frames see the zeros of an unpadded window's border."""
+    return x if mask is None else x * mask.astype(x.dtype)
 
 
 class ResBlock1D(nn.Module):
@@ -46,11 +59,11 @@ class ResBlock1D(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x):
-        y = x if self.first else nn.relu(_time_norm(x))
-        y = TorchConv(self.features, (3,), 1, self.dtype, name="conv1")(y)
-        y = nn.relu(_time_norm(y))
-        y = TorchConv(self.features, (3,), 1, self.dtype, name="conv2")(y)
+    def __call__(self, x, mask=None):
+        y = x if self.first else nn.relu(_time_norm(x, mask))
+        y = TorchConv(self.features, (3,), 1, self.dtype, name="conv1")(_masked(y, mask))
+        y = nn.relu(_time_norm(y, mask))
+        y = TorchConv(self.features, (3,), 1, self.dtype, name="conv2")(_masked(y, mask))
         cin = x.shape[-1]
         if cin != self.features:
             before = (self.features - cin) // 2
@@ -63,6 +76,9 @@ class DeltaBlock(nn.Module):
 
     The first output is the coordinate update (grid units). ``vis`` is ``[M, S]`` visibility
     logits when ``visibility_head`` is set (a Dense on the last block's features), else None.
+    ``mask`` ``[1, S, 1]`` (1 = real frame): a window padded in time; the real frames' outputs
+    equal the unpadded window's (every norm over real frames only, zeros at every convolution's
+    padded input), the padded frames' are to be dropped.
     """
 
     hidden: int = 128
@@ -71,11 +87,12 @@ class DeltaBlock(nn.Module):
     visibility_head: bool = False
 
     @nn.compact
-    def __call__(self, x):
-        x = TorchConv(self.hidden, (3,), 1, self.dtype, name="first_block_conv")(x.astype(self.dtype))
+    def __call__(self, x, mask=None):
+        x = TorchConv(self.hidden, (3,), 1, self.dtype, name="first_block_conv")(
+            _masked(x.astype(self.dtype), mask))
         x = nn.relu(x)
         for i, ch in enumerate(self.channels):
-            x = ResBlock1D(ch, first=(i == 0), dtype=self.dtype, name=f"basicblock_list_{i}")(x)
+            x = ResBlock1D(ch, first=(i == 0), dtype=self.dtype, name=f"basicblock_list_{i}")(x, mask)
         x = nn.relu(x)
         bound = 1.0 / np.sqrt(x.shape[-1])
         init = nn.initializers.uniform(2 * bound)
