@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -24,6 +25,9 @@ import jax.numpy as jnp
 
 from objtrack_jax.models.attention import ContextualAttention
 from objtrack_jax.models.encoder import BasicEncoder
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
 
 
 def _time(fn, *args, repeats: int) -> dict:
@@ -76,6 +80,7 @@ def main():
     args = ap.parse_args()
     dtype = jnp.dtype(args.dtype)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    load0 = loadavg()
     results = [bench_size(h, w, args.frames, args.repeats, dtype) for h, w in sizes]
     print(json.dumps(dict(
         config=dict(sizes=sizes, frames=args.frames, repeats=args.repeats, dtype=args.dtype,
@@ -83,7 +88,9 @@ def main():
                                    window_size=7)),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      python=platform.python_version(), cpu_count=os.cpu_count(),
-                     jax=jax.__version__, devices=[str(d) for d in jax.devices()]),
+                     jax=jax.__version__, devices=[str(d) for d in jax.devices()],
+                     loadavg_start=load0, loadavg_end=loadavg(), note=SHARED_NOTE),
+        peak_rss_mb=peak_rss_mb(),  # no points here: time per frame is the throughput figure
         timings=results,
     ), indent=1))
 

@@ -29,6 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipelines import pipeline  # pylint: disable=wrong-import-position
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
+
 
 def _config(root: str, args) -> "ml_collections.ConfigDict":
     c = pipeline.default_data_config()
@@ -120,7 +123,9 @@ def main(argv=None):
         machine=dict(platform=platform.platform(), processor=platform.processor() or None,
                      cpu_count=os.cpu_count(),
                      affinity_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                     else None, python=platform.python_version()),
+                     else None, python=platform.python_version(), loadavg_end=loadavg(),
+                     note=SHARED_NOTE),
+        peak_rss_mb=peak_rss_mb(),  # clips/s is this benchmark's throughput (no points tracked)
         data_generation_s=round(gen_s, 2),
         stream_clips_per_s=round(clips / stream_s, 3),
         stream_batches_timed=args.batches,

@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
+
 CONFIGS = {
     "a": dict(B=1, S=8, N=256, H=256, W=256, iters=4),
     "b": dict(B=1, S=32, N=1024, H=512, W=896, iters=4),
@@ -127,7 +130,8 @@ def main():
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      cpu_count=os.cpu_count(), jax=jax.__version__,
                      backend=jax.default_backend(),
-                     devices=[str(d) for d in jax.devices()]),
+                     devices=[str(d) for d in jax.devices()], loadavg_end=loadavg(),
+                     note=SHARED_NOTE),
         results=results), indent=2))
 
 

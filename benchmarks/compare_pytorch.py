@@ -237,6 +237,8 @@ def main():
         benchmark="compare_pytorch_forward",
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      cpu_count=os.cpu_count(), loadavg_at_end=list(os.getloadavg()),
+                     note=("shared machine: other jobs (a nice'd training run, other sessions' "
+                           "tests) ran alongside; see loadavg"),
                      **jax_info),
         settings=dict(chunk_mb=args.chunk_mb, encode_chunk=args.encode_chunk,
                       unroll_iters=bool(args.unroll), dtype="float32",
