@@ -177,7 +177,7 @@ def track_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="tracks.mp4", help="annotated video; .npz and .png are written next to it")
     p.add_argument("--resolution", type=parse_model_hw, default=None,
                    help="model input HxW (multiples of 8, >= 128); default: aspect kept, short "
-                        "side as validated with the weights (shipped weights 288; else 384)")
+                        "side as validated with the weights (shipped weights 192; else 384)")
     p.add_argument("--max-frames", type=at_least(1), default=None)
     p.add_argument("--strict", action="store_true",
                    help="a video that decodes fewer frames than its header reports is an error "

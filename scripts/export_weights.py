@@ -2,7 +2,7 @@
 
     python scripts/export_weights.py --workdir RUN --out objtrack_jax/weights/objprior_synth \
         --previous objtrack_jax/weights/objprior_synth/config.json --data "..." \
-        [--result NAME=EVAL.json ...] [--window 8 --iters 4 --short-side 288]
+        [--result NAME=EVAL.json ...] --window 8 --iters 4 --short-side 192
 
 ``config.json``'s ``info`` records how the weights were made: the training config, the total steps
 and CPU-hours over all warm-started stages (``--previous``: the config.json of the weights this
@@ -47,7 +47,8 @@ def main(argv=None) -> str:
     p.add_argument("--result", action="append", default=[], metavar="NAME=EVAL.json")
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--iters", type=int, default=4)
-    p.add_argument("--short-side", type=int, default=288)
+    p.add_argument("--short-side", type=int, required=True,
+                   help="validated short side (pick it on a held-out val split, not the test set)")
     args = p.parse_args(argv)
 
     model, params, _ = model_io.load_model(args.workdir)
@@ -73,8 +74,11 @@ def main(argv=None) -> str:
         with open(path) as f:
             res = json.load(f)
         results[name] = {"mean": {k: v for k, v in res["mean"].items()
-                                  if k in ("d_avg", "survival", "median_l2", "num_videos")},
+                                  if k in ("d_avg", "d_1", "d_2", "d_4", "d_8", "d_16", "survival",
+                                           "median_l2", "num_videos")},
                          "window": res["config"].get("window"), "iters": res["config"].get("iters"),
+                         "resolution": res["config"].get("resolution"),
+                         "baseline": res["config"].get("baseline"),
                          "data_root": res["config"].get("data_root"),
                          "split": res["config"].get("split")}
     data = cfg.get("data", {})

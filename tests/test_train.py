@@ -18,6 +18,7 @@ import pytest
 
 from configs import (ablation_attention_only, ablation_objectness_only, common, objprior,
                      pips2_baseline)
+from objtrack_jax import model_io
 from objtrack_jax.models.tracker import tracker_from_config
 from objtrack_jax.train import checkpoint as ckpt_lib
 from objtrack_jax.train import loop, optim
@@ -235,6 +236,32 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
     assert os.listdir(tmp_path / "tensorboard")
     params, step = ckpt_lib.load_params(str(tmp_path))
     assert step == 1 and "attention" in params
+
+    # the workdir exported as shipped-style weights: stages add up, settings and results recorded
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "export_weights", os.path.join(os.path.dirname(__file__), "..", "scripts", "export_weights.py"))
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    prev = tmp_path / "prev.json"
+    prev.write_text(json.dumps({"info": {"stages": [{"steps": 7, "cpu_hours": 0.5, "data": "x"}]}}))
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps({"mean": {"d_avg": 12.5, "survival": 40.0, "num_videos": 2, "seconds": 3},
+                              "config": {"window": 8, "iters": 4, "resolution": [192, 256],
+                                         "baseline": None, "split": "test"}}))
+    out = str(tmp_path / "exported")
+    export.main(["--workdir", str(tmp_path), "--out", out, "--previous", str(prev), "--data", "tiny",
+                 "--short-side", "192", "--result", f"tiny_eval={ev}"])
+    info = json.load(open(os.path.join(out, "config.json")))["info"]
+    assert info["steps"] == 8 and [s["steps"] for s in info["stages"]] == [7, 1]
+    assert info["inference"]["short_side"] == 192 and info["inference"]["window"] == 8
+    rec = info["results"]["tiny_eval"]
+    assert rec["mean"] == {"d_avg": 12.5, "survival": 40.0, "num_videos": 2}
+    assert rec["resolution"] == [192, 256]
+    model, params2, _ = model_io.load_model(out)
+    assert model.use_attention and "attention" in params2
+    with pytest.raises(SystemExit):  # the validated short side is not guessed
+        export.main(["--workdir", str(tmp_path), "--out", out])
 
 
 def test_metric_logger_tensorboard_scalars(tmp_path):
