@@ -38,8 +38,10 @@ def test_chunked_refinement_matches_unchunked():
     np.testing.assert_allclose(np.asarray(b.tracks), np.asarray(a.tracks), atol=1e-3)
     np.testing.assert_allclose(np.asarray(b.iterates), np.asarray(a.iterates), atol=1e-3)
     np.testing.assert_allclose(np.asarray(b.vis_logits), np.asarray(a.vis_logits), atol=1e-3)
+    # encoder features in chunks of 2 frames: the convolutions run at another batch size (another
+    # oneDNN kernel), so float32 rounding relative to the value's size (measured 6e-5 of ~1.8)
     for fa, fb in zip(a.feats, b.feats):
-        np.testing.assert_allclose(np.asarray(fb), np.asarray(fa), atol=1e-4)
+        np.testing.assert_allclose(np.asarray(fb), np.asarray(fa), atol=1e-4, rtol=2e-4)
 
 
 def _temp_mb(model, n, s=8, hw=128):
