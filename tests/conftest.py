@@ -2,6 +2,8 @@
 
 import os
 
+import jax
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,3 +36,18 @@ def nhwc(x):
     import numpy as np
 
     return jnp.asarray(np.transpose(x, (0, 1, 3, 4, 2)))
+
+
+SMALL_TRACKER = {"latent_dim": 32, "encoder_dims": [16, 24, 32, 32], "update_channels": [32, 64],
+                 "visibility_head": True}
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    """A small tracker with a visibility head and its initial params (one per test module)."""
+    from objtrack_jax.models.tracker import tracker_from_config
+
+    model = tracker_from_config(SMALL_TRACKER)
+    params = model.init(jax.random.PRNGKey(0), np.zeros((1, 2, 128, 128, 3), np.float32),
+                        np.zeros((1, 2, 1, 2), np.float32), iters=1)
+    return model, params["params"]

@@ -7,19 +7,8 @@ import pytest
 
 from objtrack_jax import inference
 from objtrack_jax.memory import MAX_POINT_CHUNK, point_chunk_size
-from objtrack_jax.models.tracker import tracker_from_config
 from objtrack_jax.tracking import grid_step_queries, track_queries
 
-SMALL = {"latent_dim": 32, "encoder_dims": [16, 24, 32, 32], "update_channels": [32, 64],
-         "visibility_head": True}
-
-
-@pytest.fixture(scope="module")
-def small_model():
-    model = tracker_from_config(SMALL)
-    params = model.init(jax.random.PRNGKey(0), np.zeros((1, 2, 128, 128, 3), np.float32),
-                        np.zeros((1, 2, 1, 2), np.float32), iters=1)
-    return model, params["params"]
 
 
 def test_grid_step_queries():

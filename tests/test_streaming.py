@@ -8,12 +8,9 @@ import pytest
 
 from objtrack_jax import video_io
 from objtrack_jax.memory import MAX_ENCODE_CHUNK
-from objtrack_jax.models.tracker import tracker_from_config
 from objtrack_jax.tracking import track_queries
 from objtrack_jax.video_io import ArrayFrames, FrameView, open_video
 
-SMALL = {"latent_dim": 32, "encoder_dims": [16, 24, 32, 32], "update_channels": [32, 64],
-         "visibility_head": True}
 WINDOW = 6
 
 
@@ -27,14 +24,6 @@ class CountingFrames(ArrayFrames):
     def _read(self, start, end):
         self.reads.append((start, end))
         return super()._read(start, end).copy()
-
-
-@pytest.fixture(scope="module")
-def small_model():
-    model = tracker_from_config(SMALL)
-    params = model.init(jax.random.PRNGKey(0), np.zeros((1, 2, 128, 128, 3), np.float32),
-                        np.zeros((1, 2, 1, 2), np.float32), iters=1)
-    return model, params["params"]
 
 
 def _video(t=17, h=128, w=128, seed=0):
