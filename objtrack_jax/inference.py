@@ -90,8 +90,8 @@ def num_windows(num_frames: int, window: int) -> int:
     return len(window_starts(num_frames, window)) if num_frames > 1 else 0
 
 
-def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
-    """Points per refined chunk: a power of two >= n (>= MIN_CHUNK), capped at ``chunk_size``;
+def padded_chunk_size(n: int, chunk_size: Optional[int], minimum: int = MIN_CHUNK) -> int:
+    """Points per refined chunk: a power of two >= n (>= ``minimum``), capped at ``chunk_size``;
     ``chunk_size=None``: exactly ``n`` (one chunk, no padding)."""
     if chunk_size is None:
         return max(n, 1)
@@ -99,7 +99,7 @@ def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if n >= chunk_size:
         return chunk_size
-    return min(chunk_size, max(MIN_CHUNK, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
+    return min(chunk_size, max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
 
 
 @functools.lru_cache(maxsize=16)
@@ -115,6 +115,19 @@ def _refine_fn(model: PIPsTracker, iters: int, with_init: bool, masked: bool = F
     def run(params, fmaps, trajs, feat_init, num_valid):
         return model.apply({"params": params}, fmaps, trajs, iters,
                            feat_init if with_init else None, num_valid if masked else None,
+                           method=PIPsTracker.refine)
+
+    return TrimmedJit(run)
+
+
+@functools.lru_cache(maxsize=32)
+def _refine_gather_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callable:
+    """Masked refinement of windows gathered inside the program from a video's feature maps
+    (``features [T', h, w, C]`` on the device, ``idx [B, S]`` frame indices): no per-call copy
+    of the windows' maps."""
+    def run(params, features, idx, trajs, feat_init, num_valid):
+        return model.apply({"params": params}, features[idx], trajs, iters,
+                           feat_init if with_init else None, num_valid,
                            method=PIPsTracker.refine)
 
     return TrimmedJit(run)
@@ -238,6 +251,185 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
         if on_window is not None:
             on_window()
     return trajs[:, :, :n], (vis[:, :, :n] if has_vis else None)
+
+
+MAX_SEGMENT_BATCH = 64
+POINTS_PER_CALL = 128
+MIN_SEGMENT_POINTS = 2
+
+
+def segment_batch_size(window: int, fmap_shape, num_points: int,
+                       max_memory_mb: Optional[int] = None, itemsize: int = 4) -> int:
+    """Segments of ``num_points`` (padded) points refined side by side in one call of
+    :func:`track_segments`: ``POINTS_PER_CALL // num_points`` (1 to :data:`MAX_SEGMENT_BATCH`,
+    a power of two for power-of-two counts), fewer when the batch's window feature maps (with
+    their pyramid and correlation scratch, ~4x) would take more than an eighth of the budget.
+    One fixed size per point count: a video compiles one program per (point count, carry)."""
+    from objtrack_jax.memory import default_budget_mb
+
+    budget = (default_budget_mb() if max_memory_mb is None else int(max_memory_mb)) * 2 ** 20
+    per = 4 * window * int(np.prod(fmap_shape)) * itemsize
+    b = max(1, min(MAX_SEGMENT_BATCH, POINTS_PER_CALL // max(int(num_points), 1)))
+    while b > 1 and b * per > budget / 8:
+        b //= 2
+    return b
+
+
+def segment_chunks(n: int, chunk_size: Optional[int] = None) -> list[tuple[int, int]]:
+    """``[(start, size), ...]``: how :func:`track_segments` splits a segment's ``n`` points.
+
+    Two sizes only, so that a video compiles four refinement programs: chunks of ``large``
+    points (:data:`POINTS_PER_CALL`, or ``chunk_size`` when smaller; one segment per call) and
+    chunks of :data:`MIN_SEGMENT_POINTS` (many segments per call). The remainder after the large
+    chunks goes into one more large chunk (padded) when it fills at least half of one, else
+    into small chunks (the last one padded). A point costs the same whether real or padding, so
+    this keeps the padding under the smaller of 3 points and half a large chunk."""
+    large = max(MIN_SEGMENT_POINTS, min(int(chunk_size or POINTS_PER_CALL), POINTS_PER_CALL))
+    out = [(s, large) for s in range(0, n - n % large, large)]
+    start = n - n % large
+    if n % large >= large // 2:
+        out.append((start, large))
+    else:
+        out += [(s, MIN_SEGMENT_POINTS) for s in range(start, n, MIN_SEGMENT_POINTS)]
+    return out
+
+
+class _Job:
+    """One segment's chunk of points in :func:`track_segments`: its frames (indices into the
+    feature maps), its windows, the next one to run and its state (estimate, visibility
+    logits, carried templates)."""
+
+    def __init__(self, seg: int, frames: np.ndarray, xy0: np.ndarray, points: slice, size: int,
+                 window: int, first: bool):
+        self.seg, self.frames, self.points, self.first = seg, frames, points, first
+        length = len(frames)
+        xy = xy0[points]
+        if len(xy) < size:  # padded with copies of the chunk's first point (finite, dropped)
+            xy = np.concatenate([xy, np.repeat(xy[:1], size - len(xy), 0)], 0)
+        self.trajs = np.repeat(xy[None].astype(np.float32), length, 0)  # [L, size, 2]
+        self.vis = np.zeros((length, size), np.float32)
+        self.windows = ([] if length < 2 else
+                        [(0, length)] if length < window else window_starts(length, window))
+        self.next = 0
+        self.feats: Optional[tuple] = None
+
+    @property
+    def left(self) -> int:
+        return len(self.windows) - self.next
+
+
+def track_segments(model: PIPsTracker, params: Any, features: np.ndarray, segments, *,
+                   window: int, iters: int, carry: str = "pips2", chunk_size: Optional[int] = None,
+                   on_window: Optional[Callable[[], None]] = None,
+                   max_memory_mb: Optional[int] = None, max_batch: Optional[int] = None):
+    """Many segments of one video through the PIPs++ window protocol, side by side.
+
+    The TAP-Vid protocol tracks every group of queries that share a frame forward and backward
+    from it: dozens of short segments of a few points each. Run one after another (as
+    :func:`track_windows` would), each refinement call does little work. Here each call refines
+    the next window of up to ``B`` segments (equal padded point counts, all first windows or all
+    carried ones), their window feature maps stacked along the batch axis; the segments with the
+    most windows left go first, so the batches stay full. Each segment keeps its own windows,
+    estimate and carried templates, so the results are those of :func:`track_windows` on each
+    segment alone (``pad_short=True``) up to float rounding: every call runs the masked update
+    net (``PIPsTracker.refine(num_valid=[B])``), a short segment's window padded to ``window``
+    frames, a full window with ``num_valid = window``. ``B`` is fixed per point count
+    (:func:`segment_batch_size`; a batch short of it is padded with copies), so a video compiles
+    two programs per point count, shared by every video of its shape.
+
+    Args:
+      features: ``[T, h, w, C]`` feature maps of the whole video (:func:`encode_frames`).
+      segments: ``[(frames, xy0), ...]``: ``frames`` the segment's frame indices into
+        ``features`` in tracking order (e.g. ``range(t, -1, -1)`` backward), ``xy0`` ``[n, 2]``
+        (x, y) model pixels at the segment's first frame.
+      chunk_size: at most this many points per segment and call (capped at
+        :data:`POINTS_PER_CALL`); segments are split by :func:`segment_chunks` (TAP-Vid groups
+        are mostly a few points: chunks of :data:`MIN_SEGMENT_POINTS`, many per call).
+      on_window: called once per window of each segment (progress).
+      max_batch: at most this many segments per call (None: :data:`MAX_SEGMENT_BATCH`).
+    Returns:
+      a list with, per segment, ``(tracks [L, n, 2] float32, vis_logits [L, n] or None)``.
+    """
+    check_carry(carry)
+    t, hf, wf, _ = np.shape(features)
+    # On the device once, its length padded to a power of two: one program per length bucket.
+    bucket = 1 << max(0, math.ceil(math.log2(t)))
+    features = np.asarray(features)
+    device_features = jnp.asarray(np.concatenate(
+        [features, np.zeros((bucket - t,) + features.shape[1:], features.dtype)]) if bucket > t
+        else features)
+    has_vis = bool(model.visibility_head)
+    model = inference_model(model, hf * model.stride, wf * model.stride, max_memory_mb)
+    itemsize = jnp.dtype(model.dtype).itemsize
+    jobs = []
+    for i, (frames, xy0) in enumerate(segments):
+        frames = np.asarray(frames, np.int64)
+        xy0 = np.asarray(xy0, np.float32).reshape(-1, 2)
+        for c, (start, size) in enumerate(segment_chunks(len(xy0), chunk_size)):
+            jobs.append(_Job(i, frames, xy0, slice(start, start + size), size, window, c == 0))
+    sizes = {}
+    for n in {j.trajs.shape[1] for j in jobs}:
+        b = segment_batch_size(window, features.shape[1:], n, max_memory_mb, itemsize)
+        sizes[n] = b if max_batch is None else max(1, min(b, int(max_batch)))
+    while True:
+        classes: dict[tuple, list] = {}
+        for j in jobs:
+            if j.left > 0:
+                classes.setdefault((j.trajs.shape[1], j.next > 0), []).append(j)
+        if not classes:
+            break
+        key = max(classes, key=lambda k: (len(classes[k]) / sizes[k[0]], -k[1]))
+        ready = sorted(classes[key], key=lambda j: -j.left)[:sizes[key[0]]]
+        _refine_batch(model, params, device_features, ready, sizes[key[0]], window, int(iters),
+                      carry, on_window)
+    out = []
+    for i, (frames, xy0) in enumerate(segments):
+        mine = [j for j in jobs if j.seg == i]
+        n = len(np.reshape(xy0, (-1, 2)))
+        if mine:
+            tracks = np.concatenate([j.trajs for j in mine], 1)[:, :n]
+            vis = np.concatenate([j.vis for j in mine], 1)[:, :n]
+        else:
+            tracks = np.zeros((len(frames), 0, 2), np.float32)
+            vis = tracks[..., 0]
+        out.append((tracks, vis if has_vis else None))
+    return out
+
+
+def _refine_batch(model, params, features, jobs, batch: int, window: int, iters: int,
+                  carry: str, on_window) -> None:
+    """The next window of each of ``jobs`` (equal point counts, all first or all carried windows)
+    in one refinement call of ``batch`` segments (padded with copies of the last job, dropped)."""
+    pad = batch - len(jobs)
+    spans = [j.windows[j.next] for j in jobs]
+    idx = [j.frames[s:e] for j, (s, e) in zip(jobs, spans)]
+    idx = [np.concatenate([i, np.repeat(i[-1:], window - len(i))]) for i in idx]
+    idx = np.stack(idx + idx[-1:] * pad).astype(np.int32)  # [B, S] frames of the windows
+    trajs = np.stack([_pad_time(j.trajs[None, s:e], window)[0] for j, (s, e) in zip(jobs, spans)])
+    trajs = np.concatenate([trajs, np.repeat(trajs[-1:], pad, 0)], 0)
+    num_valid = np.array([e - s for s, e in spans + spans[-1:] * pad], np.int32)
+    feat_init = None
+    if jobs[0].next > 0 and carry != "none":  # a carried window is a full one (window_starts)
+        stacked = tuple(np.concatenate([j.feats[k] for j in jobs] + [jobs[-1].feats[k]] * pad, 0)
+                        for k in range(3))
+        feat_init = _carried(stacked, window, carry)
+    refine = _refine_gather_fn(model, iters, feat_init is not None)
+    out = refine(params, features, jnp.asarray(idx), jnp.asarray(trajs),
+                 None if feat_init is None else tuple(jnp.asarray(f) for f in feat_init),
+                 jnp.asarray(num_valid))
+    tracks = np.asarray(out.tracks)
+    vis = None if out.vis_logits is None else np.asarray(out.vis_logits)
+    feats = tuple(np.asarray(f) for f in out.feats)
+    for i, (j, (s, e)) in enumerate(zip(jobs, spans)):
+        w = e - s
+        j.trajs[s:e] = tracks[i, :w]
+        j.trajs[e:] = j.trajs[e - 1:e]
+        if vis is not None:
+            j.vis[s:e] = vis[i, :w]
+        j.feats = tuple(f[i:i + 1] for f in feats)
+        j.next += 1
+        if on_window is not None and j.first:
+            on_window()
 
 
 def track_long_video(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int = 128,

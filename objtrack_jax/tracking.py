@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from objtrack_jax.inference import (check_carry, encode_frames, num_windows, to_point_major,
-                                    track_windows)
+                                    track_segments, track_windows)
 from objtrack_jax.memory import default_budget_mb, inference_model, point_chunk_size
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
 from objtrack_jax.video_io import (ArrayFrames, FrameSource, FrameView,
@@ -258,6 +258,28 @@ def shared_features(model: PIPsTracker, params: Any, frames,
     return encode_frames(m, params, frames, m.encode_chunk)
 
 
+def _track_groups_batched(model, params, features, groups, num_frames, xy_query, scale, tracks,
+                          logits, kw) -> None:
+    """Every query group's forward and backward segments through
+    :func:`objtrack_jax.inference.track_segments` (windows of many groups in one call), written
+    into ``tracks`` / ``logits`` as the one-group-at-a-time loop of :func:`track_queries` does."""
+    segments, owners = [], []
+    for t, idx in groups:
+        xy0 = (xy_query[idx] * scale).astype(np.float32)
+        segments += [(np.arange(t, num_frames), xy0), (np.arange(t, -1, -1), xy0)]
+        owners.append((t, idx))
+    out = track_segments(model, params, features, segments, window=kw["window"],
+                         iters=kw["iters"], carry=kw["carry"], chunk_size=kw["chunk_size"],
+                         on_window=kw["on_window"], max_memory_mb=kw["max_memory_mb"])
+    for g, (t, idx) in enumerate(owners):
+        (fwd, fwd_vis), (bwd, bwd_vis) = out[2 * g], out[2 * g + 1]
+        seg = np.concatenate([bwd[::-1][:t], fwd], 0)  # [T, n_g, 2] model px
+        tracks[idx] = to_point_major(seg / scale).astype(np.float32)
+        tracks[idx, t] = xy_query[idx]
+        if logits is not None:
+            logits[idx] = to_point_major(np.concatenate([bwd_vis[::-1][:t], fwd_vis], 0))
+
+
 # --------------------------------------------------------------------------------------------------
 # Public entry point
 # --------------------------------------------------------------------------------------------------
@@ -292,8 +314,10 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         machine's memory).
       bucket: compile a few programs per video shape: segments shorter than a window are padded
         to one (masked, same results up to float rounding) and point counts to powers of two, so
-        an evaluation's videos of one shape reuse the same programs. False: a program per short
-        segment length.
+        an evaluation's videos of one shape reuse the same programs; and with several query
+        frames (the TAP-Vid protocol) the groups' segments run side by side
+        (:func:`~objtrack_jax.inference.track_segments`: the next windows of many segments in
+        one call of ~128 points). False: one group after another, a program per short segment length.
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
@@ -339,6 +363,10 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
     segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
     features = shared_features(model, params, frames, max_memory_mb) if segments > 1 else None
     try:
+        if features is not None and bucket and len(groups) > 1:  # the query groups side by side
+            _track_groups_batched(model, params, features, groups, num_frames, xy_query, scale,
+                                  tracks, logits, kw)
+            groups = []
         for t, idx in groups:
             xy0 = (xy_query[idx] * scale).astype(np.float32)
             fwd, fwd_vis = track_segment(model, params, FrameView(frames, t), xy0, **kw,

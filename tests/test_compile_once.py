@@ -100,5 +100,5 @@ def test_tapvid_buckets_share_programs_across_videos_of_one_shape(small_model):
     with count_compiles() as unbucketed_compiles:
         plain = track_queries(model, params, _video(7, t), qb, bucket=False, **kw)
     assert unbucketed_compiles[0] >= 2  # one program per new short length (2 and 6)
-    np.testing.assert_allclose(bucketed[0], plain[0], atol=1e-3)
+    np.testing.assert_allclose(bucketed[0], plain[0], rtol=1e-4, atol=1e-3)  # random weights: |x| ~ 100
     np.testing.assert_array_equal(bucketed[1], plain[1])  # None without a visibility head

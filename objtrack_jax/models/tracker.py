@@ -190,8 +190,8 @@ class PIPsTracker(nn.Module):
                num_valid: Optional[jnp.ndarray] = None) -> TrackerOutput:
         """Iterative refinement on precomputed ``fmaps`` (see :meth:`encode`).
 
-        ``num_valid`` (an int32 scalar, may be traced): the window holds only ``num_valid`` real
-        frames, then padding (any frames). The real frames' outputs equal those of the unpadded
+        ``num_valid`` (int32, a scalar or one per batch element ``[B]``, may be traced): the
+        window holds only ``num_valid`` real frames, then padding (any frames). The real frames' outputs equal those of the unpadded
         window up to float rounding (the update net's norms and convolutions are masked, the
         motion's last step repeated at the last real frame; correlation and templates are per
         frame and causal), so windows shorter than ``S`` share one compiled program
@@ -209,7 +209,9 @@ class PIPsTracker(nn.Module):
         else:
             feats1, feats2_0, feats4_0 = (jnp.asarray(f, fmaps.dtype) for f in feat_init)
         t = np.arange(s)
-        mask = None if num_valid is None else (jnp.arange(s) < num_valid)[None, :, None]
+        if num_valid is not None:
+            num_valid = jnp.broadcast_to(jnp.reshape(jnp.asarray(num_valid, jnp.int32), (-1,)), (b,))
+        valid = None if num_valid is None else jnp.arange(s)[None, :] < num_valid[:, None]  # [B, S]
         idx2 = np.maximum(t - 2, 0)
         idx4 = np.maximum(t - 4, 0)
         radius = self.corr_radius
@@ -226,6 +228,7 @@ class PIPsTracker(nn.Module):
             motion = motion_features(coords, latent, num_valid)
             x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, n, 718]
             x = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * nc, s, x.shape[-1])
+            mask = None if valid is None else jnp.repeat(valid, nc, axis=0)[:, :, None]
             delta, vis = delta_block(x, mask)
             delta = jnp.transpose(delta.reshape(b, nc, s, 2), (0, 2, 1, 3))
             vis = jnp.transpose(vis.reshape(b, nc, s), (0, 2, 1)) if vis is not None else \

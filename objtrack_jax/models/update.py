@@ -31,12 +31,14 @@ def motion_features(coords: jnp.ndarray, dim: int,
                     num_valid: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     """``coords [B, S, N, 2]`` → embedded forward flow ``[B, S, N, dim + 2]`` (last step repeated).
 
-    ``num_valid`` (a traced scalar): only the first ``num_valid`` frames are real (a window
-    padded in time); the last real frame repeats the step before it, as an unpadded window's."""
+    ``num_valid`` (traced int32, a scalar or ``[B]``): only the first ``num_valid`` frames are
+    real (a window padded in time); the last real frame repeats the step before it, as an
+    unpadded window's."""
     flow = coords[:, 1:] - coords[:, :-1]
     flow = jnp.concatenate([flow, flow[:, -1:]], axis=1)
     if num_valid is not None:
-        last = (jnp.arange(coords.shape[1]) == num_valid - 1)[None, :, None, None]
+        nv = jnp.reshape(jnp.asarray(num_valid), (-1, 1))  # [B or 1, 1]
+        last = (jnp.arange(coords.shape[1])[None, :] == nv - 1)[:, :, None, None]
         flow = jnp.where(last, jnp.concatenate([flow[:, :1], flow[:, :-1]], axis=1), flow)
     return sincos_motion_embedding(flow, dim)
 
@@ -76,7 +78,7 @@ class DeltaBlock(nn.Module):
 
     The first output is the coordinate update (grid units). ``vis`` is ``[M, S]`` visibility
     logits when ``visibility_head`` is set (a Dense on the last block's features), else None.
-    ``mask`` ``[1, S, 1]`` (1 = real frame): a window padded in time; the real frames' outputs
+    ``mask`` ``[1 or rows, S, 1]`` (1 = real frame): a window padded in time; the real frames' outputs
     equal the unpadded window's (every norm over real frames only, zeros at every convolution's
     padded input), the padded frames' are to be dropped.
     """
