@@ -90,8 +90,8 @@ def num_windows(num_frames: int, window: int) -> int:
     return len(window_starts(num_frames, window)) if num_frames > 1 else 0
 
 
-def padded_chunk_size(n: int, chunk_size: Optional[int], minimum: int = MIN_CHUNK) -> int:
-    """Points per refined chunk: a power of two >= n (>= ``minimum``), capped at ``chunk_size``;
+def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
+    """Points per refined chunk: a power of two >= n (>= MIN_CHUNK), capped at ``chunk_size``;
     ``chunk_size=None``: exactly ``n`` (one chunk, no padding)."""
     if chunk_size is None:
         return max(n, 1)
@@ -99,7 +99,7 @@ def padded_chunk_size(n: int, chunk_size: Optional[int], minimum: int = MIN_CHUN
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if n >= chunk_size:
         return chunk_size
-    return min(chunk_size, max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
+    return min(chunk_size, max(MIN_CHUNK, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
 
 
 @functools.lru_cache(maxsize=16)
@@ -301,7 +301,7 @@ class _Job:
 
     def __init__(self, seg: int, frames: np.ndarray, xy0: np.ndarray, points: slice, size: int,
                  window: int, first: bool):
-        self.seg, self.frames, self.points, self.first = seg, frames, points, first
+        self.seg, self.frames, self.first = seg, frames, first
         length = len(frames)
         xy = xy0[points]
         if len(xy) < size:  # padded with copies of the chunk's first point (finite, dropped)
@@ -346,7 +346,7 @@ def track_segments(model: PIPsTracker, params: Any, features: np.ndarray, segmen
         :data:`POINTS_PER_CALL`); segments are split by :func:`segment_chunks` (TAP-Vid groups
         are mostly a few points: chunks of :data:`MIN_SEGMENT_POINTS`, many per call).
       on_window: called once per window of each segment (progress).
-      max_batch: at most this many segments per call (None: :data:`MAX_SEGMENT_BATCH`).
+      max_batch: at most this many segments per call (None: :func:`segment_batch_size`).
     Returns:
       a list with, per segment, ``(tracks [L, n, 2] float32, vis_logits [L, n] or None)``.
     """
@@ -410,7 +410,7 @@ def _refine_batch(model, params, features, jobs, batch: int, window: int, iters:
     num_valid = np.array([e - s for s, e in spans + spans[-1:] * pad], np.int32)
     feat_init = None
     if jobs[0].next > 0 and carry != "none":  # a carried window is a full one (window_starts)
-        stacked = tuple(np.concatenate([j.feats[k] for j in jobs] + [jobs[-1].feats[k]] * pad, 0)
+        stacked = tuple(np.concatenate([j.feats[k] for j in jobs + jobs[-1:] * pad], 0)
                         for k in range(3))
         feat_init = _carried(stacked, window, carry)
     refine = _refine_gather_fn(model, iters, feat_init is not None)

@@ -272,12 +272,18 @@ def _track_groups_batched(model, params, features, groups, num_frames, xy_query,
                          iters=kw["iters"], carry=kw["carry"], chunk_size=kw["chunk_size"],
                          on_window=kw["on_window"], max_memory_mb=kw["max_memory_mb"])
     for g, (t, idx) in enumerate(owners):
-        (fwd, fwd_vis), (bwd, bwd_vis) = out[2 * g], out[2 * g + 1]
-        seg = np.concatenate([bwd[::-1][:t], fwd], 0)  # [T, n_g, 2] model px
-        tracks[idx] = to_point_major(seg / scale).astype(np.float32)
-        tracks[idx, t] = xy_query[idx]
-        if logits is not None:
-            logits[idx] = to_point_major(np.concatenate([bwd_vis[::-1][:t], fwd_vis], 0))
+        _write_group(tracks, logits, t, idx, out[2 * g], out[2 * g + 1], xy_query, scale)
+
+
+def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:
+    """Joins a query group's backward and forward segments (``(tracks [L, n_g, 2], vis)``, model
+    pixels, each from frame ``t``) into ``tracks [n, T, 2]`` (input pixels, the queries kept
+    exactly at frame ``t``) and ``logits [n, T]`` at the group's rows ``idx``."""
+    seg = np.concatenate([bwd[0][::-1][:t], fwd[0]], 0)  # [T, n_g, 2] model px
+    tracks[idx] = to_point_major(seg / scale).astype(np.float32)
+    tracks[idx, t] = xy_query[idx]
+    if logits is not None:
+        logits[idx] = to_point_major(np.concatenate([bwd[1][::-1][:t], fwd[1]], 0))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,7 +323,8 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         an evaluation's videos of one shape reuse the same programs; and with several query
         frames (the TAP-Vid protocol) the groups' segments run side by side
         (:func:`~objtrack_jax.inference.track_segments`: the next windows of many segments in
-        one call of ~128 points). False: one group after another, a program per short segment length.
+        one call of ~128 points). False: one group after another, a program per short segment
+        length.
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
@@ -366,18 +373,14 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         if features is not None and bucket and len(groups) > 1:  # the query groups side by side
             _track_groups_batched(model, params, features, groups, num_frames, xy_query, scale,
                                   tracks, logits, kw)
-            groups = []
-        for t, idx in groups:
-            xy0 = (xy_query[idx] * scale).astype(np.float32)
-            fwd, fwd_vis = track_segment(model, params, FrameView(frames, t), xy0, **kw,
-                                         features=None if features is None else features[t:])
-            bwd, bwd_vis = track_segment(model, params, FrameView(frames, t, step=-1), xy0, **kw,
-                                         features=None if features is None else features[t::-1])
-            seg = np.concatenate([bwd[::-1][:t], fwd], 0)  # [T, n_g, 2] model px
-            tracks[idx] = to_point_major(seg / scale).astype(np.float32)
-            tracks[idx, t] = xy_query[idx]
-            if has_vis:
-                logits[idx] = to_point_major(np.concatenate([bwd_vis[::-1][:t], fwd_vis], 0))
+        else:  # one group after another
+            for t, idx in groups:
+                xy0 = (xy_query[idx] * scale).astype(np.float32)
+                fwd = track_segment(model, params, FrameView(frames, t), xy0, **kw,
+                                    features=None if features is None else features[t:])
+                bwd = track_segment(model, params, FrameView(frames, t, step=-1), xy0, **kw,
+                                    features=None if features is None else features[t::-1])
+                _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale)
     finally:
         if bar is not None:
             bar.close()

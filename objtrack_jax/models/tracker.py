@@ -191,8 +191,8 @@ class PIPsTracker(nn.Module):
         """Iterative refinement on precomputed ``fmaps`` (see :meth:`encode`).
 
         ``num_valid`` (int32, a scalar or one per batch element ``[B]``, may be traced): the
-        window holds only ``num_valid`` real frames, then padding (any frames). The real frames' outputs equal those of the unpadded
-        window up to float rounding (the update net's norms and convolutions are masked, the
+        window holds only ``num_valid`` real frames, then padding (any frames). The real frames'
+        outputs equal those of the unpadded window up to float rounding (the update net's norms and convolutions are masked, the
         motion's last step repeated at the last real frame; correlation and templates are per
         frame and causal), so windows shorter than ``S`` share one compiled program
         (docs/conventions.md, *Long videos*)."""
@@ -210,7 +210,8 @@ class PIPsTracker(nn.Module):
             feats1, feats2_0, feats4_0 = (jnp.asarray(f, fmaps.dtype) for f in feat_init)
         t = np.arange(s)
         if num_valid is not None:
-            num_valid = jnp.broadcast_to(jnp.reshape(jnp.asarray(num_valid, jnp.int32), (-1,)), (b,))
+            num_valid = jnp.broadcast_to(jnp.reshape(jnp.asarray(num_valid, jnp.int32), (-1,)),
+                                         (b,))
         valid = None if num_valid is None else jnp.arange(s)[None, :] < num_valid[:, None]  # [B, S]
         idx2 = np.maximum(t - 2, 0)
         idx4 = np.maximum(t - 4, 0)

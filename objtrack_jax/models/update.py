@@ -78,8 +78,8 @@ class DeltaBlock(nn.Module):
 
     The first output is the coordinate update (grid units). ``vis`` is ``[M, S]`` visibility
     logits when ``visibility_head`` is set (a Dense on the last block's features), else None.
-    ``mask`` ``[1 or rows, S, 1]`` (1 = real frame): a window padded in time; the real frames' outputs
-    equal the unpadded window's (every norm over real frames only, zeros at every convolution's
+    ``mask`` ``[1 or rows, S, 1]`` (1 = real frame): a window padded in time; the real frames'
+    outputs equal the unpadded window's (every norm over real frames only, zeros at every convolution's
     padded input), the padded frames' are to be dropped.
     """
 
