@@ -215,7 +215,34 @@ def _load_training_dir(path: str, step: Optional[int] = None):
     params, step = load_params(path, step)
     params = jax.tree_util.tree_map(jnp.asarray, params)
     return model, params, {"architecture": "train_checkpoint", "step": int(step),
-                           "config": model_cfg}
+                           "config": model_cfg, "inference": _training_dir_inference(cfg, cfg_path)}
+
+
+def _training_dir_inference(cfg: dict, cfg_path: str) -> Optional[dict]:
+    """The tracking settings a training run validated at, in the shipped weights' ``inference``
+    form: window and iterations of its ``eval`` section, what it trained on (``clip_len``, ``iters``,
+    ``crop``), and the short side recorded by the weights it warm-started from (``init_from``),
+    if any. ``None`` for a config without an ``eval`` section (then the fallback applies)."""
+    ev, data = cfg.get("eval"), cfg.get("data") or {}
+    if not isinstance(ev, dict) or "window" not in ev or "iters" not in ev:
+        return None
+    out = {"window": int(ev["window"]), "iters": int(ev["iters"])}
+    if data.get("clip_len") and cfg.get("iters") and data.get("crop_size"):
+        out["trained"] = {"clip_len": int(data["clip_len"]), "iters": int(cfg["iters"]),
+                          "crop": [int(c) for c in data["crop_size"]]}
+    init = cfg.get("init_from") or ""
+    if init and not os.path.isabs(init):
+        init = os.path.join(os.path.dirname(cfg_path), init) if not os.path.exists(init) else init
+    init_cfg = os.path.join(init, CONFIG_FILE) if init and os.path.isdir(init) else ""
+    if init_cfg and os.path.isfile(init_cfg):
+        try:
+            with open(init_cfg) as f:
+                parent = (json.load(f).get("info") or {}).get("inference") or {}
+        except (OSError, ValueError):
+            parent = {}
+        if "short_side" in parent:
+            out["short_side"] = int(parent["short_side"])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,7 +310,7 @@ def load_model(checkpoint: Optional[str] = None):
 # The settings a model was validated at
 # --------------------------------------------------------------------------------------------------
 
-# For weights that record nothing (converted PyTorch checkpoints, training workdirs): the PIPs++
+# For weights that record nothing (converted PyTorch checkpoints, old training workdirs): the PIPs++
 # protocol's window and iterations, and the tracking CLI's short side of 384 px.
 INFERENCE_FALLBACK = {"window": 128, "iters": 16, "short_side": 384}
 
@@ -291,12 +318,14 @@ INFERENCE_FALLBACK = {"window": 128, "iters": 16, "short_side": 384}
 def inference_settings(info: Optional[dict]) -> dict:
     """``{'window', 'iters', 'short_side', 'trained': {...} or None, 'recorded': bool}``: the
     tracking settings a model's weights were validated at (``config.json``'s ``info.inference``,
-    written when the weights are exported), else :data:`INFERENCE_FALLBACK`. ``objtrack eval``,
+    written when the weights are exported; for a training workdir, its ``eval`` window and
+    iterations), else :data:`INFERENCE_FALLBACK`; ``recorded``: a short side was recorded. ``objtrack eval``,
     ``track`` and ``demo --video`` default to them."""
     rec = (info or {}).get("inference") or {}
     out = {k: rec.get(k, v) for k, v in INFERENCE_FALLBACK.items()}
     out["trained"] = rec.get("trained")
-    out["recorded"] = bool(rec)
+    # a validated short side: PointOdyssey-layout videos are resized to it, keeping their aspect
+    out["recorded"] = "short_side" in rec
     return out
 
 

@@ -236,6 +236,11 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
     assert os.listdir(tmp_path / "tensorboard")
     params, step = ckpt_lib.load_params(str(tmp_path))
     assert step == 1 and "attention" in params
+    # `objtrack eval --checkpoint <workdir>` tracks at the run's own eval window / iterations
+    _, _, winfo = model_io.load_model(str(tmp_path))
+    settings = model_io.inference_settings(winfo)
+    assert (settings["window"], settings["iters"]) == (c.eval.window, c.eval.iters)
+    assert settings["trained"]["clip_len"] == c.data.clip_len and not settings["recorded"]
 
     # the workdir exported as shipped-style weights: stages add up, settings and results recorded
     import importlib.util
@@ -262,6 +267,24 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
     assert model.use_attention and "attention" in params2
     with pytest.raises(SystemExit):  # the validated short side is not guessed
         export.main(["--workdir", str(tmp_path), "--out", out])
+
+
+def test_training_dir_inference_settings(tmp_path):
+    """A workdir's validated settings: its eval window / iterations, what it trained on, and the
+    short side of the weights it warm-started from; a config without ``eval`` keeps the fallback."""
+    cfg = {"eval": {"window": 8, "iters": 4}, "iters": 3,
+           "data": {"clip_len": 8, "crop_size": [128, 160]},
+           "init_from": model_io.weights_path()}
+    got = model_io._training_dir_inference(cfg, str(tmp_path / "config.json"))
+    shipped = model_io.inference_settings(model_io.load_pretrained()[2])
+    assert got == {"window": 8, "iters": 4, "short_side": shipped["short_side"],
+                   "trained": {"clip_len": 8, "iters": 3, "crop": [128, 160]}}
+    assert model_io.inference_settings({"inference": got})["recorded"]
+    cfg["init_from"] = ""
+    assert "short_side" not in model_io._training_dir_inference(cfg, str(tmp_path / "c.json"))
+    assert model_io._training_dir_inference({"model": {}}, str(tmp_path / "c.json")) is None
+    assert model_io.inference_settings({"inference": None}) == {
+        **model_io.INFERENCE_FALLBACK, "trained": None, "recorded": False}
 
 
 def test_metric_logger_tensorboard_scalars(tmp_path):
