@@ -51,3 +51,25 @@ def small_model():
     params = model.init(jax.random.PRNGKey(0), np.zeros((1, 2, 128, 128, 3), np.float32),
                         np.zeros((1, 2, 1, 2), np.float32), iters=1)
     return model, params["params"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A per-module folder for the persistent XLA compilation cache (subprocesses can share it)."""
+    return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+@pytest.fixture(scope="module")
+def compile_cache(cache_dir):
+    """Turns the persistent compilation cache on in ``cache_dir`` for this module's in-process
+    compiles (programs over 0.5 s), restoring the previous settings afterwards."""
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    cc.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+    cc.reset_cache()

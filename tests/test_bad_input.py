@@ -294,21 +294,6 @@ def test_restore_fails_clearly_when_nothing_restores(tmp_path):
     assert sorted(os.listdir(directory)) == ["1", "2"]  # nothing moved or deleted
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    cc.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-    cc.reset_cache()
-
-
 @pytest.mark.slow  # two short training runs (~90 s on 2 busy cores)
 def test_training_resumes_from_older_checkpoint_when_newest_is_corrupt(tmp_path, caplog,
                                                                        compile_cache):

@@ -28,20 +28,6 @@ from objtrack_jax.train import step as step_lib
 S, N = 4, 8  # frames and points of the fixed test batch
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """A persistent XLA compilation cache for this module (restored afterwards)."""
-    from jax.experimental.compilation_cache import compilation_cache as cc
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    cc.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-    cc.reset_cache()
-
-
 def tiny(module=pips2_baseline, **overrides):
     """The experiment's tiny variant shrunk to S=4, N=8, B=1, no eval, no progress bar."""
     c = module.get_config("tiny")

@@ -67,25 +67,6 @@ def data_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("jax_cache"))
-
-
-@pytest.fixture(scope="module")
-def compile_cache(cache_dir):
-    """The same persistent compilation cache for in-process runs (restored afterwards)."""
-    from jax.experimental.compilation_cache import compilation_cache as cc
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    cc.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-    cc.reset_cache()
-
-
 def _env(n_devices, cache_dir):
     return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
                 JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
