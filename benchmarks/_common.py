@@ -7,8 +7,15 @@ and end; compare figures only at similar load. Throughput is points x frames per
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHARED_NOTE = ("shared machine: other jobs (a nice'd training run, other sessions' tests) ran "
                "alongside; see loadavg")
@@ -41,3 +48,26 @@ def machine(**extra) -> dict:
     """Platform, CPU count, load average now, and the shared-machine note."""
     return dict(platform=platform.platform(), cpu_count=os.cpu_count(), loadavg=loadavg(),
                 note=SHARED_NOTE, **extra)
+
+
+@contextlib.contextmanager
+def random_params_file():
+    """Path of a temporary ``params.msgpack`` of random PIPs++ weights (written by
+    ``compare_pytorch.py --write-params``, the weights every side-by-side run uses); removed after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "params.msgpack")
+        subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "compare_pytorch.py"),
+                        "--write-params", path], check=True, capture_output=True, cwd=REPO)
+        yield path
+
+
+def run_child(cmd: list, **fallback) -> dict:
+    """Runs a benchmark child process (``cmd``, from the repo root, the repo on ``PYTHONPATH``) and
+    returns the JSON of its ``RESULT `` line, or ``{**fallback, 'error': <stderr tail>}`` when it
+    printed none; echoes the row to stderr as it lands."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    row = json.loads(line[0][len("RESULT "):]) if line else {**fallback, "error": p.stderr[-2000:]}
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row

@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import loadavg, machine, peak_rss_mb  # noqa: E402
+from _common import loadavg, machine, peak_rss_mb, random_params_file, run_child  # noqa: E402
 
 
 def _child(args):
@@ -98,28 +96,17 @@ def main():
     if args.child:
         _child(args)
         return
-    import tempfile
-
     results = []
-    tmp = tempfile.mkdtemp()
-    params = os.path.join(tmp, "params.msgpack")
-    subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "compare_pytorch.py"),
-                    "--write-params", params], check=True, capture_output=True, cwd=REPO)
-    for t in args.frames.split(","):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", t, "--params", params, "--hw", args.hw,
-               "--points", str(args.points), "--window", str(args.window), "--iters", str(args.iters),
-               "--source", args.source]
-        for flag, value in (("--max-memory", args.max_memory), ("--chunk-size", args.chunk_size),
-                            ("--grid-step", args.grid_step)):
-            if value:
-                cmd += [flag, str(value)]
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
-                           env=dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", "")))
-        line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-        results.append(json.loads(line[0][7:]) if line else {"frames": int(t), "error": p.stderr[-2000:]})
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    os.remove(params)
-    os.rmdir(tmp)
+    with random_params_file() as params:
+        for t in args.frames.split(","):
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", t, "--params", params,
+                   "--hw", args.hw, "--points", str(args.points), "--window", str(args.window),
+                   "--iters", str(args.iters), "--source", args.source]
+            for flag, value in (("--max-memory", args.max_memory), ("--chunk-size", args.chunk_size),
+                                ("--grid-step", args.grid_step)):
+                if value:
+                    cmd += [flag, str(value)]
+            results.append(run_child(cmd, frames=int(t)))
     print(json.dumps(dict(
         benchmark="long_video_track_queries", hw=args.hw, points=args.points,
         grid_step=args.grid_step, window=args.window, iters=args.iters,

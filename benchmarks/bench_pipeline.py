@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
 
 
-def _config(root: str, args) -> "ml_collections.ConfigDict":
+def _config(root: str, args):
+    """The data config of this benchmark (an ml_collections.ConfigDict)."""
     c = pipeline.default_data_config()
     c.root = root
     c.clip_len, c.num_points, c.crop_size = 24, 128, (384, 512)

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import loadavg, machine, peak_rss_mb  # noqa: E402
+from _common import loadavg, machine, peak_rss_mb, random_params_file, run_child  # noqa: E402
 
 
 def _child(args):
@@ -80,24 +78,13 @@ def main():
     if args.child:
         _child(args)
         return
-    import tempfile
-
-    tmp = tempfile.mkdtemp()
-    params = os.path.join(tmp, "params.msgpack")
-    subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "compare_pytorch.py"),
-                    "--write-params", params], check=True, capture_output=True, cwd=REPO)
     results = {}
-    for protocol in ("pips", "tapvid"):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", protocol, "--params", params,
-               "--frames", str(args.frames), "--hw", args.hw, "--points", str(args.points),
-               "--window", str(args.window), "--iters", str(args.iters)]
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
-                           env=dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", "")))
-        line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-        results[protocol] = json.loads(line[0][7:]) if line else {"error": p.stderr[-2000:]}
-        print(json.dumps(results[protocol]), file=sys.stderr, flush=True)
-    os.remove(params)
-    os.rmdir(tmp)
+    with random_params_file() as params:
+        for protocol in ("pips", "tapvid"):
+            results[protocol] = run_child(
+                [sys.executable, os.path.abspath(__file__), "--child", protocol, "--params", params,
+                 "--frames", str(args.frames), "--hw", args.hw, "--points", str(args.points),
+                 "--window", str(args.window), "--iters", str(args.iters)])
     ratio = {}
     if all("runs" in r for r in results.values()):
         ratio = {f"video_{i}": round(results["tapvid"]["runs"][i]["wall_s"] / results["pips"]["runs"][i]["wall_s"], 2)

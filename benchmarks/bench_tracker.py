@@ -31,14 +31,6 @@ CONFIGS = {
 }
 
 
-def _peak_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _child(name, dtype, repeats, encode_chunk=0, chunk_mb=0):
     import jax
     import jax.numpy as jnp
@@ -93,7 +85,7 @@ def _child(name, dtype, repeats, encode_chunk=0, chunk_mb=0):
         config=name, **c, dtype=dtype, encode_chunk=encode_chunk, chunk_mb=chunk_mb, compile_s=round(compile_s, 2), step_s=round(step, 3),
         encoder_s=round(float(np.median(etimes)), 3),
         points_frames_per_s=round(c["B"] * c["N"] * c["S"] / step, 1),
-        peak_rss_mb=round(_peak_rss_mb(), 1),
+        peak_rss_mb=peak_rss_mb(),
         flops=flops, achieved_gflops=round(flops / step / 1e9, 2) if flops else None,
         matmul_gflops=round(dot_flops / 1e9, 2),
         fraction_of_matmul=round(flops / step / dot_flops, 3) if flops else None,
