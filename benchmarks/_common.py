@@ -44,10 +44,22 @@ def loadavg() -> list:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine(**extra) -> dict:
-    """Platform, CPU count, load average now, and the shared-machine note."""
-    return dict(platform=platform.platform(), cpu_count=os.cpu_count(), loadavg=loadavg(),
-                note=SHARED_NOTE, **extra)
+    """Platform, CPU model and count, Python version, load average now, and the shared-machine note."""
+    return dict(platform=platform.platform(), cpu=cpu_model(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), loadavg=loadavg(), note=SHARED_NOTE, **extra)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from objtrack_jax.models.attention import ContextualAttention
 from objtrack_jax.models.encoder import BasicEncoder
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
+from _common import loadavg, machine, peak_rss_mb  # noqa: E402
 
 
 def _time(fn, *args, repeats: int) -> dict:
@@ -86,10 +85,8 @@ def main():
         config=dict(sizes=sizes, frames=args.frames, repeats=args.repeats, dtype=args.dtype,
                     attention=dict(dim=128, depth=6, num_heads=8, axial_heads_per_axis=2,
                                    window_size=7)),
-        machine=dict(platform=platform.platform(), processor=platform.processor(),
-                     python=platform.python_version(), cpu_count=os.cpu_count(),
-                     jax=jax.__version__, devices=[str(d) for d in jax.devices()],
-                     loadavg_start=load0, loadavg_end=loadavg(), note=SHARED_NOTE),
+        machine=machine(jax=jax.__version__, devices=[str(d) for d in jax.devices()],
+                        loadavg_start=load0),
         peak_rss_mb=peak_rss_mb(),  # no points here: time per frame is the throughput figure
         timings=results,
     ), indent=1))

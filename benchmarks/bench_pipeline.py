@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data_pipelines import pipeline  # pylint: disable=wrong-import-position
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
+from _common import machine, peak_rss_mb  # noqa: E402
 
 
 def _config(root: str, args):
@@ -121,11 +120,8 @@ def main(argv=None):
                     num_parallel_calls=c.num_parallel_calls, augmentations="default_data_config",
                     source_frames="540x960", data=data_note, seqs=args.seqs, frames=args.frames,
                     annotated_points=args.points, clip_table_size=len(src)),
-        machine=dict(platform=platform.platform(), processor=platform.processor() or None,
-                     cpu_count=os.cpu_count(),
-                     affinity_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                     else None, python=platform.python_version(), loadavg_end=loadavg(),
-                     note=SHARED_NOTE),
+        machine=machine(affinity_cpus=len(os.sched_getaffinity(0))
+                        if hasattr(os, "sched_getaffinity") else None),
         peak_rss_mb=peak_rss_mb(),  # clips/s is this benchmark's throughput (no points tracked)
         data_generation_s=round(gen_s, 2),
         stream_clips_per_s=round(clips / stream_s, 3),

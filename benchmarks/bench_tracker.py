@@ -17,13 +17,12 @@ comparison with the PyTorch original is benchmarks/compare_pytorch.py.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SHARED_NOTE, loadavg, peak_rss_mb  # noqa: E402
+from _common import machine, peak_rss_mb  # noqa: E402
 
 CONFIGS = {
     "a": dict(B=1, S=8, N=256, H=256, W=256, iters=4),
@@ -119,11 +118,8 @@ def main():
                        {"config": name, "error": p.stderr[-2000:]})
     print(json.dumps(dict(
         benchmark="tracker_forward",
-        machine=dict(platform=platform.platform(), processor=platform.processor(),
-                     cpu_count=os.cpu_count(), jax=jax.__version__,
-                     backend=jax.default_backend(),
-                     devices=[str(d) for d in jax.devices()], loadavg_end=loadavg(),
-                     note=SHARED_NOTE),
+        machine=machine(jax=jax.__version__, backend=jax.default_backend(),
+                        devices=[str(d) for d in jax.devices()]),
         results=results), indent=2))
 
 

@@ -22,7 +22,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine  # noqa: E402
 
 
 def _worker(args) -> dict:
@@ -131,9 +132,7 @@ def main(argv=None):
         + " (attention + objectness, AdamW)",
         shape=dict(batch=args.batch, frames=args.frames, points=args.points,
                    height=args.size[0], width=args.size[1], iters=args.iters),
-        machine=dict(platform=platform.platform(), processor=platform.processor(),
-                     cpu_count=os.cpu_count(), python=platform.python_version(),
-                     jax=jax.__version__, backend=jax.default_backend()),
+        machine=machine(jax=jax.__version__, backend=jax.default_backend()),
         results=results)
     print(json.dumps(report, indent=2))
     return report

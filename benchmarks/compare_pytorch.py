@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,24 +37,10 @@ CONFIGS = {
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TORCH_REF = os.path.join(os.path.dirname(REPO), "shared", "torch_reference")
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS in MB: ``VmHWM`` of /proc/self/status (``ru_maxrss`` where absent).
-
-    ``ru_maxrss`` survives ``exec``: a child spawned by a big parent starts at the parent's
-    peak. That is why this parent never imports jax (params are made in a subprocess too).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# peak_rss_mb: VmHWM, since ru_maxrss survives exec (a child of a big parent would start at the
+# parent's peak); that is also why this parent never imports jax (params are made in a subprocess)
+from _common import machine, peak_rss_mb  # noqa: E402
 
 
 def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, unroll: bool):
@@ -71,7 +56,7 @@ def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, u
     model = PIPsTracker(chunk_mb=chunk_mb, encode_chunk=encode_chunk, unroll_iters=unroll)
     with open(params_path, "rb") as f:
         params = jax.device_put(flax.serialization.msgpack_restore(f.read()))
-    rss_params = _peak_rss_mb()
+    rss_params = peak_rss_mb()
     rng = np.random.default_rng(0)
     rgbs = jnp.asarray(rng.uniform(0, 255, (c["B"], c["S"], c["H"], c["W"], 3)), jnp.float32)
     q = rng.uniform(0, [c["W"] - 1, c["H"] - 1], (c["B"], 1, c["N"], 2)).astype(np.float32)
@@ -81,7 +66,7 @@ def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, u
     compiled = fwd.lower(params, rgbs, trajs).compile()
     compile_s = time.perf_counter() - t0
     release_freed_memory()  # as the library's TrimmedJit does after compiling
-    rss_compiled = _peak_rss_mb()
+    rss_compiled = peak_rss_mb()
     mem = compiled.memory_analysis()
     times = []
     for _ in range(3):
@@ -92,7 +77,7 @@ def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, u
     print("RESULT " + json.dumps(dict(
         times=[round(t, 3) for t in times], step_s=round(step, 3), compile_s=round(compile_s, 2),
         points_frames_per_s=round(c["B"] * c["N"] * c["S"] / step, 1),
-        peak_rss_mb=round(_peak_rss_mb(), 1), rss_after_params_mb=round(rss_params, 1),
+        peak_rss_mb=round(peak_rss_mb(), 1), rss_after_params_mb=round(rss_params, 1),
         rss_after_compile_mb=round(rss_compiled, 1),
         xla_temp_mb=round(mem.temp_size_in_bytes / 2 ** 20, 1) if mem else None,
         chunk_mb=chunk_mb, encode_chunk=encode_chunk, unroll_iters=unroll)), flush=True)
@@ -235,11 +220,7 @@ def main():
             results.append(res)
     print(json.dumps(dict(
         benchmark="compare_pytorch_forward",
-        machine=dict(platform=platform.platform(), processor=platform.processor(),
-                     cpu_count=os.cpu_count(), loadavg_at_end=list(os.getloadavg()),
-                     note=("shared machine: other jobs (a nice'd training run, other sessions' "
-                           "tests) ran alongside; see loadavg"),
-                     **jax_info),
+        machine=machine(**jax_info),
         settings=dict(chunk_mb=args.chunk_mb, encode_chunk=args.encode_chunk,
                       unroll_iters=bool(args.unroll), dtype="float32",
                       torch_python=args.torch_python, torch_ref=args.torch_ref),
