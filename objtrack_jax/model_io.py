@@ -218,30 +218,38 @@ def _load_training_dir(path: str, step: Optional[int] = None):
                            "config": model_cfg, "inference": _training_dir_inference(cfg, cfg_path)}
 
 
+def trained_settings(cfg: dict) -> dict:
+    """What a training config trains on, as weights record it (``inference.trained``): clip length,
+    refinement iterations and crop size (``None`` where the config lacks one)."""
+    data = cfg.get("data") or {}
+    return {"clip_len": data.get("clip_len"), "iters": cfg.get("iters"), "crop": data.get("crop_size")}
+
+
 def _training_dir_inference(cfg: dict, cfg_path: str) -> Optional[dict]:
     """The tracking settings a training run validated at, in the shipped weights' ``inference``
-    form: window and iterations of its ``eval`` section, what it trained on (``clip_len``, ``iters``,
-    ``crop``), and the short side recorded by the weights it warm-started from (``init_from``),
-    if any. ``None`` for a config without an ``eval`` section (then the fallback applies)."""
-    ev, data = cfg.get("eval"), cfg.get("data") or {}
+    form: window and iterations of its ``eval`` section, what it trained on
+    (:func:`trained_settings`), and the short side recorded by the weights it warm-started from
+    (``init_from``, as given or relative to the run's config), if any. ``None`` for a config without
+    an ``eval`` section (then the fallback applies)."""
+    ev = cfg.get("eval")
     if not isinstance(ev, dict) or "window" not in ev or "iters" not in ev:
         return None
     out = {"window": int(ev["window"]), "iters": int(ev["iters"])}
-    if data.get("clip_len") and cfg.get("iters") and data.get("crop_size"):
-        out["trained"] = {"clip_len": int(data["clip_len"]), "iters": int(cfg["iters"]),
-                          "crop": [int(c) for c in data["crop_size"]]}
+    trained = trained_settings(cfg)
+    if all(trained.values()):
+        out["trained"] = trained
     init = cfg.get("init_from") or ""
-    if init and not os.path.isabs(init):
-        init = os.path.join(os.path.dirname(cfg_path), init) if not os.path.exists(init) else init
-    init_cfg = os.path.join(init, CONFIG_FILE) if init and os.path.isdir(init) else ""
-    if init_cfg and os.path.isfile(init_cfg):
-        try:
-            with open(init_cfg) as f:
-                parent = (json.load(f).get("info") or {}).get("inference") or {}
-        except (OSError, ValueError):
-            parent = {}
-        if "short_side" in parent:
-            out["short_side"] = int(parent["short_side"])
+    for parent_cfg in ([os.path.join(init, CONFIG_FILE),
+                        os.path.join(os.path.dirname(cfg_path), init, CONFIG_FILE)] if init else []):
+        if os.path.isfile(parent_cfg):
+            try:
+                with open(parent_cfg) as f:
+                    parent = (json.load(f).get("info") or {}).get("inference") or {}
+            except (OSError, ValueError):
+                parent = {}
+            if "short_side" in parent:
+                out["short_side"] = int(parent["short_side"])
+            break
     return out
 
 

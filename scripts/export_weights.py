@@ -81,7 +81,6 @@ def main(argv=None) -> str:
                          "baseline": res["config"].get("baseline"),
                          "data_root": res["config"].get("data_root"),
                          "split": res["config"].get("split")}
-    data = cfg.get("data", {})
     info = {
         "trained_by": "objtrack_jax, warm-started stages listed in 'stages'",
         "hardware": args.hardware,
@@ -92,8 +91,7 @@ def main(argv=None) -> str:
         "config": {k: cfg[k] for k in ("model", "loss", "optim", "batch_size", "max_steps", "iters")
                    if k in cfg},
         "inference": {"window": args.window, "iters": args.iters, "short_side": args.short_side,
-                      "trained": {"clip_len": data.get("clip_len"), "iters": cfg.get("iters"),
-                                  "crop": data.get("crop_size")}},
+                      "trained": model_io.trained_settings(cfg)},
         "results": results,
     }
     model_io.save_inference_checkpoint(args.out, model, params, extra=info)
