@@ -18,7 +18,9 @@ venv or folder the original's side is skipped with the reason in the JSON.
 
 Prints one JSON object: config, machine, every run of both, medians, and the ratios
 (``speedup`` = original time / ours, ``rss_ratio`` = ours / original). Our side also reports
-compile time, points x frames per second and peak RSS (which includes compilation).
+compile time, points x frames per second, peak RSS (which includes compilation) and the
+forward's GFLOP (XLA's count) with the achieved GFLOP/s: both implementations do the same
+arithmetic, so the speedup is the ratio of their arithmetic rates.
 """
 
 from __future__ import annotations
@@ -74,13 +76,32 @@ def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, u
         compiled(params, rgbs, trajs).block_until_ready()
         times.append(time.perf_counter() - t0)
     step = _median(times[1:])
+    peak_rss = peak_rss_mb()  # before the cost lowering below, so that it is the forward's alone
+    gflop = _model_gflop(params, rgbs, trajs, c["iters"])
     print("RESULT " + json.dumps(dict(
         times=[round(t, 3) for t in times], step_s=round(step, 3), compile_s=round(compile_s, 2),
+        model_gflop=gflop, gflop_per_s=round(gflop / step, 1) if gflop else None,
         points_frames_per_s=round(c["B"] * c["N"] * c["S"] / step, 1),
-        peak_rss_mb=round(peak_rss_mb(), 1), rss_after_params_mb=round(rss_params, 1),
+        peak_rss_mb=round(peak_rss, 1), rss_after_params_mb=round(rss_params, 1),
         rss_after_compile_mb=round(rss_compiled, 1),
         xla_temp_mb=round(mem.temp_size_in_bytes / 2 ** 20, 1) if mem else None,
         chunk_mb=chunk_mb, encode_chunk=encode_chunk, unroll_iters=unroll)), flush=True)
+
+
+def _model_gflop(params, rgbs, trajs, iters):
+    """XLA's count of the forward's floating-point work (GFLOP), from an unchunked, unrolled
+    lowering of the same model (XLA counts a loop body once, and chunking does not change the
+    arithmetic); compares the achieved rate with what the machine's convolutions reach."""
+    import jax
+
+    from objtrack_jax.models.tracker import PIPsTracker
+
+    flat = PIPsTracker(chunk_mb=0, encode_chunk=0, unroll_iters=True)
+    cost = jax.jit(lambda p, r, t: flat.apply({"params": p}, r, t, iters=iters).tracks).lower(
+        params, rgbs, trajs).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = (cost or {}).get("flops")
+    return round(float(flops) / 1e9, 1) if flops else None
 
 
 def _run_ours(name, params_path, args):
