@@ -77,7 +77,7 @@ def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, u
         times.append(time.perf_counter() - t0)
     step = _median(times[1:])
     peak_rss = peak_rss_mb()  # before the cost lowering below, so that it is the forward's alone
-    gflop = _model_gflop(params, rgbs, trajs, c["iters"])
+    gflop = _model_gflop(model, params, rgbs, trajs, c["iters"])
     print("RESULT " + json.dumps(dict(
         times=[round(t, 3) for t in times], step_s=round(step, 3), compile_s=round(compile_s, 2),
         model_gflop=gflop, gflop_per_s=round(gflop / step, 1) if gflop else None,
@@ -88,15 +88,13 @@ def _ours_child(name: str, params_path: str, chunk_mb: int, encode_chunk: int, u
         chunk_mb=chunk_mb, encode_chunk=encode_chunk, unroll_iters=unroll)), flush=True)
 
 
-def _model_gflop(params, rgbs, trajs, iters):
+def _model_gflop(model, params, rgbs, trajs, iters):
     """XLA's count of the forward's floating-point work (GFLOP), from an unchunked, unrolled
     lowering of the same model (XLA counts a loop body once, and chunking does not change the
     arithmetic); compares the achieved rate with what the machine's convolutions reach."""
     import jax
 
-    from objtrack_jax.models.tracker import PIPsTracker
-
-    flat = PIPsTracker(chunk_mb=0, encode_chunk=0, unroll_iters=True)
+    flat = model.clone(chunk_mb=0, encode_chunk=0, unroll_iters=True)
     cost = jax.jit(lambda p, r, t: flat.apply({"params": p}, r, t, iters=iters).tracks).lower(
         params, rgbs, trajs).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
