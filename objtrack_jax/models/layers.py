@@ -94,13 +94,37 @@ def resize_matrix_align_corners(n_in: int, n_out: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def _lerp_taps(n_in: int, n_out: int):
+    """``(i0, i1, w0, w1)``: the two source taps and weights of each output of
+    :func:`resize_matrix_align_corners` (the matrix's nonzeros, float32 weights)."""
+    m = resize_matrix_align_corners(n_in, n_out)
+    i0 = np.argmax(m != 0, axis=1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    rows = np.arange(n_out)
+    w0 = m[rows, i0]
+    w1 = np.where(i1 != i0, m[rows, i1], 0.0).astype(np.float32)
+    return i0, i1, w0, w1
+
+
+def _resize_axis(x: jnp.ndarray, axis: int, n_out: int) -> jnp.ndarray:
+    n_in = x.shape[axis]
+    if n_in == n_out:
+        return x
+    i0, i1, w0, w1 = _lerp_taps(n_in, n_out)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    w0 = jnp.asarray(w0.reshape(shape), x.dtype)
+    w1 = jnp.asarray(w1.reshape(shape), x.dtype)
+    return jnp.take(x, i0, axis=axis) * w0 + jnp.take(x, i1, axis=axis) * w1
+
+
 def resize_bilinear_align_corners(x: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
-    """Bilinear resize of ``[N, H, W, C]`` with the ``align_corners=True`` convention."""
+    """Bilinear resize of ``[N, H, W, C]`` with the ``align_corners=True`` convention.
+
+    Separable: rows, then columns, each output a weighted sum of its two source taps (the
+    nonzeros of :func:`resize_matrix_align_corners`), gathered with static indices. A dense
+    matrix product does the same sums but touches every source row per output: on CPU it took
+    15 % of the encoder's time at 512x896."""
     _, h, w, _ = x.shape
     oh, ow = out_hw
-    if (h, w) == (oh, ow):
-        return x
-    mh = jnp.asarray(resize_matrix_align_corners(h, oh), x.dtype)
-    mw = jnp.asarray(resize_matrix_align_corners(w, ow), x.dtype)
-    x = jnp.einsum("oh,nhwc->nowc", mh, x)
-    return jnp.einsum("pw,nowc->nopc", mw, x)
+    return _resize_axis(_resize_axis(x, 1, oh), 2, ow)
