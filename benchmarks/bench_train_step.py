@@ -1,7 +1,7 @@
 """Training-step time and peak memory of the paper config (attention + objectness loss), fp32 vs
 bf16 compute (params and optimizer state stay fp32 in both).
 
-Each dtype runs in its own subprocess (so peak RSS, ``resource.getrusage``, is per dtype): it builds
+Each dtype runs in its own subprocess (so peak RSS, its VmHWM, is per dtype): it builds
 the jitted ``train_step`` from ``configs/objprior.py`` at a small size on a fixed synthetic batch,
 times the compile, the first step, then the median of ``--steps`` further steps
 (``block_until_ready``). Memory: the process's peak RSS (includes XLA's compiler) and XLA's own
@@ -22,7 +22,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine  # noqa: E402
+from _common import machine, peak_rss_mb  # noqa: E402
 
 
 def _worker(args) -> dict:
@@ -77,11 +76,11 @@ def _worker(args) -> dict:
         state, metrics = fn(state, batch)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    rss = peak_rss_mb()  # VmHWM: this worker's own peak (ru_maxrss would start at the parent's)
     mib = lambda name: (getattr(mem, name, None) or 0) / 2**20 if mem is not None else None
     return dict(dtype=args.dtype, compile_s=compile_s, first_step_s=first,
                 step_s_median=statistics.median(times), step_s_min=min(times),
-                steps_timed=len(times), peak_rss_mib=rss_kib / 1024.0,
+                steps_timed=len(times), peak_rss_mb=rss,
                 xla_step_total_mib=(mib("argument_size_in_bytes") + mib("output_size_in_bytes")
                                     + mib("temp_size_in_bytes") - mib("alias_size_in_bytes"))
                 if mem is not None else None,
