@@ -123,8 +123,8 @@ def resize_bilinear_align_corners(x: jnp.ndarray, out_hw: tuple[int, int]) -> jn
 
     Separable: rows, then columns, each output a weighted sum of its two source taps (the
     nonzeros of :func:`resize_matrix_align_corners`), gathered with static indices. A dense
-    matrix product does the same sums but touches every source row per output: on CPU it took
-    15 % of the encoder's time at 512x896."""
+    matrix product does the same sums but touches every source row per output: on CPU the
+    encoder took 0.73 s per 512x896 frame with it, 0.66 s with the gathers."""
     _, h, w, _ = x.shape
     oh, ow = out_hw
     return _resize_axis(_resize_axis(x, 1, oh), 2, ow)
