@@ -216,6 +216,29 @@ def _resume_and_compare(work, data_root, cache_dir, stopped_at, uninterrupted_pa
     jax.tree.map(np.testing.assert_array_equal, uninterrupted_params, b)
 
 
+def _launch_held(work, data_root, cache_dir, mode, step, marker):
+    """The 2-device killed-run launch through ``blocked_save_main.py`` (``mode`` 'pause' or
+    'finalize' at checkpoint ``step``, ``marker`` written once the run is held there)."""
+    cmd = [sys.executable, os.path.join(HERE, "blocked_save_main.py"), mode, str(step),
+           str(marker), "--",
+           "--config", os.path.join(ROOT, "configs", "pips2_baseline.py") + ":tiny",
+           "--workdir", str(work), f"--config.data.root={data_root}", *RUN_FLAGS, *KILL_FLAGS]
+    return subprocess.Popen(cmd, env=_env(2, cache_dir), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def _wait_for(marker, proc, timeout=600) -> bool:
+    """Waits until ``marker`` exists (True) or the process ends or ``timeout`` passes (False).
+    The timeout only bounds a hung run; no result depends on how fast the run gets there."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not marker.exists():
+        time.sleep(0.05)
+    return marker.exists()
+
+
+PAUSE_STEP = 4  # the killed runs are held just before saving this step
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_resume_after_kill_matches_uninterrupted(tmp_path, data_root, cache_dir, sig,
                                                  uninterrupted_params):
@@ -223,31 +246,30 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, data_root, cache_dir,
     SIGKILL (no chance to clean up): the rerun resumes from the last finalized checkpoint. Either
     way the resumed run ends bit-identical to the uninterrupted one.
 
-    No race with the writer: the signal is sent only once the run has logged ``after`` steps AND
-    (SIGKILL) a finalized checkpoint is on disk, however slowly the machine runs."""
-    work = tmp_path / "killed"
-    proc = _launch(work, data_root, 2, cache_dir, KILL_FLAGS)
-    metrics = work / "metrics.jsonl"
-    after = 1 if sig == "SIGTERM" else 2  # logged steps before the signal
-    deadline = time.time() + 600
-    sent = False
-    while time.time() < deadline and proc.poll() is None:
-        logged = len(metrics.read_text().splitlines()) if metrics.exists() else 0
-        if logged >= after and (sig == "SIGTERM" or _finalized_steps(work)):
-            proc.send_signal(getattr(signal, sig))
-            sent = True
-            break
-        time.sleep(0.02)
+    No race with the training loop or the writer: the run is held just before saving step
+    ``PAUSE_STEP`` with every earlier checkpoint finished (``blocked_save_main.py pause``) and
+    the signal is sent only then, so the checkpoints on disk are known exactly however slowly
+    the machine runs. (A SIGKILL during an asynchronous save: the next test.)"""
+    work, marker = tmp_path / "killed", tmp_path / "paused"
+    proc = _launch_held(work, data_root, cache_dir, "pause", PAUSE_STEP, marker)
+    held = _wait_for(marker, proc)
+    if held:
+        proc.send_signal(getattr(signal, sig))
     log = _finish([proc])[0]
-    assert sent, f"the run ended before the signal could be sent:\n{log[-3000:]}"
+    assert held, f"the run never reached the save of step {PAUSE_STEP}:\n{log[-3000:]}"
     expected_rc = 143 if sig == "SIGTERM" else -signal.SIGKILL
     assert proc.returncode == expected_rc, (proc.returncode, log[-3000:])
     _, stopped_at = ckpt_lib.load_params(str(work))
     print(f"{sig}: checkpoints left {sorted(os.listdir(work / 'checkpoints'))}, resuming at "
           f"{stopped_at}")
-    assert 1 <= stopped_at < KILL_STEPS, stopped_at
     if sig == "SIGTERM":
+        # The held step completes and is saved (its save was the next thing the loop did).
+        assert stopped_at == PAUSE_STEP and _finalized_steps(work)[-1] == PAUSE_STEP, stopped_at
         assert "Traceback" not in log, log[-3000:]
+    else:
+        # keep=2: the two checkpoints before the held step, nothing else finalized.
+        assert _finalized_steps(work) == [PAUSE_STEP - 2, PAUSE_STEP - 1], _finalized_steps(work)
+        assert stopped_at == PAUSE_STEP - 1, stopped_at
     _resume_and_compare(work, data_root, cache_dir, stopped_at, uninterrupted_params)
 
 
@@ -255,19 +277,11 @@ def test_sigkill_during_async_save_resumes_from_previous_checkpoint(
         tmp_path, data_root, cache_dir, uninterrupted_params):
     """SIGKILL while checkpoint 3 is being written (its data on disk in orbax's temporary
     directory, not yet renamed): the rerun ignores the partial checkpoint, resumes from step 2
-    and ends bit-identical to the uninterrupted run. ``blocked_save_main.py`` holds the rename of
-    step 3 forever, so the kill lands mid-save deterministically."""
-    work = tmp_path / "mid_save"
-    marker = tmp_path / "save_of_3_blocked"
-    cmd = [sys.executable, os.path.join(HERE, "blocked_save_main.py"), "3", str(marker), "--",
-           "--config", os.path.join(ROOT, "configs", "pips2_baseline.py") + ":tiny",
-           "--workdir", str(work), f"--config.data.root={data_root}", *RUN_FLAGS, *KILL_FLAGS]
-    proc = subprocess.Popen(cmd, env=_env(2, cache_dir), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not marker.exists():
-        time.sleep(0.05)
-    blocked = marker.exists()
+    and ends bit-identical to the uninterrupted run. ``blocked_save_main.py finalize`` holds the
+    rename of step 3 forever, so the kill lands mid-save deterministically."""
+    work, marker = tmp_path / "mid_save", tmp_path / "save_of_3_blocked"
+    proc = _launch_held(work, data_root, cache_dir, "finalize", 3, marker)
+    blocked = _wait_for(marker, proc)
     if blocked:
         proc.send_signal(signal.SIGKILL)
     log = _finish([proc])[0]
