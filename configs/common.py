@@ -204,7 +204,7 @@ def apply_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-VARIANTS = ("full", "tiny", "runlocal", "cpu")
+VARIANTS = ("full", "tiny", "runlocal", "cpu", "real")
 
 
 def apply_real(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -234,5 +234,6 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.Co
         return apply_cpu(c)
     if arg == "real":
         return apply_real(apply_cpu(c))
-    raise ValueError(f"unknown config variant {arg!r}: use no argument, 'cpu' (the shipped "
-                     "model's reduced setting) or 'tiny' (alias 'runlocal')")
+    raise ValueError(f"unknown config variant {arg!r}: use no argument, 'cpu' (the reduced "
+                     "model of the README ablation), 'real' (the shipped weights' recipe) or "
+                     "'tiny' (alias 'runlocal')")
