@@ -43,6 +43,36 @@ def at_least(minimum: int, what: str = ""):
     return parse
 
 
+def refine_scale_arg(text: str) -> float:
+    """``--refine-scale``: a float >= 1, or 0 for no second pass; an argparse type."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
+    if not (value == 0 or 1 <= value <= 8):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: must be 0 (one pass) or "
+                                         "between 1 and 8 (times the model resolution)")
+    return value
+
+
+def add_refine_args(parser: argparse.ArgumentParser) -> None:
+    """``--refine-scale`` / ``--refine-iters`` (the second pass of ``track_queries``)."""
+    parser.add_argument("--refine-scale", type=refine_scale_arg, default=None, metavar="X",
+                        help="a second pass refines the tracks at X times the model resolution, "
+                             "starting from the first pass's (default: the weights' validated "
+                             "setting, shipped weights 2; 0: one pass)")
+    parser.add_argument("--refine-iters", type=at_least(1), default=None,
+                        help="iterations per window of the second pass (default: the weights' "
+                             "validated setting, else --iters)")
+
+
+def refine_settings(args, settings: dict) -> tuple:
+    """``(refine_scale, refine_iters)`` from the flags, else the weights' validated ones."""
+    scale = settings.get("refine_scale") if args.refine_scale is None else args.refine_scale
+    iters = args.refine_iters or settings.get("refine_iters")
+    return (scale or None), iters
+
+
 def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="PyTorch .pth (file or folder), params.msgpack folder or training "

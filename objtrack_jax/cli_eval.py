@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from objtrack_jax import evaluation, model_io
-from objtrack_jax.cli_args import add_checkpoint_arg, at_least, load_model_or_exit, parse_model_hw
+from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, at_least, load_model_or_exit,
+                                   parse_model_hw, refine_settings)
 
 
 def _nan_to_none(obj):
@@ -69,6 +70,7 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=at_least(1), default=None,
                    help="refinement iterations per window (default: the weights' validated "
                         "setting, shipped weights 4; else 16)")
+    add_refine_args(p)
     p.add_argument("--resolution", type=parse_model_hw, default=None,
                    help="HxW. pips: frames/GT resized to it (default 512x896); tapvid: model input "
                         "size (default 256x256)")
@@ -125,7 +127,10 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     args.iters = args.iters or settings["iters"]
     # Weights that record a validated short side: PointOdyssey-layout videos keep their aspect.
     short_side = settings["short_side"] if settings["recorded"] else None
-    if not isinstance(model, str):
+    args.refine_scale, args.refine_iters = refine_settings(args, settings)
+    if isinstance(model, str):  # baselines have no second pass
+        args.refine_scale = args.refine_iters = None
+    else:
         model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
@@ -133,7 +138,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         iters=args.iters, carry=args.carry, query_mode=args.query_mode, max_videos=args.max_videos,
         progress=not args.no_progress, resolution=args.resolution,
         survival_threshold=args.survival_threshold, split=args.split, max_points=args.max_points,
-        max_frames=args.max_frames, chunk_size=args.chunk_size, short_side=short_side)
+        max_frames=args.max_frames, chunk_size=args.chunk_size, short_side=short_side,
+        refine_scale=args.refine_scale, refine_iters=args.refine_iters)
     seconds = time.perf_counter() - t0
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]
@@ -189,6 +195,7 @@ def track_parser() -> argparse.ArgumentParser:
                    help="refinement iterations per window (default: the weights' validated "
                         "setting, shipped weights 4; else 16)")
     p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
+    add_refine_args(p)
     p.add_argument("--chunk-size", type=at_least(1), default=None,
                    help="points refined at once (default: picked from --max-memory, up to 4096)")
     p.add_argument("--max-memory", type=at_least(64), default=None, metavar="MB",
@@ -219,12 +226,14 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     args.window = args.window or settings["window"]
     args.iters = args.iters or settings["iters"]
     model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
+    refine_scale, refine_iters = refine_settings(args, settings)
     result = track_video(
         model, params, args.video, args.out, queries=queries, grid=args.grid,
         grid_step=args.grid_step,
         grid_frame=args.grid_frame, max_frames=args.max_frames, resolution=args.resolution,
         window=args.window, iters=args.iters, carry=args.carry, chunk_size=args.chunk_size,
         tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict,
-        short_side=settings["short_side"], max_memory_mb=args.max_memory)
+        short_side=settings["short_side"], max_memory_mb=args.max_memory,
+        refine_scale=refine_scale, refine_iters=refine_iters)
     result["timings"] = {"load_model": load_seconds, **result["timings"]}
     return result

@@ -32,7 +32,7 @@ GAP = 6  # pixels between the two panels
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    from objtrack_jax.cli_args import add_checkpoint_arg, parse_hw
+    from objtrack_jax.cli_args import add_checkpoint_arg, add_refine_args, parse_hw
 
     p = argparse.ArgumentParser(prog="objtrack demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=".", help="output folder (default: the current directory)")
@@ -52,6 +52,7 @@ def demo_parser() -> argparse.ArgumentParser:
                    help="frames per window (default: the weights' validated setting)")
     p.add_argument("--iters", type=int, default=None,
                    help="refinement iterations per window (default: the weights' validated setting)")
+    add_refine_args(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the LK and DIS baselines")
     p.add_argument("--scale", type=int, default=2, help="upscaling of the drawn synthetic frames")
     return p
@@ -136,7 +137,9 @@ def run_synthetic(model, params, args) -> dict:
         queries = np.stack([np.zeros(keep.size), gt[0, :, 1], gt[0, :, 0]], -1).astype(np.float32)
         t0 = time.perf_counter()
         tracks, visible, _ = track_queries(model, params, seq["rgbs"], queries, window=args.window,
-                                           iters=args.iters, resize_to=args.size, progress=False)
+                                           iters=args.iters, resize_to=args.size, progress=False,
+                                           refine_scale=args.refine_scale,
+                                           refine_iters=args.refine_iters)
         t_track += time.perf_counter() - t0
         estimates = {"model": tracks}
         for name, key in (("zero-motion", "zero"), ("lucas-kanade", "lk"), ("dis-flow", "dis")):
@@ -183,7 +186,7 @@ def run_synthetic(model, params, args) -> dict:
 
 def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
     from objtrack_jax import model_io
-    from objtrack_jax.cli_args import load_model_or_exit
+    from objtrack_jax.cli_args import load_model_or_exit, refine_settings
     from objtrack_jax.video_tracking import track_video
 
     parser = demo_parser()
@@ -199,14 +202,17 @@ def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
     args.window = args.window or settings["window"]
     args.iters = args.iters or settings["iters"]
     model_io.warn_if_far_from_training(settings, args.window, args.iters)
+    args.refine_scale, args.refine_iters = refine_settings(args, settings)
     if args.video is not None:
         return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
                            grid=args.grid, max_frames=args.max_frames, window=args.window,
-                           iters=args.iters, short_side=settings["short_side"])
+                           iters=args.iters, short_side=settings["short_side"],
+                           refine_scale=args.refine_scale, refine_iters=args.refine_iters)
     name = info.get("name", args.checkpoint)
     print(f"objtrack demo: weights {name}; {args.scenes} {args.scene} scenes of {args.frames} "
           f"frames at {args.size[0]}x{args.size[1]}, up to {args.points} points each; window "
-          f"{args.window}, {args.iters} iterations")
+          f"{args.window}, {args.iters} iterations"
+          + (f"; second pass at {args.refine_scale:g}x" if args.refine_scale else ""))
     result = run_synthetic(model, params, args)
     result["seconds"] = time.perf_counter() - t_start
     result["weights"] = name

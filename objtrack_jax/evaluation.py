@@ -298,7 +298,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
              resolution: Optional[Sequence[int]] = None, survival_threshold: float = 16.0,
              split: Optional[str] = None, max_points: Optional[int] = None,
              max_frames: Optional[int] = None, chunk_size: int = 256,
-             short_side: Optional[int] = None) -> tuple[list[dict], dict]:
+             short_side: Optional[int] = None, refine_scale: Optional[float] = None,
+             refine_iters: Optional[int] = None) -> tuple[list[dict], dict]:
     """Evaluates ``model`` on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
 
     Args:
@@ -324,6 +325,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
         ``resolution`` is None: each video resized with its aspect kept, short side
         ``short_side`` (sides rounded to multiples of 8; :func:`tracking.default_resolution`).
       chunk_size: points refined at once.
+      refine_scale, refine_iters: a second pass at ``refine_scale`` times the model resolution
+        (:func:`objtrack_jax.tracking.track_queries`; None: one pass). Baselines ignore them.
 
     Returns:
       ``(per_video, mean)``: per_video rows ``{'video', <metrics>, 'num_frames', 'num_points',
@@ -348,7 +351,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
         raise ValueError(f"resolution must be (H, W) or 'native', got {resolution!r}")
     if native and protocol != "pips":
         raise ValueError("resolution='native' applies to the PIPs++ protocol only")
-    track_kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, progress=False)
+    track_kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, progress=False,
+                    refine_scale=refine_scale, refine_iters=refine_iters)
     res = tuple(int(s) for s in resolution) if resolution is not None and not native else None
 
     per_video: list[dict] = []

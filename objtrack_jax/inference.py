@@ -177,7 +177,8 @@ def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]
 def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int, iters: int,
                   carry: str = "pips2", chunk_size: Optional[int] = None,
                   on_window: Optional[Callable[[], None]] = None, features=None,
-                  max_memory_mb: Optional[int] = None, pad_short: bool = False):
+                  max_memory_mb: Optional[int] = None, pad_short: bool = False,
+                  keep_init: bool = False):
     """Tracks through a video of any length with the PIPs++ protocol (module docstring).
 
     Args:
@@ -198,6 +199,10 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
         frame, its update net masked to the real frames (``PIPsTracker.refine(num_valid=...)``):
         the same results up to float rounding, and every short length shares one compiled
         program (the TAP-Vid protocol's many short segments). False: a program per length.
+      keep_init: each window starts from ``trajs_e0`` over all its frames but the first (which
+        the previous window refined): a refinement pass over tracks already estimated, e.g. at a
+        finer resolution (:func:`objtrack_jax.tracking.track_queries`' ``refine_to``). False
+        (the PIPs++ protocol): the frames after a window start at its last position.
     Returns:
       ``(tracks [B, T, N, 2] float32, vis_logits [B, T, N] float32 or None)``: numpy; the
       logits only when the model has a visibility head.
@@ -244,7 +249,8 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
                          feat_init, num_valid)
             w = end - start
             trajs[:, start:end, sl] = np.asarray(out.tracks)[:, :w]
-            trajs[:, end:, sl] = trajs[:, end - 1:end, sl]
+            if not keep_init:
+                trajs[:, end:, sl] = trajs[:, end - 1:end, sl]
             if out.vis_logits is not None:
                 vis[:, start:end, sl] = np.asarray(out.vis_logits)[:, :w]
             feats[c] = out.feats  # (a padded short video is one window: never carried)

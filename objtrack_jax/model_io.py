@@ -228,7 +228,7 @@ def trained_settings(cfg: dict) -> dict:
 def _training_dir_inference(cfg: dict, cfg_path: str) -> Optional[dict]:
     """The tracking settings a training run validated at, in the shipped weights' ``inference``
     form: window and iterations of its ``eval`` section, what it trained on
-    (:func:`trained_settings`), and the short side recorded by the weights it warm-started from
+    (:func:`trained_settings`), and the short side and second pass recorded by the weights it warm-started from
     (``init_from``, as given or relative to the run's config), if any. ``None`` for a config without
     an ``eval`` section (then the fallback applies)."""
     ev = cfg.get("eval")
@@ -249,6 +249,9 @@ def _training_dir_inference(cfg: dict, cfg_path: str) -> Optional[dict]:
                 parent = {}
             if "short_side" in parent:
                 out["short_side"] = int(parent["short_side"])
+            for key in ("refine_scale", "refine_iters"):  # the parent's second pass, if any
+                if parent.get(key):
+                    out[key] = parent[key]
             break
     return out
 
@@ -320,12 +323,15 @@ def load_model(checkpoint: Optional[str] = None):
 
 # For weights that record nothing (converted PyTorch checkpoints, old training workdirs): the PIPs++
 # protocol's window and iterations, and the tracking CLI's short side of 384 px.
-INFERENCE_FALLBACK = {"window": 128, "iters": 16, "short_side": 384}
+INFERENCE_FALLBACK = {"window": 128, "iters": 16, "short_side": 384, "refine_scale": None,
+                      "refine_iters": None}
 
 
 def inference_settings(info: Optional[dict]) -> dict:
-    """``{'window', 'iters', 'short_side', 'trained': {...} or None, 'recorded': bool}``: the
-    tracking settings a model's weights were validated at (``config.json``'s ``info.inference``,
+    """``{'window', 'iters', 'short_side', 'refine_scale', 'refine_iters', 'trained': {...} or
+    None, 'recorded': bool}``: the tracking settings a model's weights were validated at
+    (``refine_scale``: the second, finer pass of :func:`objtrack_jax.tracking.track_queries`, None
+    when the weights record none) (``config.json``'s ``info.inference``,
     written when the weights are exported; for a training workdir, its ``eval`` window and
     iterations), else :data:`INFERENCE_FALLBACK`; ``recorded``: a short side was recorded. ``objtrack eval``,
     ``track`` and ``demo --video`` default to them."""

@@ -9,6 +9,13 @@
   points refined in padded chunks of at most ``chunk_size`` on each window's feature maps). The
   backward result is reversed back and the two are stitched at ``t_q``; the output at ``t_q`` is
   the query itself, exactly.
+* Optionally (``refine_scale``) a **second pass** refines those tracks at a finer resolution: the
+  same windows, forward and backward from each query frame, but every window starts from the
+  first pass's tracks (``track_windows(keep_init=True)``) rather than from the last position. The
+  first pass finds the motion at the resolution the weights were trained at; the second, with
+  feature maps of more cells per object, places each point more precisely (the shipped weights:
+  first pass at short side 192, second at twice that, chosen on the val split; README).
+  Visibility comes from the first pass.
 
 Coordinate conventions (docs/conventions.md, *Coordinates and layouts*):
 
@@ -33,7 +40,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from objtrack_jax.inference import (check_carry, encode_frames, num_windows, to_point_major,
-                                    track_segments, track_windows)
+                                    to_time_major, track_segments, track_windows)
 from objtrack_jax.memory import default_budget_mb, inference_model, point_chunk_size
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
 from objtrack_jax.video_io import (ArrayFrames, FrameSource, FrameView,
@@ -166,6 +173,19 @@ def _check_queries(query_points, num_frames: int, height: Optional[int] = None,
     return q
 
 
+def refine_size(size: Sequence[int], refine_scale: Optional[float],
+                stride: int = 8) -> Optional[tuple[int, int]]:
+    """The second pass's model resolution: ``size`` (H, W) times ``refine_scale``, sides rounded
+    to multiples of ``stride``; None when there is no second pass (``refine_scale`` None, 0 or
+    1). A scale below 1 or not a number raises ValueError."""
+    if refine_scale is None or float(refine_scale) in (0.0, 1.0):
+        return None
+    f = float(refine_scale)
+    if not np.isfinite(f) or f < 1.0:
+        raise ValueError(f"refine_scale must be >= 1 (or 0 for no second pass), got {refine_scale}")
+    return tuple(max(MIN_SIZE, int(round(int(v) * f / stride)) * stride) for v in size)
+
+
 def check_tracking_options(window: int, iters: int, chunk_size: Optional[int]) -> None:
     """ValueError naming the value and the valid range for window < 2, iters < 1, chunk < 1
     (``chunk_size`` None: picked from the memory budget)."""
@@ -275,6 +295,34 @@ def _track_groups_batched(model, params, features, groups, num_frames, xy_query,
         _write_group(tracks, logits, t, idx, out[2 * g], out[2 * g + 1], xy_query, scale)
 
 
+def _refine_groups(model: PIPsTracker, params: Any, source, tracks, groups, xy_query, size,
+                   kw: dict) -> None:
+    """The second pass of :func:`track_queries` (module docstring): every group's forward and
+    backward segments refined at model resolution ``size`` starting from ``tracks`` (``[n, T,
+    2]`` input pixels), written back into ``tracks`` (the queries kept exactly)."""
+    num_frames, height, width = source.shape[:3]
+    scale = np.array([size[1] / width, size[0] / height], np.float64)
+    frames = FrameView(source, resize_to=size)
+    segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
+    features = shared_features(model, params, frames, kw["max_memory_mb"]) if segments > 1 else None
+    run = dict(window=kw["window"], iters=kw["iters"], carry=kw["carry"],
+               chunk_size=kw["chunk_size"], on_window=kw["on_window"],
+               max_memory_mb=kw["max_memory_mb"], pad_short=kw["bucket"], keep_init=True)
+    for t, idx in groups:
+        init = (to_time_major(tracks[idx]) * scale).astype(np.float32)  # [T, n_g, 2] model px
+        init[t] = xy_query[idx] * scale
+        out = []
+        for view, seg, feats in ((FrameView(frames, t), init[t:], None if features is None else features[t:]),
+                                 (FrameView(frames, t, step=-1), init[t::-1],
+                                  None if features is None else features[t::-1])):
+            refined, _ = track_windows(model, params, view, seg[None], features=None if feats is None
+                                       else feats[None], **run)
+            out.append(refined[0])
+        seg = np.concatenate([out[1][::-1][:t], out[0]], 0)
+        tracks[idx] = to_point_major(seg / scale).astype(np.float32)
+        tracks[idx, t] = xy_query[idx]
+
+
 def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:
     """Joins a query group's backward and forward segments (``(tracks [L, n_g, 2], vis)``, model
     pixels, each from frame ``t``) into ``tracks [n, T, 2]`` (input pixels, the queries kept
@@ -294,7 +342,8 @@ def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:
 def track_queries(model: PIPsTracker, params: Any, video, query_points, *, window: int = 16,
                   iters: int = 8, carry: str = "pips2", chunk_size: Optional[int] = 256,
                   resize_to: Optional[Sequence[int]] = None, progress: bool = True,
-                  max_memory_mb: Optional[int] = None, bucket: bool = True):
+                  max_memory_mb: Optional[int] = None, bucket: bool = True,
+                  refine_scale: Optional[float] = None, refine_iters: Optional[int] = None):
     """Tracks queries given at any frame through the whole video (module docstring).
 
     Args:
@@ -325,6 +374,9 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         (:func:`~objtrack_jax.inference.track_segments`: the next windows of many segments in
         one call of ~128 points). False: one group after another, a program per short segment
         length.
+      refine_scale: a second pass refines the tracks, starting from the first pass's, at this
+        multiple of the model resolution (sides rounded to multiples of 8; module docstring);
+        None, 0 or 1: one pass. refine_iters: its iterations per window (None: ``iters``).
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
@@ -345,6 +397,14 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
                                          int(model.latent_dim), streamed),
                  f"tracking {n} points through {num_frames} frames at {size[0]}x{size[1]}",
                  "track fewer points or frames, or at a smaller resolution")
+    fine = refine_size(size, refine_scale, model.stride)
+    if fine is not None:
+        check_inputs((1, 2) + fine + (3,), (1, 2, 1, 2), model.stride)
+        check_tracking_options(window, int(refine_iters or iters), chunk_size)
+        check_memory(estimate_tracking_bytes(n, num_frames, height, width, fine, window,
+                                             int(model.latent_dim), streamed),
+                     f"refining {n} points through {num_frames} frames at {fine[0]}x{fine[1]}",
+                     "track fewer points or frames, or refine at a smaller resolution")
     queries = _check_queries(query_points, num_frames, height, width)
     scale = np.array([size[1] / width, size[0] / height], np.float64)  # (x, y): model px per input px
     frames = FrameView(source, resize_to=size)  # resized as windows are read
@@ -361,6 +421,7 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
         from tqdm import tqdm
 
         total = sum(num_windows(num_frames - t, window) + num_windows(t + 1, window) for t, _ in groups)
+        total *= 2 if fine is not None else 1
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
     if chunk_size is None:
@@ -381,6 +442,10 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
                 bwd = track_segment(model, params, FrameView(frames, t, step=-1), xy0, **kw,
                                     features=None if features is None else features[t::-1])
                 _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale)
+        if fine is not None:
+            features = None  # the first pass's maps are freed before the second pass's
+            _refine_groups(model, params, source, tracks, groups, xy_query, fine,
+                           dict(kw, iters=int(refine_iters or iters)))
     finally:
         if bar is not None:
             bar.close()

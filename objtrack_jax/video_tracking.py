@@ -59,7 +59,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
                 carry: str = "pips2", chunk_size: Optional[int] = None, tail: int = 8,
                 fps: Optional[float] = None, progress: bool = True,
                 echo: Optional[Callable[[str], Any]] = print, strict: bool = False,
-                short_side: Optional[int] = None, max_memory_mb: Optional[int] = None) -> dict:
+                short_side: Optional[int] = None, max_memory_mb: Optional[int] = None,
+                refine_scale: Optional[float] = None, refine_iters: Optional[int] = None) -> dict:
     """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
 
     Args:
@@ -76,6 +77,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
       window, iters, carry, chunk_size: tracking settings (:func:`track_queries`; ``chunk_size``
         None: picked from ``max_memory_mb``).
       max_memory_mb: memory budget for the chunk sizes (:mod:`objtrack_jax.memory`).
+      refine_scale, refine_iters: a second pass at ``refine_scale`` times ``resolution``
+        (:func:`track_queries`; None: one pass).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
       strict: a video that decodes fewer frames than its header reports is an error (default: a
@@ -127,14 +130,16 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
         queries = (tracking.grid_step_queries(grid_step, height, width, t=grid_frame)
                    if grid_step is not None else grid_queries(grid, height, width, t=grid_frame))
     queries = np.asarray(queries, np.float32)
+    fine = tracking.refine_size(resolution, refine_scale)
     say(f"{video}: {num_frames} frames {height}x{width}; {len(queries)} queries; model at "
-        f"{resolution[0]}x{resolution[1]}, window {window}, iters {iters}")
+        f"{resolution[0]}x{resolution[1]}, window {window}, iters {iters}"
+        + (f"; refined at {fine[0]}x{fine[1]}" if fine else ""))
 
     t0 = time.perf_counter()
     tracks, visible, logits = track_queries(
         model, params, frames, queries, window=window, iters=iters, carry=carry,
         chunk_size=chunk_size, resize_to=resolution, progress=progress,
-        max_memory_mb=max_memory_mb)
+        max_memory_mb=max_memory_mb, refine_scale=refine_scale, refine_iters=refine_iters)
     if not np.all(np.isfinite(tracks)):
         raise FloatingPointError(f"the model produced non-finite tracks for {video} (check the "
                                  "checkpoint)")

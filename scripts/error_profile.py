@@ -15,7 +15,7 @@ points) and native resolution as ``objtrack eval --dataset synthetic``:
 
 A model that loses to Lucas-Kanade at d_1 ... d_4 but beats it at d_16 is imprecise rather than
 lost; the frame-1 error of nearly static points is its floor. The model runs at its weights'
-validated window and iterations (``config.json``'s ``info.inference``) unless given.
+validated window, iterations and second pass (``config.json``'s ``info.inference``) unless given.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ def main(argv=None) -> dict:
     src.add_argument("--baseline", choices=("zero", "lk", "dis"), default=None)
     p.add_argument("--window", type=int, default=None)
     p.add_argument("--iters", type=int, default=None)
+    p.add_argument("--refine-scale", type=float, default=None,
+                   help="second pass (default: the weights' validated setting; 0: one pass)")
     p.add_argument("--max-videos", type=int, default=10)
     p.add_argument("--max-points", type=int, default=96, help="first N visible queries per video")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -99,7 +101,10 @@ def main(argv=None) -> dict:
     if args.baseline is None:
         model, params, info = model_io.load_model(args.checkpoint)
         rec = model_io.inference_settings(info)
-        settings = {"window": args.window or rec["window"], "iters": args.iters or rec["iters"]}
+        settings = {"window": args.window or rec["window"], "iters": args.iters or rec["iters"],
+                    "refine_scale": (rec["refine_scale"] if args.refine_scale is None
+                                     else args.refine_scale) or None,
+                    "refine_iters": rec["refine_iters"]}
     errors, disps, valids = [], [], []
     for i, rec in enumerate(evaluation.iter_records("synthetic", args.data_root, size=None,
                                                     split=args.split)):

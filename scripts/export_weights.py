@@ -2,12 +2,12 @@
 
     python scripts/export_weights.py --workdir RUN --out objtrack_jax/weights/objprior_synth \
         --previous objtrack_jax/weights/objprior_synth/config.json --data "..." \
-        [--result NAME=EVAL.json ...] --window 8 --iters 4 --short-side 192
+        [--result NAME=EVAL.json ...] --window 8 --iters 4 --short-side 192 [--refine-scale 2]
 
 ``config.json``'s ``info`` records how the weights were made: the training config, the total steps
 and CPU-hours over all warm-started stages (``--previous``: the config.json of the weights this
 run started from), the data, the validated tracking settings (``inference``: window, iterations,
-short side, and what training used, which ``objtrack eval/track/demo`` default to and warn
+short side, the second pass's scale and iterations, and what training used, which ``objtrack eval/track/demo`` default to and warn
 against) and held-out results (``--result name=path`` of ``objtrack eval --out`` JSONs).
 """
 
@@ -49,6 +49,10 @@ def main(argv=None) -> str:
     p.add_argument("--iters", type=int, default=4)
     p.add_argument("--short-side", type=int, required=True,
                    help="validated short side (pick it on a held-out val split, not the test set)")
+    p.add_argument("--refine-scale", type=float, default=0.0,
+                   help="validated scale of the second, finer pass (0: none; pick it on val)")
+    p.add_argument("--refine-iters", type=int, default=None,
+                   help="its iterations per window (default: --iters)")
     args = p.parse_args(argv)
 
     model, params, _ = model_io.load_model(args.workdir)
@@ -78,6 +82,8 @@ def main(argv=None) -> str:
                                            "median_l2", "num_videos")},
                          "window": res["config"].get("window"), "iters": res["config"].get("iters"),
                          "resolution": res["config"].get("resolution"),
+                         "refine_scale": res["config"].get("refine_scale"),
+                         "refine_iters": res["config"].get("refine_iters"),
                          "baseline": res["config"].get("baseline"),
                          "data_root": res["config"].get("data_root"),
                          "split": res["config"].get("split")}
@@ -91,6 +97,9 @@ def main(argv=None) -> str:
         "config": {k: cfg[k] for k in ("model", "loss", "optim", "batch_size", "max_steps", "iters")
                    if k in cfg},
         "inference": {"window": args.window, "iters": args.iters, "short_side": args.short_side,
+                      **({"refine_scale": args.refine_scale,
+                          "refine_iters": args.refine_iters or args.iters}
+                         if args.refine_scale else {}),
                       "trained": model_io.trained_settings(cfg)},
         "results": results,
     }

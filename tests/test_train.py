@@ -242,8 +242,9 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
                                          "baseline": None, "split": "test"}}))
     out = str(tmp_path / "exported")
     export.main(["--workdir", str(tmp_path), "--out", out, "--previous", str(prev), "--data", "tiny",
-                 "--short-side", "192", "--result", f"tiny_eval={ev}"])
+                 "--short-side", "192", "--result", f"tiny_eval={ev}", "--refine-scale", "2"])
     info = json.load(open(os.path.join(out, "config.json")))["info"]
+    assert (info["inference"]["refine_scale"], info["inference"]["refine_iters"]) == (2.0, 4)
     assert info["steps"] == 8 and [s["steps"] for s in info["stages"]] == [7, 1]
     assert info["inference"]["short_side"] == 192 and info["inference"]["window"] == 8
     rec = info["results"]["tiny_eval"]
@@ -264,6 +265,7 @@ def test_training_dir_inference_settings(tmp_path):
     got = model_io._training_dir_inference(cfg, str(tmp_path / "config.json"))
     shipped = model_io.inference_settings(model_io.load_pretrained()[2])
     assert got == {"window": 8, "iters": 4, "short_side": shipped["short_side"],
+                   "refine_scale": shipped["refine_scale"], "refine_iters": shipped["refine_iters"],
                    "trained": {"clip_len": 8, "iters": 3, "crop": [128, 160]}}
     assert model_io.inference_settings({"inference": got})["recorded"]
     cfg["init_from"] = ""
