@@ -5,7 +5,8 @@
 
 ``objtrack eval`` gives the PIPs++ summary (d_1 ... d_16, d_avg, survival, MTE); this script says
 *why* a d_avg is what it is, on the same PointOdyssey-layout data, queries (first frame, visible
-points) and native resolution as ``objtrack eval --dataset synthetic``:
+points) and resolution as ``objtrack eval --dataset synthetic`` (aspect kept, the weights' validated
+short side; a baseline: the shipped weights' short side; ``--short-side 0``: native):
 
 * ``by_offset``: for frames 1, 2, 4, 8, 16 ... after the query, over visible points: the median
   and 25th-percentile error (px), the share within 1 px, the mean signed error (x, y) (a bias
@@ -86,6 +87,9 @@ def main(argv=None) -> dict:
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--refine-scale", type=float, default=None,
                    help="second pass (default: the weights' validated setting; 0: one pass)")
+    p.add_argument("--short-side", type=int, default=None,
+                   help="videos resized to this short side, aspect kept (default: the weights' "
+                        "validated one, for a baseline the shipped weights'; 0: native size)")
     p.add_argument("--max-videos", type=int, default=10)
     p.add_argument("--max-points", type=int, default=96, help="first N visible queries per video")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -97,7 +101,14 @@ def main(argv=None) -> dict:
     from objtrack_jax import baselines, evaluation, model_io  # pylint: disable=import-outside-toplevel
     from objtrack_jax.tracking import track_queries  # pylint: disable=import-outside-toplevel
 
+    import functools  # pylint: disable=import-outside-toplevel
+
     settings = {}
+    short_side = args.short_side
+    if short_side is None:
+        short_side = model_io.inference_settings(
+            model_io.load_model(args.checkpoint if args.baseline is None else None)[2])["short_side"]
+    size = functools.partial(evaluation._aspect_kept, short_side=short_side) if short_side else None
     if args.baseline is None:
         model, params, info = model_io.load_model(args.checkpoint)
         rec = model_io.inference_settings(info)
@@ -106,7 +117,7 @@ def main(argv=None) -> dict:
                                      else args.refine_scale) or None,
                     "refine_iters": rec["refine_iters"]}
     errors, disps, valids = [], [], []
-    for i, rec in enumerate(evaluation.iter_records("synthetic", args.data_root, size=None,
+    for i, rec in enumerate(evaluation.iter_records("synthetic", args.data_root, size=size,
                                                     split=args.split)):
         if i >= args.max_videos:
             break
@@ -129,7 +140,8 @@ def main(argv=None) -> dict:
         p.error(f"{args.data_root}/{args.split}: no video with a visible query at frame 0")
     out = {"config": {"data_root": args.data_root, "split": args.split,
                       "tracker": args.baseline or (args.checkpoint or "shipped weights"),
-                      "videos": len(errors), "max_points": args.max_points, **settings},
+                      "videos": len(errors), "max_points": args.max_points,
+                      "short_side": short_side or "native", **settings},
            **profile(errors, disps, valids)}
     text = json.dumps(out, indent=1)
     print(text)

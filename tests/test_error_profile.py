@@ -46,3 +46,24 @@ def test_rejects_a_folder_without_the_split(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mod.main(["--data-root", str(tmp_path), "--split", "test"])
     assert "no 'test' split folder" in capsys.readouterr().err
+
+
+def test_profile_runs_at_the_short_side(tmp_path):
+    """End to end on a tiny real-content split: the videos are resized to the short side asked
+    for (default: the shipped weights'), and the errors are measured in those pixels."""
+    from data_pipelines import synthetic
+
+    mod = _module()
+    synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=6, size=(96, 128),
+                               num_points=32, preset="real-eval", progress=False,
+                               write_depths=False)
+    out = mod.main(["--data-root", str(tmp_path), "--baseline", "zero", "--short-side", "192"])
+    assert out["config"]["short_side"] == 192 and out["config"]["videos"] == 1
+    native = mod.main(["--data-root", str(tmp_path), "--baseline", "zero", "--short-side", "0"])
+    assert native["config"]["short_side"] == "native"
+    double = mod.main(["--data-root", str(tmp_path), "--baseline", "zero", "--short-side", "384"])
+    # zero motion: the error is the true displacement, in pixels of the resized video (aspect
+    # kept: 192x256 and 384x512, so exactly twice as many pixels)
+    for a, b in zip(out["by_offset"], double["by_offset"]):
+        assert b["median_gt_motion_px"] == pytest.approx(2 * a["median_gt_motion_px"], rel=2e-3)
+        assert b["median_err_px"] == pytest.approx(2 * a["median_err_px"], rel=2e-3)
