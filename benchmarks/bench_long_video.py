@@ -14,7 +14,10 @@ memory.
 
   python benchmarks/bench_long_video.py [--frames 64,256,1024] [--hw 512x896] [--points 1024]
       [--grid-step PX] [--window 16] [--iters 4] [--max-memory MB] [--chunk-size N]
-      [--source stream|memory]
+      [--source stream|memory] [--refine-scale X]
+
+``--refine-scale 2`` adds the second pass of the shipped weights' settings (the same windows again
+at twice the resolution, from the first pass's tracks) so its cost shows beside one pass.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def _child(args):
     t0 = time.perf_counter()
     tracks, _, _ = track_queries(model, params, video, q, window=args.window, iters=args.iters,
                                  resize_to=(h, w), chunk_size=args.chunk_size, progress=False,
-                                 max_memory_mb=args.max_memory)
+                                 max_memory_mb=args.max_memory, refine_scale=args.refine_scale)
     wall = time.perf_counter() - t0
     assert np.isfinite(tracks).all()
     print("RESULT " + json.dumps(dict(
@@ -90,6 +93,8 @@ def main():
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="points refined at once (default: from the memory budget)")
     ap.add_argument("--source", default="stream", choices=("stream", "memory"))
+    ap.add_argument("--refine-scale", type=float, default=None,
+                    help="a second pass at this multiple of --hw (default: one pass)")
     ap.add_argument("--child", default=None)
     ap.add_argument("--params", default=None)
     args = ap.parse_args()
@@ -103,7 +108,8 @@ def main():
                    "--hw", args.hw, "--points", str(args.points), "--window", str(args.window),
                    "--iters", str(args.iters), "--source", args.source]
             for flag, value in (("--max-memory", args.max_memory), ("--chunk-size", args.chunk_size),
-                                ("--grid-step", args.grid_step)):
+                                ("--grid-step", args.grid_step),
+                                ("--refine-scale", args.refine_scale)):
                 if value:
                     cmd += [flag, str(value)]
             results.append(run_child(cmd, frames=int(t)))
@@ -111,6 +117,7 @@ def main():
         benchmark="long_video_track_queries", hw=args.hw, points=args.points,
         grid_step=args.grid_step, window=args.window, iters=args.iters,
         max_memory_mb=args.max_memory, chunk_size=args.chunk_size, source=args.source,
+        refine_scale=args.refine_scale,
         machine=machine(), results=results), indent=2))
 
 
