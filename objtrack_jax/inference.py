@@ -201,7 +201,7 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
         program (the TAP-Vid protocol's many short segments). False: a program per length.
       keep_init: each window starts from ``trajs_e0`` over all its frames but the first (which
         the previous window refined): a refinement pass over tracks already estimated, e.g. at a
-        finer resolution (:func:`objtrack_jax.tracking.track_queries`' ``refine_to``). False
+        finer resolution (:func:`objtrack_jax.tracking.track_queries`' ``refine_scale``). False
         (the PIPs++ protocol): the frames after a window start at its last position.
     Returns:
       ``(tracks [B, T, N, 2] float32, vis_logits [B, T, N] float32 or None)``: numpy; the

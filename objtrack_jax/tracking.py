@@ -311,16 +311,14 @@ def _refine_groups(model: PIPsTracker, params: Any, source, tracks, groups, xy_q
     for t, idx in groups:
         init = (to_time_major(tracks[idx]) * scale).astype(np.float32)  # [T, n_g, 2] model px
         init[t] = xy_query[idx] * scale
-        out = []
-        for view, seg, feats in ((FrameView(frames, t), init[t:], None if features is None else features[t:]),
-                                 (FrameView(frames, t, step=-1), init[t::-1],
-                                  None if features is None else features[t::-1])):
-            refined, _ = track_windows(model, params, view, seg[None], features=None if feats is None
-                                       else feats[None], **run)
-            out.append(refined[0])
-        seg = np.concatenate([out[1][::-1][:t], out[0]], 0)
-        tracks[idx] = to_point_major(seg / scale).astype(np.float32)
-        tracks[idx, t] = xy_query[idx]
+        halves = []
+        for step in (1, -1):  # forward from t, then backward
+            sl = slice(t, None) if step == 1 else slice(t, None, -1)
+            refined, _ = track_windows(
+                model, params, FrameView(frames, t, step=step), init[sl][None],
+                features=None if features is None else features[sl][None], **run)
+            halves.append((refined[0], None))
+        _write_group(tracks, None, t, idx, halves[0], halves[1], xy_query, scale)
 
 
 def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:

@@ -22,6 +22,7 @@ validated window, iterations and second pass (``config.json``'s ``info.inference
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -101,17 +102,13 @@ def main(argv=None) -> dict:
     from objtrack_jax import baselines, evaluation, model_io  # pylint: disable=import-outside-toplevel
     from objtrack_jax.tracking import track_queries  # pylint: disable=import-outside-toplevel
 
-    import functools  # pylint: disable=import-outside-toplevel
-
     settings = {}
-    short_side = args.short_side
-    if short_side is None:
-        short_side = model_io.inference_settings(
-            model_io.load_model(args.checkpoint if args.baseline is None else None)[2])["short_side"]
+    # the model's weights, or for a baseline the shipped ones (their validated short side)
+    model, params, info = model_io.load_model(args.checkpoint if args.baseline is None else None)
+    rec = model_io.inference_settings(info)
+    short_side = rec["short_side"] if args.short_side is None else args.short_side
     size = functools.partial(evaluation._aspect_kept, short_side=short_side) if short_side else None
     if args.baseline is None:
-        model, params, info = model_io.load_model(args.checkpoint)
-        rec = model_io.inference_settings(info)
         settings = {"window": args.window or rec["window"], "iters": args.iters or rec["iters"],
                     "refine_scale": (rec["refine_scale"] if args.refine_scale is None
                                      else args.refine_scale) or None,
