@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data_pipelines import pipeline  # pylint: disable=wrong-import-position
+from objtrack_jax.data_pipelines import pipeline  # pylint: disable=wrong-import-position
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine, peak_rss_mb  # noqa: E402
@@ -58,7 +58,7 @@ def main(argv=None):
 
     tmp = tempfile.TemporaryDirectory(prefix="bench_pipeline_")
     try:
-        from data_pipelines import synthetic  # pylint: disable=import-outside-toplevel
+        from objtrack_jax.data_pipelines import synthetic  # pylint: disable=import-outside-toplevel
     except ImportError:
         synthetic = None
     t0 = time.perf_counter()

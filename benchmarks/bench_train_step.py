@@ -37,8 +37,8 @@ def _worker(args) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from configs import objprior
-    from data_pipelines import synthetic
+    from objtrack_jax.configs import objprior
+    from objtrack_jax.data_pipelines import synthetic
     from objtrack_jax.models.tracker import tracker_from_config
     from objtrack_jax.train import loop, optim, state as state_lib, step as step_lib
 

@@ -7,7 +7,7 @@ Run::
     python -m objtrack_jax.train.main --config configs/ablation_attention_only.py:tiny --workdir /tmp/abl_att_tiny
 """
 
-from configs import objprior
+from objtrack_jax.configs import objprior
 
 
 def get_config(arg: str | None = None):

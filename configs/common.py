@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from data_pipelines import pipeline
+from objtrack_jax.data_pipelines import pipeline
 from objtrack_jax.models.tracker import tracker_config
 
 placeholder = ml_collections.config_dict.placeholder

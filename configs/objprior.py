@@ -11,7 +11,7 @@ Run::
     python -m objtrack_jax.train.main --config configs/objprior.py:tiny --workdir /tmp/objprior_tiny
 """
 
-from configs import common
+from objtrack_jax.configs import common
 
 
 def get_config(arg: str | None = None):

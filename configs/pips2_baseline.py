@@ -10,7 +10,7 @@ Run::
     python -m objtrack_jax.train.main --config configs/pips2_baseline.py:tiny --workdir /tmp/pips2_tiny
 """
 
-from configs import common
+from objtrack_jax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -46,10 +46,10 @@ import ml_collections
 import numpy as np
 
 # Re-exported: the pipeline's public names (tests, benchmarks and configs use pipeline.X).
-from data_pipelines.sources import (  # noqa: F401  pylint: disable=unused-import
+from objtrack_jax.data_pipelines.sources import (  # noqa: F401  pylint: disable=unused-import
     ClipSource, ExampleMaker, clip_table, dir_source, fitting_strides, in_memory_source, make_source,
     tfds_builder, tfds_source)
-from data_pipelines.transforms import (  # noqa: F401  pylint: disable=unused-import
+from objtrack_jax.data_pipelines.transforms import (  # noqa: F401  pylint: disable=unused-import
     add_noise, augment, blur, color_jitter, erase, farthest_point_sampling, flip, fps_features,
     in_bounds, mask_edge_map, point_filter, process_clip, reverse_time, sanitize, scale_crop,
     select_points, swap_xy)

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from data_pipelines import synthetic
+from objtrack_jax.data_pipelines import synthetic
 
 # (package, file) pairs. Grey-scale photos are tinted at random when used.
 TRAIN_PHOTOS: tuple[tuple[str, str], ...] = (

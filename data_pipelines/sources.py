@@ -38,7 +38,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from data_pipelines.transforms import process_clip
+from objtrack_jax.data_pipelines.transforms import process_clip
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def in_memory_source(sequences: Sequence[Mapping[str, np.ndarray]], config) -> C
 @functools.lru_cache(maxsize=4)
 def _cached_annotations(seq_dir: str) -> dict:
     """Annotations of a sequence, cached per process (a few sequences: real ones are large)."""
-    from data_pipelines import pointodyssey  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.data_pipelines import pointodyssey  # pylint: disable=import-outside-toplevel
     return pointodyssey.load_annotations(seq_dir)
 
 
@@ -100,7 +100,7 @@ def dir_source(config) -> ClipSource:
     load_annotations``), so a clip equals what ``pointodyssey.iter_clips`` yields for the same
     (start, frame_stride); only the requested frames are decoded.
     """
-    from data_pipelines import pointodyssey as po  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.data_pipelines import pointodyssey as po  # pylint: disable=import-outside-toplevel
     seq_dirs = po.list_sequences(config.root, config.split)
     if not seq_dirs:
         raise FileNotFoundError(f"no sequences under {os.path.join(config.root, config.split)}")
@@ -127,7 +127,7 @@ def tfds_builder(config):
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     try:
         # Importing the project's builder registers it with TFDS.
-        from data_pipelines import tfds_pointodyssey  # pylint: disable=all
+        from objtrack_jax.data_pipelines import tfds_pointodyssey  # pylint: disable=all
     except ImportError:
         pass
     return tfds.builder(config.tfds_name, data_dir=config.tfds_data_dir)

@@ -33,10 +33,10 @@ from ``(seed, split, index)`` so the splits are disjoint and stable when counts 
 
 Usage::
 
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
     seq = synthetic.generate_sequence(seed=0, frames=24, size=(128, 160))   # in memory
     synthetic.generate_dataset('/tmp/synth', preset='small')                 # on disk
-    python -m data_pipelines.synthetic --out /tmp/synth --num-seqs 8 --frames 24 --size 128x160
+    python -m objtrack_jax.data_pipelines.synthetic --out /tmp/synth --num-seqs 8 --frames 24 --size 128x160
 """
 
 from __future__ import annotations
@@ -533,7 +533,7 @@ def generate_dataset(out_dir: str, num_seqs: int | Mapping[str, int] | None = No
     for split, i in it:
         name = f"seq_{i:04d}"
         if scene == "real":
-            from data_pipelines import real_scenes  # pylint: disable=import-outside-toplevel
+            from objtrack_jax.data_pipelines import real_scenes  # pylint: disable=import-outside-toplevel
             seq = real_scenes.generate_sequence(sequence_seed(seed, split, i), frames=frames,
                                                 size=tuple(size), num_points=num_points,
                                                 photos=photos)

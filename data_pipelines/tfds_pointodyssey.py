@@ -20,7 +20,7 @@ docs/conventions.md).
 
 Example::
 
-    from data_pipelines import tfds_pointodyssey
+    from objtrack_jax.data_pipelines import tfds_pointodyssey
     builder = tfds_pointodyssey.build('/data/pointodyssey', '/data/tfds', clip_len=24, clip_stride=12)
     ds = builder.as_dataset(split='train')
 """
@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import pointodyssey
+from objtrack_jax.data_pipelines import pointodyssey
 from objtrack_jax.video_io import resize_video
 
 

@@ -19,7 +19,7 @@ COMMANDS = {
     "demo": "track points on a generated synthetic scene with the shipped weights (or --video)",
     "convert": "convert a PyTorch PIPs++ / object-prior checkpoint to a Flax checkpoint",
     "synth": "generate a synthetic PointOdyssey-layout dataset",
-    "train": "train a model (objtrack train --config configs/objprior.py --workdir DIR)",
+    "train": "train a model (objtrack train --config objprior --workdir DIR)",
     "eval": "evaluate on a benchmark (PIPs++ or TAP-Vid protocol)",
     "track": "track points through a video and draw them",
 }
@@ -73,7 +73,7 @@ def _dispatch(cmd: str, argv: list[str]):
     if cmd == "convert":
         return convert_main(argv)
     if cmd == "synth":
-        from data_pipelines import synthetic
+        from objtrack_jax.data_pipelines import synthetic
 
         return synthetic.main(argv)
     if cmd == "train":

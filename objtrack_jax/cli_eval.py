@@ -100,7 +100,7 @@ def _check_data_root(parser: argparse.ArgumentParser, args) -> None:
             parser.error(f"--data-root {root} does not exist")
         return
     if args.dataset in ("pointodyssey", "synthetic") and os.path.isdir(root):
-        from data_pipelines import pointodyssey
+        from objtrack_jax.data_pipelines import pointodyssey
 
         pointodyssey.list_sequences(root, args.split or evaluation.DEFAULT_SPLITS[args.dataset])
 

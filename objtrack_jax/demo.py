@@ -95,7 +95,7 @@ def side_by_side(frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, gt_visibl
 
 
 def _scene(args, i: int) -> dict:
-    from data_pipelines import real_scenes, synthetic
+    from objtrack_jax.data_pipelines import real_scenes, synthetic
 
     seed = synthetic.sequence_seed(args.seed, "demo", i)
     if args.scene == "real":

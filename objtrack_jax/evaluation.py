@@ -95,7 +95,7 @@ def _aspect_kept(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 
 def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np.ndarray:
-    from data_pipelines import pointodyssey
+    from objtrack_jax.data_pipelines import pointodyssey
 
     parts = []
     for lo in range(0, num, _FRAME_BATCH):
@@ -107,7 +107,7 @@ def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np
 def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
                        max_frames: Optional[int] = None) -> Iterator[dict]:
     """PointOdyssey layout. size None: native (rounded up to a model size when auto_valid)."""
-    from data_pipelines import pointodyssey
+    from objtrack_jax.data_pipelines import pointodyssey
 
     for seq_dir in pointodyssey.list_sequences(root, split):
         anno = pointodyssey.load_annotations(seq_dir)
@@ -127,7 +127,7 @@ def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
 
 
 def _iter_crohd(root: str, split: str, size) -> Iterator[dict]:
-    from data_pipelines import crohd
+    from objtrack_jax.data_pipelines import crohd
 
     for clip in crohd.iter_clips(root, split, resize_to=size):
         yield dict(name=f"{clip['seq_name']}:{clip['start']}", video=clip["rgbs"], trajs=clip["trajs"],
@@ -145,7 +145,7 @@ def _tapvid_path(dataset: str, root: str) -> str:
 
 
 def _iter_tapvid_raw(dataset: str, root: str, **kw) -> Iterator[dict]:
-    from data_pipelines import tapvid
+    from objtrack_jax.data_pipelines import tapvid
 
     return tapvid.iter_tapvid(dataset[len("tapvid_"):], _tapvid_path(dataset, root), **kw)
 
@@ -224,7 +224,7 @@ def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: fl
 
 def _tapvid_inputs(rec: dict, query_mode: str) -> dict:
     """A common record (already at 256×256) → the TAP-Vid reader's per-video dict."""
-    from data_pipelines import tapvid
+    from objtrack_jax.data_pipelines import tapvid
 
     target = to_point_major(rec["trajs"]).astype(np.float32)
     occluded = ~to_point_major(rec["visibs"] & rec["valids"])
@@ -283,7 +283,7 @@ def _synthetic_root(data_root: Optional[str]):
     if data_root and os.path.isdir(data_root):
         yield data_root
         return
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
 
     with tempfile.TemporaryDirectory(prefix="objtrack_synth_eval_") as tmp:
         log.warning("synthetic root %r not found: generating a small test split in %s", data_root, tmp)

@@ -120,7 +120,7 @@ def test_train_missing_flags_and_extra_args(tmp_path, capsys):
 
 
 def test_train_data_root_missing(tmp_path):
-    from configs import objprior
+    from objtrack_jax.configs import objprior
     from objtrack_jax.train import loop
 
     c = objprior.get_config("tiny")
@@ -130,7 +130,7 @@ def test_train_data_root_missing(tmp_path):
 
 
 def test_train_library_workdir_is_a_file(tmp_path):
-    from configs import objprior
+    from objtrack_jax.configs import objprior
     from objtrack_jax.train import loop
 
     f = tmp_path / "file"
@@ -317,7 +317,7 @@ def test_training_resumes_from_older_checkpoint_when_newest_is_corrupt(tmp_path,
                                                                        compile_cache):
     """Two checkpoints (steps 1 and 2), the newest corrupted: the rerun warns, resumes from step
     1, trains to step 3, and the corrupt step 2 is still on disk."""
-    from configs import common, pips2_baseline
+    from objtrack_jax.configs import common, pips2_baseline
     from objtrack_jax.train import loop
 
     def config(max_steps):
@@ -535,7 +535,7 @@ def test_track_cli_strict_truncated_video(tmp_path, capsys, cached_model):
 
 
 def test_dataset_truncated_jpeg_is_named(tmp_path):
-    from data_pipelines import pointodyssey, synthetic
+    from objtrack_jax.data_pipelines import pointodyssey, synthetic
 
     synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=3, size=(32, 40),
                                num_points=4, progress=False, write_depths=False)
@@ -549,7 +549,7 @@ def test_dataset_truncated_jpeg_is_named(tmp_path):
 
 
 def test_eval_annotation_frame_count_mismatch_is_the_training_error(tmp_path):
-    from data_pipelines import pointodyssey, synthetic
+    from objtrack_jax.data_pipelines import pointodyssey, synthetic
     from objtrack_jax import evaluation
 
     synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=3, size=(32, 40),
@@ -688,7 +688,7 @@ def test_eval_options_rejected_at_start_up(capsys, monkeypatch, flag, value, nee
 
 
 def test_eval_data_root_is_a_split_folder(tmp_path, capsys, monkeypatch):
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
     from objtrack_jax import model_io
 
     monkeypatch.setattr(model_io, "load_model", lambda *a, **k: pytest.fail("model loaded"))
@@ -757,8 +757,8 @@ def test_track_subprocess_no_traceback(tmp_path):
 
 
 def test_train_data_root_is_a_split_folder(tmp_path):
-    from configs import objprior
-    from data_pipelines import pointodyssey, synthetic
+    from objtrack_jax.configs import objprior
+    from objtrack_jax.data_pipelines import pointodyssey, synthetic
     from objtrack_jax.train import loop
 
     synthetic.generate_dataset(str(tmp_path / "po"), num_seqs={"train": 1}, frames=2, size=(32, 40),

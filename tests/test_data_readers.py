@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_pipelines import crohd, pointodyssey, synthetic, tapvid
+from objtrack_jax.data_pipelines import crohd, pointodyssey, synthetic, tapvid
 
 PO_FRAMES, PO_SIZE = 6, (32, 40)
 
@@ -137,7 +137,7 @@ def test_skip_bad_counts_and_logs(po_root, caplog):
     (old / "rgbs" / "rgb_00004.jpg").write_bytes(b"garbage")  # breaks clip starting at 4
     np.savez(po_root / "train" / "new" / "anno.npz", trajs_2d=np.zeros((2, 1, 2)))  # bad sequence
     stats = {}
-    with caplog.at_level(logging.WARNING, logger="data_pipelines.pointodyssey"):
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.data_pipelines.pointodyssey"):
         clips = list(pointodyssey.iter_split_clips(str(po_root), "train", 2, 2, skip_bad=True,
                                                    stats=stats))
     assert [(c["seq_name"], c["start"]) for c in clips] == [("old", 0), ("old", 2)]
@@ -146,7 +146,7 @@ def test_skip_bad_counts_and_logs(po_root, caplog):
 
 
 def test_tfds_builder_roundtrip(tmp_path):
-    tfds_po = pytest.importorskip("data_pipelines.tfds_pointodyssey")
+    tfds_po = pytest.importorskip("objtrack_jax.data_pipelines.tfds_pointodyssey")
     root = tmp_path / "root"
     synthetic.generate_dataset(str(root), num_seqs={"train": 1, "val": 1}, frames=4, size=(32, 40),
                                num_points=12, progress=False)

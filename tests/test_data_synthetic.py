@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_pipelines import pointodyssey, synthetic
+from objtrack_jax.data_pipelines import pointodyssey, synthetic
 
 SIZE = (48, 64)
 FRAMES = 6

@@ -76,7 +76,7 @@ def test_demo_synthetic_beats_zero_motion(tmp_path):
 
 
 def test_demo_on_user_video(tmp_path):
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
     from objtrack_jax.demo import demo_main
     from objtrack_jax.video_io import write_video
 
@@ -89,7 +89,7 @@ def test_demo_on_user_video(tmp_path):
 
 
 def test_eval_cli_zero_baseline(tmp_path):
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
     from objtrack_jax.cli_eval import eval_main
 
     synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=6, size=(128, 128),

@@ -51,7 +51,7 @@ def test_rejects_a_folder_without_the_split(tmp_path, capsys):
 def test_profile_runs_at_the_short_side(tmp_path):
     """End to end on a tiny real-content split: the videos are resized to the short side asked
     for (default: the shipped weights'), and the errors are measured in those pixels."""
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
 
     mod = _module()
     synthetic.generate_dataset(str(tmp_path), num_seqs={"test": 1}, frames=6, size=(96, 128),

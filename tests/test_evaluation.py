@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import PIPS2_REF_DIR, require_path
-from data_pipelines import synthetic
+from objtrack_jax.data_pipelines import synthetic
 from objtrack_jax import cli_eval, evaluation, model_io
 from objtrack_jax.convert.pips2 import abstract_params, load_torch_checkpoint
 from objtrack_jax.metrics import PIPS_KEYS, TAPVID_KEYS
@@ -194,7 +194,7 @@ def test_eval_main_synthetic(tmp_path, synth_root, capsys):
 def test_training_eval_equals_objtrack_eval(tmp_path):
     """The periodic evaluation of train/loop.py and `objtrack eval` on the same weights and data
     give identical metrics (same queries, frames, resolution, windows)."""
-    from configs import objprior
+    from objtrack_jax.configs import objprior
     from objtrack_jax.models.tracker import tracker_from_config
     from objtrack_jax.train import loop
 

@@ -62,7 +62,7 @@ def test_tracker_from_config_rejects_unknown_keys():
 
 
 def test_training_config_lists_every_field():
-    from configs import common
+    from objtrack_jax.configs import common
 
     assert set(common.get_base_config().model.keys()) == set(tracker_fields())
     assert tracker_from_config(common.get_base_config().model) == PIPsTracker()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_pipelines import pipeline
+from objtrack_jax.data_pipelines import pipeline
 
 S, N = 8, 16
 CROP = (64, 80)
@@ -379,8 +379,8 @@ def test_make_global_batch_single_process():
 
 
 def test_dir_source_matches_reader_clips(tmp_path):
-    synthetic = pytest.importorskip("data_pipelines.synthetic")
-    from data_pipelines import pointodyssey
+    synthetic = pytest.importorskip("objtrack_jax.data_pipelines.synthetic")
+    from objtrack_jax.data_pipelines import pointodyssey
     synthetic.generate_dataset(str(tmp_path), num_seqs={"train": 1}, frames=8, size=(64, 80),
                                num_points=48, progress=False, write_depths=False)
     c = _cfg()
@@ -404,7 +404,7 @@ def test_dir_source_matches_reader_clips(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
-    synthetic = pytest.importorskip("data_pipelines.synthetic")
+    synthetic = pytest.importorskip("objtrack_jax.data_pipelines.synthetic")
     root = str(tmp_path_factory.mktemp("synth"))
     synthetic.generate_dataset(root, num_seqs={"train": 2}, frames=12, size=(64, 80), num_points=64,
                                progress=False, write_depths=False)
@@ -419,7 +419,7 @@ def _tfds_cfg():
 
 
 def test_tfds_tfrecord_stream_is_resumable(tiny_root, tmp_path):
-    tp = pytest.importorskip("data_pipelines.tfds_pointodyssey")
+    tp = pytest.importorskip("objtrack_jax.data_pipelines.tfds_pointodyssey")
     builder = tp.build(tiny_root, str(tmp_path / "tfds"), clip_len=8, clip_stride=4)
     c = _tfds_cfg()
     assert pipeline.tfds_source(c, builder) is None  # TFRecord: streamed
@@ -440,7 +440,7 @@ def test_tfds_tfrecord_stream_is_resumable(tiny_root, tmp_path):
 
 
 def test_tfds_array_record_is_random_access(tiny_root, tmp_path):
-    tp = pytest.importorskip("data_pipelines.tfds_pointodyssey")
+    tp = pytest.importorskip("objtrack_jax.data_pipelines.tfds_pointodyssey")
     from tensorflow_datasets import download
     builder = tp.PointOdysseyClips(config=tp.make_config(8, 4), data_dir=str(tmp_path / "ar"),
                                    file_format="array_record")

@@ -22,7 +22,7 @@ START_STEP = 1  # also exercises resuming in the multi-process setting
 
 
 def _config(root):
-    from data_pipelines import pipeline
+    from objtrack_jax.data_pipelines import pipeline
     c = pipeline.default_data_config()
     c.root = root
     c.clip_len, c.num_points, c.min_points, c.crop_size = 4, 16, 2, (48, 64)
@@ -37,7 +37,7 @@ def _worker(pid, port, root, out):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
     from jax.experimental import multihost_utils
-    from data_pipelines import pipeline
+    from objtrack_jax.data_pipelines import pipeline
     assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(),
                                                                    jax.device_count())
     mesh = jax.make_mesh((jax.device_count(),), ("data",),
@@ -68,8 +68,8 @@ def _free_port():
 
 
 def test_two_processes_get_disjoint_data_and_the_single_process_global_batch(tmp_path):
-    synthetic = pytest.importorskip("data_pipelines.synthetic")
-    from data_pipelines import pipeline
+    synthetic = pytest.importorskip("objtrack_jax.data_pipelines.synthetic")
+    from objtrack_jax.data_pipelines import pipeline
     root = str(tmp_path / "synth")
     synthetic.generate_dataset(root, num_seqs={"train": 2}, frames=12, size=(64, 80), num_points=64,
                                progress=False, write_depths=False)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_pipelines import pointodyssey, real_scenes, synthetic
+from objtrack_jax.data_pipelines import pointodyssey, real_scenes, synthetic
 from objtrack_jax import baselines, evaluation
 
 

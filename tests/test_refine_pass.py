@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import objtrack_jax
-from data_pipelines import real_scenes
+from objtrack_jax.data_pipelines import real_scenes
 from objtrack_jax import inference, model_io
 from objtrack_jax.cli_args import refine_scale_arg
 from objtrack_jax.models.tracker import TrackerOutput

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import (ablation_attention_only, ablation_objectness_only, common, objprior,
+from objtrack_jax.configs import (ablation_attention_only, ablation_objectness_only, common, objprior,
                      pips2_baseline)
 from objtrack_jax import model_io
 from objtrack_jax.models.tracker import tracker_from_config
@@ -136,7 +136,7 @@ def test_non_finite_message():
 
 
 def fixed_batch():
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
     seq = synthetic.generate_sequence(seed=1, frames=S, size=(128, 128), num_points=64)
     ok = np.flatnonzero(seq["visibs"][0] & seq["visibs"][1])[:N]
     assert len(ok) == N

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import common, pips2_baseline
+from objtrack_jax.configs import common, pips2_baseline
 from objtrack_jax.train import checkpoint as ckpt_lib
 from objtrack_jax.train import loop
 
@@ -58,7 +58,7 @@ RUN_FLAGS = ["--config.batch_size=4", "--config.data.clip_len=4", "--config.data
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from data_pipelines import synthetic
+    from objtrack_jax.data_pipelines import synthetic
     s = pips2_baseline.get_config("tiny").synthetic
     root = str(tmp_path_factory.mktemp("synth"))
     synthetic.generate_dataset(root, num_seqs={"train": s.num_train, "val": s.num_val},

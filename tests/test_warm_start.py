@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import pips2_baseline
+from objtrack_jax.configs import pips2_baseline
 from objtrack_jax import model_io
 from objtrack_jax.models.tracker import tracker_from_config
 from objtrack_jax.train import loop, optim

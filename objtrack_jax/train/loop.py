@@ -183,7 +183,7 @@ def prepare_data_root(config, workdir: str, mesh=None) -> str:
             if not os.path.isdir(config.data.root):
                 raise FileNotFoundError(f"config.data.root={config.data.root}: dataset root does "
                                         "not exist (leave it empty to generate synthetic data)")
-            from data_pipelines import pointodyssey  # pylint: disable=import-outside-toplevel
+            from objtrack_jax.data_pipelines import pointodyssey  # pylint: disable=import-outside-toplevel
             # Before any work: names a split folder given as the root (and suggests its parent).
             pointodyssey.list_sequences(config.data.root, config.data.split)
         return config.data.root
@@ -193,7 +193,7 @@ def prepare_data_root(config, workdir: str, mesh=None) -> str:
     done = os.path.join(root, "DONE")
 
     def generate():
-        from data_pipelines import synthetic  # pylint: disable=import-outside-toplevel
+        from objtrack_jax.data_pipelines import synthetic  # pylint: disable=import-outside-toplevel
         s = config.synthetic
         synthetic.generate_dataset(root, num_seqs={"train": s.num_train, "val": s.num_val},
                                    frames=s.frames, size=tuple(s.size), seed=s.seed,
@@ -399,7 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ``step``, ``start_step``, ``stopped_early`` (None, 'SIGTERM' or 'max_steps_this_run'),
     ``workdir``.
     """
-    from data_pipelines import pipeline  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.data_pipelines import pipeline  # pylint: disable=import-outside-toplevel
 
     config = config.copy_and_resolve_references()
     if str(config.model.get("dtype", "float32")) == "float64" and not jax.config.jax_enable_x64:

@@ -1,6 +1,6 @@
 """Training entry point (kept thin: flags -> ``train_and_evaluate``).
 
-    python -m objtrack_jax.train.main --config configs/objprior.py[:tiny] --workdir DIR \
+    python -m objtrack_jax.train.main --config objprior[:tiny] --workdir DIR \
         [--config.optim.lr=1e-3 ...]
 
 ``objtrack train`` forwards to :func:`main` with the same flags. Re-running with the same workdir
@@ -32,12 +32,57 @@ def _new_flags(argv: Sequence[str] = ()):
     command lines in one process (tests, ``objtrack_jax.cli.main(argv)``)."""
     values = flags.FlagValues()
     config = config_flags.DEFINE_config_file(
-        "config", None, "Experiment config file, e.g. configs/objprior.py or "
-        "configs/objprior.py:tiny.", flag_values=values, lock_config=True,
+        "config", None, "Experiment config: a built-in name (objprior, pips2_baseline, "
+        "ablation_attention_only, ablation_objectness_only) or a config file, each with an "
+        "optional :tiny, :cpu or :real variant, e.g. objprior:tiny or configs/objprior.py.",
+        flag_values=values, lock_config=True,
         sys_argv=list(argv) or None)
     workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and generated "
                                   "data.", flag_values=values)
     return values, config, workdir
+
+
+def builtin_configs() -> list[str]:
+    """Names of the experiment configs shipped with the package (``objprior``, ``pips2_baseline``,
+    ...): ``--config NAME[:variant]`` takes one of them from any directory."""
+    from objtrack_jax import configs
+
+    folder = os.path.dirname(os.path.abspath(configs.__file__))
+    return sorted(f[:-3] for f in os.listdir(folder)
+                  if f.endswith(".py") and not f.startswith("_") and f != "common.py")
+
+
+def resolve_config_spec(spec: str) -> str:
+    """``NAME[:variant]`` (a built-in config, see :func:`builtin_configs`) or ``PATH.py[:variant]``
+    → ``PATH.py[:variant]``. An existing file wins over a built-in name of the same spelling."""
+    path, sep, arg = spec.partition(":")
+    if os.path.isfile(path) or path.endswith(".py") or os.sep in path:
+        return spec
+    if path not in builtin_configs():
+        raise FileNotFoundError(
+            errno.ENOENT, f"config not found (--config takes a file or one of the built-in "
+            f"names {', '.join(builtin_configs())}, optionally with :tiny, :cpu or :real)", path)
+    from objtrack_jax import configs
+
+    folder = os.path.dirname(os.path.abspath(configs.__file__))
+    return os.path.join(folder, path + ".py") + sep + arg
+
+
+def _with_config(argv: Sequence[str], spec: str) -> list[str]:
+    """``argv`` with every ``--config`` value (not ``--config.key``) replaced by ``spec``."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("--config="):
+            out.append(f"--config={spec}")
+        elif arg == "--config" and i + 1 < len(argv):
+            out += ["--config", spec]
+            skip = True
+        else:
+            out.append(arg)
+    return out
 
 
 def _flag_value(argv: Sequence[str], name: str) -> Optional[str]:
@@ -99,7 +144,9 @@ def parse_flags(argv: Sequence[str]):
     argv = list(argv)
     spec = _flag_value(argv[1:], "config")
     if spec is None:
-        raise ValueError("--config is required, e.g. --config configs/objprior.py:tiny")
+        raise ValueError("--config is required, e.g. --config objprior:tiny")
+    spec = resolve_config_spec(spec)
+    argv = [argv[0]] + _with_config(argv[1:], spec)
     path = spec.partition(":")[0]
     if not os.path.isfile(path):
         raise FileNotFoundError(errno.ENOENT, "config file not found (--config)", path)
@@ -140,7 +187,7 @@ def run(argv: Sequence[str]) -> int:
         flags.FLAGS.mark_as_parsed()  # absl's own flags keep their defaults
     absl_logging.use_absl_handler()  # what absl's app.run does: log records go to stderr
     # TensorFlow (tf.data, TensorBoard) must not take GPU/TPU memory from JAX.
-    from data_pipelines.pipeline import hide_accelerators_from_tf
+    from objtrack_jax.data_pipelines.pipeline import hide_accelerators_from_tf
     hide_accelerators_from_tf()
     from objtrack_jax.train.loop import train_and_evaluate
 
