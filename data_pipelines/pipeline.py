@@ -84,6 +84,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.filters.min_vis_frames = ml_collections.config_dict.placeholder(int)  # None -> max(sqrt(S), 2)
     c.filters.edge = True
     c.filters.motion_min_px = 1.0
+    # Share of clips in which the motion filter is off, so still points are kept (and learned).
+    c.filters.still_share = 0.0
     c.filters.motion_max_step_frac = 0.5
     c.fps_velocity_scale = ml_collections.config_dict.placeholder(float)  # None -> S-1
 

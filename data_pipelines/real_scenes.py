@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from objtrack_jax.data_pipelines import synthetic
+from objtrack_jax.extras import require
 
 # (package, file) pairs. Grey-scale photos are tinted at random when used.
 TRAIN_PHOTOS: tuple[tuple[str, str], ...] = (
@@ -59,25 +60,21 @@ class PhotoError(RuntimeError):
 
 def _package_dir(package: str) -> str:
     if package == "skimage":
-        import skimage.data  # pylint: disable=import-outside-toplevel
-        return os.path.dirname(skimage.data.__file__)
+        skimage_data = require("skimage.data", "the real-photo scenes")
+        return os.path.dirname(skimage_data.__file__)
     if package == "sklearn":
-        import sklearn.datasets  # pylint: disable=import-outside-toplevel
-        return os.path.join(os.path.dirname(sklearn.datasets.__file__), "images")
+        sklearn_datasets = require("sklearn.datasets", "the real-photo scenes")
+        return os.path.join(os.path.dirname(sklearn_datasets.__file__), "images")
     raise ValueError(f"unknown photo package {package!r}")
 
 
 @functools.lru_cache(maxsize=None)
 def load_photo(package: str, name: str) -> np.ndarray:
     """One bundled photo as uint8 RGB [H, W, 3] (grey-scale kept as 3 equal channels)."""
+    path = os.path.join(_package_dir(package), name)
+    image = require("PIL.Image", "the real-photo scenes")
     try:
-        path = os.path.join(_package_dir(package), name)
-    except ImportError as e:
-        raise PhotoError(f"real-photo scenes need the {package!r} package "
-                         f"(pip install -r requirements.txt): {e}") from e
-    try:
-        from PIL import Image  # pylint: disable=import-outside-toplevel
-        with Image.open(path) as im:
+        with image.open(path) as im:
             img = np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as e:
         raise PhotoError(f"could not read the bundled photo {path}: {e}") from e
@@ -170,8 +167,12 @@ def _apply_h(hom: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q / d
 
 
-def photometric(rng: np.random.Generator, rgbs: np.ndarray, hom: np.ndarray) -> np.ndarray:
-    """Lighting drift, motion blur along the camera motion, noise and JPEG re-compression."""
+def photometric(rng: np.random.Generator, rgbs: np.ndarray, hom: np.ndarray,
+                flicker: float = 0.0) -> np.ndarray:
+    """Lighting drift, motion blur along the camera motion, noise and JPEG re-compression.
+
+    ``flicker`` > 0 adds a per-frame lighting flicker (gain ``1 + N(0, flicker)``) and a slight
+    Gaussian blur (sigma 0.3-0.8) on a random 20 % of the frames."""
     frames, h, w = rgbs.shape[:3]
     s = np.linspace(0.0, 1.0, frames)
     wob = synthetic._smooth_wobble  # pylint: disable=protected-access
@@ -182,9 +183,16 @@ def photometric(rng: np.random.Generator, rgbs: np.ndarray, hom: np.ndarray) -> 
     blur_p = rng.uniform(0.0, 0.5)
     jpeg_q = int(rng.integers(35, 92)) if rng.uniform() < 0.5 else 0
     centre = np.array([[(w - 1) / 2.0, (h - 1) / 2.0]])
+    if flicker > 0:  # its own child stream: the scene and its points are those without flicker
+        frng = rng.spawn(1)[0]
+        gain = gain * (1.0 + frng.normal(0.0, flicker, frames))
+        soft = frng.uniform(size=frames) < 0.2
+        soft_sigma = frng.uniform(0.3, 0.8, frames)
     out = np.empty_like(rgbs)
     for t in range(frames):
         f = rgbs[t].astype(np.float32)
+        if flicker > 0 and soft[t]:
+            f = cv2.GaussianBlur(f, (0, 0), float(soft_sigma[t]), borderType=cv2.BORDER_REFLECT_101)
         if t > 0 and rng.uniform() < blur_p:
             d = (_apply_h(hom[t], centre) - _apply_h(hom[t - 1], centre))[0]
             n = float(np.hypot(*d))
@@ -207,11 +215,25 @@ def photometric(rng: np.random.Generator, rgbs: np.ndarray, hom: np.ndarray) -> 
     return out
 
 
+def slow_regime(rng: np.random.Generator, motion: float,
+                num_objects: int) -> tuple[float, np.ndarray]:
+    """Motion scales of a still-or-slow sequence: ``(camera, [per object])``.
+
+    The camera is still with probability 0.5, else it moves at 0.5-10 % of ``motion`` (under about
+    0.3 px/frame at 192x256 over 24 frames); each object is still with probability 0.5, else it
+    moves at 0-30 % of its normal motion."""
+    camera = 0.0 if rng.uniform() < 0.5 else motion * rng.uniform(0.005, 0.1)
+    still = rng.uniform(size=num_objects) < 0.5
+    objects = np.where(still, 0.0, motion * rng.uniform(0.0, 0.3, num_objects))
+    return float(camera), objects
+
+
 def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192, 256),
                       num_objects: int | tuple[int, int] = (2, 5), num_points: int = 256,
                       photos: str = "train", procedural_share: float = 0.2,
                       motion: float = 1.0, realism: bool = True,
-                      background_fraction: float = 0.4) -> dict[str, Any]:
+                      background_fraction: float = 0.4, still_share: float = 0.0,
+                      flicker: float = 0.0) -> dict[str, Any]:
     """One real-photo sequence in memory (same keys as ``synthetic.generate_sequence``).
 
     Args:
@@ -219,6 +241,10 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
       procedural_share: probability that a layer uses a procedural texture instead of a photo.
       motion: scale of the camera and object motion.
       realism: apply :func:`photometric` to the frames.
+      still_share: probability that the sequence is still or slow (:func:`slow_regime`): the
+        camera is still (half of them) or moves at 0.5-10 % of ``motion``, and each object is
+        still (half of them) or moves at 0-30 %, non-rigid deformation included.
+      flicker: lighting flicker and slight blur (:func:`photometric`).
     """
     h, w = int(size[0]), int(size[1])
     if frames < 2 or h < 32 or w < 32:
@@ -234,7 +260,10 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
             return synthetic._make_texture(rng, th, tw)  # pylint: disable=protected-access
         return photo_view(rng, bank, th, tw, zoom)
 
-    hom = homography_path(rng, frames, (h, w), motion)
+    camera_motion, object_scale = motion, None
+    if still_share > 0 and rng.uniform() < still_share:
+        camera_motion, object_scale = slow_regime(rng, motion, num_objects)
+    hom = homography_path(rng, frames, (h, w), camera_motion)
     inv = np.linalg.inv(hom)
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
     world = _apply_h(inv, np.broadcast_to(corners, (frames, 4, 2)))
@@ -249,8 +278,12 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
         rng, frames, (h, w), num_objects, num_distractors, still,
         np.broadcast_to(img_c, (frames, 2)), img_c)
     replaced: dict[int, np.ndarray] = {}
-    for o in objects:
-        if motion != 1.0:  # scale the motion about the frame-0 pose
+    for i, o in enumerate(objects):
+        if object_scale is not None:  # still or slow: motion and deformation about frame 0
+            k = object_scale[i]
+            o.affine = o.affine[:1] + k * (o.affine - o.affine[:1])
+            o.phase = o.phase[:1] + k * (o.phase - o.phase[:1])
+        elif motion != 1.0:  # scale the motion about the frame-0 pose
             a0 = o.affine[0]
             o.affine = a0[None] + motion * (o.affine - a0[None])
         key = id(o.texture)
@@ -278,7 +311,7 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
         synthetic.composite_objects(rgb, ids, dep, objects, t, xs, ys)
         rgbs[t], masks[t], depths[t] = rgb, ids, dep
     if realism:
-        rgbs = photometric(rng, rgbs, hom)
+        rgbs = photometric(rng, rgbs, hom, flicker)
 
     n_bg = int(round(background_fraction * num_points)) if num_objects else num_points
     trajs, owners, pdepth = [], [], []

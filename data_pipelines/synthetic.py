@@ -74,6 +74,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # fixed seed 0 (override with --seed only to make a different benchmark), 24 frames, 288x384.
     "real-eval": dict(num_seqs={"test": 10}, frames=24, size=(288, 384), num_points=256,
                       scene="real", photos="eval"),
+    # Real-photo training scenes with still and slow content: like 'real', but 40 % of the
+    # sequences are still or slow (camera still or below ~0.3 px/frame; each object still or slow),
+    # so the model sees what "no motion" and sub-pixel motion look like.
+    "real-slow": dict(num_seqs={"train": 400, "val": 8}, frames=24, size=(192, 256),
+                      num_points=256, scene="real", photos="train", still_share=0.4),
+    # The static-and-slow benchmark: disjoint evaluation photos, 200 frames, every sequence still
+    # or slow, with sensor noise, JPEG, lighting flicker and slight blur (drift and jitter).
+    "real-static": dict(num_seqs={"test": 6}, frames=200, size=(192, 256), num_points=128,
+                        scene="real", photos="eval", still_share=1.0, flicker=0.02),
     "real-tiny": dict(num_seqs={"train": 2, "test": 1}, frames=8, size=(64, 96), num_points=32,
                       scene="real", photos="train"),
 }
@@ -236,7 +245,7 @@ def _make_objects(rng, frames, size, num_objects, num_distractors, zoom, centre,
         mode = rng.uniform()
         if mode < 0.35:  # enter or leave through a random side
             side = int(rng.integers(4))
-            out = start.copy() if rng.uniform() < 0.5 else end
+            out = (start if rng.uniform() < 0.5 else end).copy()  # never an alias of end
             r = 0.6 * max(ch, cw)
             if side == 0:
                 out[0] = -r
@@ -519,6 +528,9 @@ def generate_dataset(out_dir: str, num_seqs: int | Mapping[str, int] | None = No
         num_points = p["num_points"] if num_points == defaults["num_points"] else num_points
         num_seqs = p["num_seqs"] if num_seqs is None else num_seqs
         scene, photos = p.get("scene", scene), p.get("photos", photos)
+        extra = {k: p[k] for k in ("still_share", "flicker") if k in p}
+    else:
+        extra = {}
     counts = _resolve_counts(PRESETS["small"]["num_seqs"] if num_seqs is None else num_seqs)
     jobs = [(split, i) for split, n in counts.items() for i in range(n)]
     it = jobs
@@ -536,7 +548,7 @@ def generate_dataset(out_dir: str, num_seqs: int | Mapping[str, int] | None = No
             from objtrack_jax.data_pipelines import real_scenes  # pylint: disable=import-outside-toplevel
             seq = real_scenes.generate_sequence(sequence_seed(seed, split, i), frames=frames,
                                                 size=tuple(size), num_points=num_points,
-                                                photos=photos)
+                                                photos=photos, **extra)
         else:
             seq = generate_sequence(sequence_seed(seed, split, i), frames=frames,
                                     size=tuple(size), num_objects=num_objects,
@@ -580,7 +592,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
                         help="'small' procedural scenes (default); 'real': real-photo training "
-                             "scenes; 'real-eval': the real-content benchmark (disjoint photos)")
+                             "scenes; 'real-eval': the real-content benchmark (disjoint photos); 'real-slow': "
+                             "'real' with 40%% still or slow scenes; 'real-static': the 200-frame "
+                             "static-and-slow benchmark (disjoint photos)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     p = PRESETS[args.preset]

@@ -35,7 +35,9 @@ Point filters, evaluated on the augmented crop
 * motion filter: the largest displacement from the frame-0 position over valid frames must be
   ``>= motion_min_px`` (default 1 px: drops perfectly static points, which carry no tracking signal),
   and no step between consecutive valid frames may exceed ``motion_max_step_frac * min(H, W)``
-  (default 0.5: drops annotation glitches/teleports).
+  (default 0.5: drops annotation glitches/teleports). In a share ``filters.still_share`` of the
+  clips (default 0) the minimum-motion part is off, so still points are kept and the model learns
+  what no motion looks like.
 
 FPS runs on ``(x0, y0, vscale*mean_vx, vscale*mean_vy)`` in crop pixels, with ``vscale = S-1`` unless
 ``fps_velocity_scale`` is set (mean velocity times clip length ~ total displacement, so both halves of
@@ -337,8 +339,12 @@ def select_points(clip: dict, config, rng: np.random.Generator):
     h, w = clip["rgbs"].shape[1:3]
     f = config.filters
     max_step = None if f.motion_max_step_frac is None else f.motion_max_step_frac * min(h, w)
+    motion_min = f.motion_min_px
+    still_share = f.get("still_share", 0.0) or 0.0
+    if still_share > 0 and rng.random() < still_share:  # no draw when off: old streams unchanged
+        motion_min = 0.0
     keep = point_filter(clip["trajs"], clip["vis"], clip["valids"], clip["masks"][0],
-                        min_vis_frames=f.min_vis_frames, edge=f.edge, motion_min_px=f.motion_min_px,
+                        min_vis_frames=f.min_vis_frames, edge=f.edge, motion_min_px=motion_min,
                         motion_max_step_px=max_step)
     cand = np.flatnonzero(keep)
     n = config.num_points

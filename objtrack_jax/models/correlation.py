@@ -82,8 +82,26 @@ def corr_chunk_size(num_levels: int, channels: int, radius: int, itemsize: int,
     return max(1, int(chunk_bytes) // per)
 
 
+def level_coords(coords: jnp.ndarray, level: int, centered: bool = False) -> jnp.ndarray:
+    """Level-0 grid coordinates → coordinates on pyramid level ``level``.
+
+    PIPs++ samples level ``l`` at ``coords / 2**l``. With floor 2×2 pooling, cell ``i`` of level
+    ``l`` averages level-0 cells ``i*2**l .. i*2**l + 2**l - 1``, whose centre is
+    ``i*2**l + (2**l - 1)/2``: the PIPs++ mapping therefore reads each coarse level
+    ``(2**l - 1)/2`` level-0 cells down-right of the point (0.5, 1.5, 3.5 cells on levels 1-3).
+    ``centered=True`` maps the point onto the cell centres instead,
+    ``(coords - (2**l - 1)/2) / 2**l``: a model option (``PIPsTracker.corr_centered``) that needs
+    weights trained with it; off for PyTorch parity.
+    """
+    f = 2.0 ** level
+    if centered and level:
+        return (coords - (f - 1.0) / 2.0) / f
+    return coords / f
+
+
 def pyramid_correlation(pyramid: list[jnp.ndarray], coords: jnp.ndarray, templates: jnp.ndarray,
-                        radius: int, chunk_bytes: int = CORR_CHUNK_BYTES) -> jnp.ndarray:
+                        radius: int, chunk_bytes: int = CORR_CHUNK_BYTES,
+                        centered: bool = False) -> jnp.ndarray:
     """Correlation features of K templates against every level, for a batch of frames.
 
     The ``B*S*N`` point-frames are processed in chunks (a ``lax.map``) sized so that the
@@ -94,6 +112,7 @@ def pyramid_correlation(pyramid: list[jnp.ndarray], coords: jnp.ndarray, templat
       pyramid: list of ``[B, S, H_l, W_l, C]`` maps.
       coords: ``[B, S, N, 2]`` grid-unit (level 0) coordinates.
       templates: ``[K, B, S, N, C]``.
+      centered: sample the coarse levels at their cell centres (:func:`level_coords`).
     Returns:
       ``[B, S, N, K * L * (2r+1)**2]``, ordered template-major, then level, then window.
     """
@@ -109,7 +128,7 @@ def pyramid_correlation(pyramid: list[jnp.ndarray], coords: jnp.ndarray, templat
     def corr_chunk(args):
         fr, p, t = args  # [P], [P, 2], [P, K, C]
         t = jnp.moveaxis(t, 1, 0)
-        outs = [window_correlation(fm, fr, p / (2.0 ** lvl), t, radius)
+        outs = [window_correlation(fm, fr, level_coords(p, lvl, centered), t, radius)
                 for lvl, fm in enumerate(maps)]  # each [K, P, W]
         out = jnp.stack(outs, axis=1)  # [K, L, P, W]
         return jnp.moveaxis(out, 2, 0).reshape(fr.shape[0], -1)  # [P, K*L*W]

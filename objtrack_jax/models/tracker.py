@@ -142,6 +142,10 @@ class PIPsTracker(nn.Module):
     # fit it, so memory does not grow with N*S. Same arithmetic per point. 0: everything at once.
     # An inference setting like encode_chunk (objtrack_jax.memory.inference_model sets both).
     chunk_mb: int = 0
+    # Sample the coarse correlation levels at their cell centres (correlation.level_coords)
+    # instead of PIPs++'s coords / 2**l, which reads level l (2**l - 1)/2 cells down-right of the
+    # point. A trained-in option: False reproduces PIPs++ (and every converted checkpoint).
+    corr_centered: bool = False
 
     def setup(self):
         self.fnet = BasicEncoder(out_dim=self.latent_dim, stride=self.stride, dtype=self.dtype,
@@ -225,7 +229,8 @@ class PIPsTracker(nn.Module):
         def point_step(delta_block, pyr, coords, templates):
             """Update of ``coords [B, S, n, 2]`` from ``templates [3, B, S, n, C]``."""
             nc = coords.shape[2]
-            corr = pyramid_correlation(pyr, coords, templates, radius, chunk_bytes)
+            corr = pyramid_correlation(pyr, coords, templates, radius, chunk_bytes,
+                                       centered=self.corr_centered)
             motion = motion_features(coords, latent, num_valid)
             x = jnp.concatenate([corr.astype(fdt), motion.astype(fdt)], axis=-1)  # [B, S, n, 718]
             x = jnp.transpose(x, (0, 2, 1, 3)).reshape(b * nc, s, x.shape[-1])
