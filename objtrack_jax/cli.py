@@ -150,6 +150,12 @@ def run_command(cmd: str, argv: Sequence[str], debug: bool = False) -> int:
     except Exception as e:  # pylint: disable=broad-except
         if debug:
             raise
+        from objtrack_jax.extras import as_missing_extra
+
+        missing = as_missing_extra(e)  # an optional dependency: one line naming the extra
+        if missing is not None:
+            print(f"{prog}: error: {missing}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"{prog}: internal error: {type(e).__name__}: {_error_message(e)}\n"
               f"(run again with --debug or OBJTRACK_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL

@@ -1,4 +1,5 @@
-"""Reading and writing videos as uint8 RGB arrays [T, H, W, 3] (OpenCV under the hood).
+"""Reading and writing videos as uint8 RGB arrays [T, H, W, 3] (OpenCV; H.264 output through the
+ffmpeg that imageio-ffmpeg ships).
 
 A "video" is either a container file readable by OpenCV (.mp4, .avi, .mov, .mkv, ...) or a folder of
 frames (.jpg/.jpeg/.png/.bmp), taken in natural-sort order of their file names (``frame_2`` before
@@ -403,43 +404,118 @@ def write_frames(folder: str, frames) -> str:
     return folder
 
 
+H264_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv")
+_warned_no_h264: set = set()
+
+
+def h264_encoder():
+    """``(ffmpeg executable, None)`` when H.264 encoding is available (imageio-ffmpeg and its
+    bundled ffmpeg, or ``IMAGEIO_FFMPEG_EXE``), else ``(None, reason)``."""
+    try:
+        import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None, "imageio-ffmpeg is not installed (pip install imageio-ffmpeg)"
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe(), None
+    except RuntimeError as e:  # no bundled binary for this platform and none on PATH
+        return None, f"imageio-ffmpeg found no ffmpeg executable ({e})"
+
+
+def _warn_no_h264(path: str, reason: str) -> None:
+    if reason not in _warned_no_h264:  # once per reason and process
+        _warned_no_h264.add(reason)
+        log.warning("writing %r as MPEG-4 Part 2 ('mp4v', OpenCV), which VLC and ffplay play but "
+                    "web browsers and Colab do not: H.264 needs %s", path, reason)
+
+
+class _H264Stream:
+    """Frames piped into the ffmpeg of imageio-ffmpeg: H.264 (yuv420p, CRF about 20) in an mp4
+    whose index is at the front (``+faststart``: browsers start playing before the end)."""
+
+    def __init__(self, path: str, size: tuple[int, int], fps: float):
+        import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+
+        self._gen = imageio_ffmpeg.write_frames(
+            path, size, fps=fps, codec="libx264", quality=6, pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-movflags", "+faststart"])
+        self._gen.send(None)
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._gen.send(np.ascontiguousarray(rgb))
+
+    def release(self) -> None:
+        self._gen.close()
+
+
 class VideoWriter:
     """Appends uint8 RGB frames to a video file as they come (``append``), so a long annotated
     video is never held whole; ``close()`` returns the path written.
+
+    ``fourcc=None`` (default): H.264 for ``.mp4`` / ``.m4v`` / ``.mov`` / ``.mkv`` through the
+    ffmpeg that imageio-ffmpeg ships (plays in browsers, Colab, QuickTime); when that is not
+    available a warning says why and OpenCV writes MPEG-4 Part 2 (``'mp4v'``) instead. Another
+    extension, or an explicit ``fourcc`` (e.g. ``'mp4v'``, ``'MJPG'``), goes to OpenCV's writer.
+    :attr:`codec` says what was used (``'h264'``, the fourcc, or ``'png'``).
 
     Same rules as :func:`write_video`: odd sizes padded by one edge-replicated row/column; when the
     codec is unavailable (the writer does not open) a warning is logged and the frames go to PNGs
     in ``<path without extension>_frames`` instead. A file that comes out missing or empty after
     writing makes ``close()`` return None (the frames are gone; :func:`write_video` then writes its
-    in-memory frames as PNGs; streaming callers write again with ``as_frames=True``: PNGs only)."""
+    in-memory frames again; streaming callers write again with ``as_frames=True``: PNGs only)."""
 
-    def __init__(self, path: str, fps: float = 24.0, fourcc: str = "mp4v", as_frames: bool = False):
+    def __init__(self, path: str, fps: float = 24.0, fourcc: str | None = None,
+                 as_frames: bool = False):
         self.path, self.fps, self.fourcc, self.as_frames = path, float(fps), fourcc, as_frames
         self._writer, self._folder, self._count, self._pad = None, None, 0, None
+        self.codec: str | None = None
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+    def _open(self, size: tuple[int, int]) -> None:
+        """Picks the writer for frames of ``size`` = (width, height) (even)."""
+        if self.as_frames:
+            return self._open_frames()
+        if self.fourcc is None and self.path.lower().endswith(H264_EXTENSIONS):
+            exe, reason = h264_encoder()
+            if exe is not None:
+                try:
+                    self._writer, self.codec = _H264Stream(self.path, size, self.fps), "h264"
+                    return None
+                except (OSError, RuntimeError, ValueError) as e:
+                    reason = f"ffmpeg did not start: {e}"
+            _warn_no_h264(self.path, reason)
+        fourcc = self.fourcc or "mp4v"
+        writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
+        if writer is not None and writer.isOpened():
+            self._writer, self.codec = writer, fourcc
+            return None
+        log.warning("OpenCV could not write %r with fourcc %r; writing PNG frames to %r "
+                    "instead", self.path, fourcc, os.path.splitext(self.path)[0] + "_frames")
+        return self._open_frames()
+
+    def _open_frames(self) -> None:
+        self._folder = os.path.splitext(self.path)[0] + "_frames"
+        os.makedirs(self._folder, exist_ok=True)
+        self.codec = "png"
 
     def append(self, frames) -> None:
         frames = _as_uint8_frames(frames)
         if self._pad is None:
             height, width = frames.shape[1:3]
             self._pad = (height % 2, width % 2)
-            if any(self._pad):  # MPEG-4 encoders silently crop odd sizes; pad instead
+            if any(self._pad):  # H.264 (yuv420p) and MPEG-4 need even sizes; pad, never crop
                 log.warning("padding %dx%d frames to even size for %r (edge-replicated last "
                             "row/column)", width, height, self.path)
-            size = (width + self._pad[1], height + self._pad[0])
-            writer = None if self.as_frames else cv2.VideoWriter(
-                self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
-            if writer is not None and writer.isOpened():
-                self._writer = writer
-            else:
-                self._folder = os.path.splitext(self.path)[0] + "_frames"
-                log.warning("OpenCV could not write %r with fourcc %r; writing PNG frames to %r "
-                            "instead", self.path, self.fourcc, self._folder)
-                os.makedirs(self._folder, exist_ok=True)
+            self._open((width + self._pad[1], height + self._pad[0]))
         if any(self._pad):
             frames = np.pad(frames, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         for frame in frames:
-            if self._writer is not None:
+            if isinstance(self._writer, _H264Stream):
+                try:
+                    self._writer.write(frame)
+                except (OSError, RuntimeError) as e:
+                    raise OSError(f"ffmpeg failed while writing {self.path!r}: {e}") from e
+            elif self._writer is not None:
                 self._writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
             else:
                 file = os.path.join(self._folder, f"frame_{self._count:05d}.png")
@@ -451,8 +527,13 @@ class VideoWriter:
         if self._folder is not None:
             return self._folder
         if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                writer.release()
+            except (OSError, RuntimeError) as e:  # ffmpeg exited with an error
+                log.warning("ffmpeg failed to finish %r: %s", self.path, e)
+                if os.path.isfile(self.path):
+                    os.remove(self.path)
         if os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
             return self.path
         if os.path.isfile(self.path):
@@ -466,15 +547,18 @@ class VideoWriter:
         self.close()
 
 
-def write_video(path: str, frames, fps: float = 24.0, fourcc: str = "mp4v") -> str:
-    """Writes uint8 RGB frames [T, H, W, 3] to a video file (OpenCV, ``fourcc`` default 'mp4v').
+def write_video(path: str, frames, fps: float = 24.0, fourcc: str | None = None) -> str:
+    """Writes uint8 RGB frames [T, H, W, 3] to a video file: H.264 for .mp4/.m4v/.mov/.mkv with
+    imageio-ffmpeg's ffmpeg (default ``fourcc=None``), else OpenCV with ``fourcc`` (``'mp4v'``
+    when None; see :class:`VideoWriter`).
 
     Non-uint8 input is rounded and clipped to [0, 255]; [T, H, W] is treated as grayscale. Odd
-    heights/widths are padded by one edge-replicated row/column (MPEG-4 needs even sizes). If the
-    codec is unavailable (the writer does not open, or the file comes out missing or empty), a
-    warning is logged and the frames are written as PNGs into the folder ``<path without
-    extension>_frames`` instead. Returns the path actually written (file or folder); both are
-    readable with :func:`read_video`. (:class:`VideoWriter` writes frames as they come.)
+    heights/widths are padded by one edge-replicated row/column (both codecs need even sizes). If
+    H.264 is unavailable a warning says why and the file is MPEG-4 Part 2 (``'mp4v'``); if that
+    fails too (the writer does not open, or the file comes out missing or empty), a warning is
+    logged and the frames are written as PNGs into the folder ``<path without extension>_frames``
+    instead. Returns the path actually written (file or folder); both are readable with
+    :func:`read_video`. (:class:`VideoWriter` writes frames as they come.)
     """
     frames = _as_uint8_frames(frames)
     writer = VideoWriter(path, fps, fourcc)
@@ -482,7 +566,14 @@ def write_video(path: str, frames, fps: float = 24.0, fourcc: str = "mp4v") -> s
     written = writer.close()
     if written is not None:
         return written
+    if writer.codec == "h264":  # ffmpeg failed at the end: try OpenCV's MPEG-4 Part 2
+        _warn_no_h264(path, "an ffmpeg that finishes the file (see the warning above)")
+        writer = VideoWriter(path, fps, "mp4v")
+        writer.append(frames)
+        written = writer.close()
+        if written is not None:
+            return written
     folder = os.path.splitext(path)[0] + "_frames"
     log.warning("OpenCV could not write %r with fourcc %r; writing %d PNG frames to %r instead",
-                path, fourcc, len(frames), folder)
+                path, fourcc or "mp4v", len(frames), folder)
     return write_frames(folder, frames)

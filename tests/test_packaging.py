@@ -1,6 +1,8 @@
 """Packaging: the package list in pyproject.toml, built-in config names, the lean install's imports."""
 
 import os
+import re
+import runpy
 import subprocess
 import sys
 import tomllib
@@ -15,14 +17,14 @@ def _pyproject():
         return tomllib.load(f)
 
 
-def test_every_package_folder_is_listed_and_nothing_installs_top_level():
-    setup = _pyproject()["tool"]["setuptools"]
-    listed = set(setup["packages"])
-    mapped = setup.get("package-dir", {})
+def test_package_list_maps_configs_and_data_pipelines_under_objtrack_jax():
+    setup = runpy.run_path(os.path.join(ROOT, "setup.py"), run_name="setup_for_test")
+    listed, mapped = set(setup["PACKAGES"]), setup["PACKAGE_DIR"]
     assert all(p == "objtrack_jax" or p.startswith("objtrack_jax.") for p in listed), listed
+    assert mapped == {"objtrack_jax.configs": "configs",
+                      "objtrack_jax.data_pipelines": "data_pipelines"}
     for pkg, folder in mapped.items():
-        assert pkg in listed, f"{pkg} is mapped in [tool.setuptools.package-dir] but not listed"
-        assert os.path.isfile(os.path.join(ROOT, folder, "__init__.py")), folder
+        assert pkg in listed and os.path.isfile(os.path.join(ROOT, folder, "__init__.py")), pkg
     on_disk = set()
     for base, pkg in [("objtrack_jax", "objtrack_jax")] + [(f, p) for p, f in mapped.items()]:
         for dirpath, dirnames, files in os.walk(os.path.join(ROOT, base)):
@@ -30,9 +32,23 @@ def test_every_package_folder_is_listed_and_nothing_installs_top_level():
             if "__init__.py" in files:
                 rel = os.path.relpath(dirpath, os.path.join(ROOT, base))
                 on_disk.add(pkg if rel == "." else pkg + "." + rel.replace(os.sep, "."))
-    missing = on_disk - listed
-    assert not missing, (f"package folders missing from [tool.setuptools] packages in "
-                         f"pyproject.toml (they would not be installed): {sorted(missing)}")
+    assert on_disk <= listed, f"package folders that would not be installed: {on_disk - listed}"
+
+
+def test_lean_dependencies_hold_no_extra():
+    """The tracking install lists none of the packages behind an extra (extras.MODULE_EXTRA)."""
+    from objtrack_jax import extras
+
+    project = _pyproject()["project"]
+    lean = {re.split(r"[<>=!~ \[]", d)[0].lower() for d in project["dependencies"]}
+    optional = project["optional-dependencies"]
+    for name in ("train", "data", "dev", "app", "export", "all"):
+        assert name in optional, f"extra [{name}] missing from pyproject.toml"
+    heavy = {"tensorflow-cpu", "tensorflow", "tensorflow-datasets", "tensorboard",
+             "orbax-checkpoint", "ml_collections", "ml-collections", "scikit-image",
+             "scikit-learn", "matplotlib", "pytest", "pillow", "chex"}
+    assert not lean & heavy, f"heavy packages in the lean dependencies: {lean & heavy}"
+    assert set(extras.MODULE_EXTRA.values()) <= set(optional)
 
 
 def test_builtin_config_names_resolve_from_any_directory(tmp_path, monkeypatch):
@@ -64,3 +80,40 @@ def test_cli_train_unknown_builtin_name_is_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("objtrack train: error: nosuchconfig"), lines
+
+
+def _run_without(modules, argv, tmp_path):
+    """``objtrack ARGV`` in a fresh interpreter where importing any of ``modules`` fails as if
+    the package were not installed."""
+    code = ("import sys\n"
+            f"for m in {list(modules)!r}: sys.modules[m] = None\n"
+            "from objtrack_jax import cli\n"
+            f"sys.exit(cli.main({list(argv)!r}))\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("modules,argv,extra", [
+    (["skimage", "sklearn"], ["synth", "--out", "data", "--preset", "real", "--num-seqs", "1", "--no-progress"],
+     "data"),
+    (["tensorflow"], ["train", "--config", "pips2_baseline:tiny", "--workdir", "w"], "train"),
+])
+def test_missing_extra_is_one_line_naming_the_extra(tmp_path, modules, argv, extra):
+    proc = _run_without(modules, argv, tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"objtrack {argv[0]}: error: ")
+    assert f"pip install 'objtrack_jax[{extra}]'" in lines[0] and modules[0] in lines[0], lines
+
+
+def test_require_names_the_extra(monkeypatch):
+    from objtrack_jax import extras
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as if scikit-image were not installed
+    with pytest.raises(extras.MissingExtraError, match=r"the photos needs the 'data' extra "
+                       r"\(skimage is not installed\): pip install 'objtrack_jax\[data\]'"):
+        extras.require("skimage.data", "the photos")
+    with pytest.raises(ModuleNotFoundError) as info:  # not an extra's module: the usual error
+        extras.require("objtrack_no_such_module", "nothing")
+    assert not isinstance(info.value, extras.MissingExtraError)

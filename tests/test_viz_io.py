@@ -43,6 +43,17 @@ def test_write_video_odd_size_and_codec_fallback(tmp_path, monkeypatch, caplog):
     odd = _tiny_video(t=3, h=31, w=45)
     path = video_io.write_video(str(tmp_path / "odd.mp4"), odd)
     assert video_io.read_video(path).shape == (3, 32, 46, 3)  # padded to even, not cropped
+    frames = _tiny_video(t=3)
+
+    # H.264 unavailable: a warning that names the reason, then OpenCV's MPEG-4 Part 2
+    monkeypatch.setattr(video_io, "h264_encoder", lambda: (None, "imageio-ffmpeg is missing here"))
+    monkeypatch.setattr(video_io, "_warned_no_h264", set())
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.video_io"):
+        out = video_io.write_video(str(tmp_path / "noh264.mp4"), frames)
+    assert out == str(tmp_path / "noh264.mp4")
+    assert b"mp4v" in open(out, "rb").read() and "imageio-ffmpeg is missing here" in caplog.text
+    assert "browsers" in caplog.text
+    assert video_io.read_video(out).shape == frames.shape
 
     class ClosedWriter:  # what OpenCV returns when the codec is missing
         def __init__(self, *args):
@@ -52,12 +63,30 @@ def test_write_video_odd_size_and_codec_fallback(tmp_path, monkeypatch, caplog):
             return False
 
     monkeypatch.setattr(video_io.cv2, "VideoWriter", ClosedWriter)
-    frames = _tiny_video(t=3)
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="objtrack_jax.video_io"):
         out = video_io.write_video(str(tmp_path / "nocodec.mp4"), frames)
     assert out == str(tmp_path / "nocodec_frames") and os.path.isdir(out)
     assert "nocodec.mp4" in caplog.text
     np.testing.assert_array_equal(video_io.read_video(out), frames)  # PNG frames are lossless
+
+
+def test_default_mp4_is_h264_and_explicit_fourcc_uses_opencv(tmp_path):
+    if video_io.h264_encoder()[0] is None:
+        pytest.skip(f"no H.264 encoder: {video_io.h264_encoder()[1]}")
+    frames = _tiny_video(t=6, h=40, w=64)
+    with video_io.VideoWriter(str(tmp_path / "a.mp4"), fps=8) as writer:
+        writer.append(frames[:4])
+        writer.append(frames[4:])
+    assert writer.codec == "h264"
+    data = open(tmp_path / "a.mp4", "rb").read()
+    assert b"avc1" in data and b"mp4v" not in data
+    assert data.find(b"moov") < data.find(b"mdat")  # index first: browsers play while loading
+    back = video_io.read_video(str(tmp_path / "a.mp4"))
+    assert back.shape == frames.shape and np.abs(back.astype(int) - frames).mean() < 8
+    assert video_io.video_info(str(tmp_path / "a.mp4"))["fps"] == pytest.approx(8)
+    path = video_io.write_video(str(tmp_path / "b.mp4"), frames, fps=8, fourcc="mp4v")
+    assert b"mp4v" in open(path, "rb").read()
 
 
 def test_read_frame_folder_natural_order(tmp_path):
