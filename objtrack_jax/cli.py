@@ -1,6 +1,6 @@
 """``objtrack`` command line: thin wrappers around library functions.
 
-Subcommands: demo, convert, synth, train, eval, track. Each parses its own flags and calls into
+Subcommands: demo, convert, synth, train, eval, track, app. Each parses its own flags and calls into
 the library, so everything here is also usable from Python.
 """
 
@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train a model (objtrack train --config objprior --workdir DIR)",
     "eval": "evaluate on a benchmark (PIPs++ or TAP-Vid protocol)",
     "track": "track points through a video and draw them",
+    "app": "a local web app: click points on a video in the browser, track them, download the tracks",
 }
 
 
@@ -88,6 +89,10 @@ def _dispatch(cmd: str, argv: list[str]):
         from objtrack_jax.cli_eval import track_main
 
         return track_main(argv)
+    if cmd == "app":
+        from objtrack_jax.app import app_main
+
+        return app_main(argv)
     raise AssertionError(cmd)
 
 
@@ -195,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"objtrack: unknown command {cmd!r}; choose from {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
-    if cmd in ("track", "eval", "demo"):
+    if cmd in ("track", "eval", "demo", "app"):
         enable_compilation_cache()
     return run_command(cmd, rest, debug=debug)
 
