@@ -24,16 +24,30 @@ Every reader yields, per video, a dict (tapnet's names, **without** a batch dime
 
 Conventions:
 
-* Normalised -> pixels: ``convention='tapnet'`` (default) multiplies by (w, h) of the output frame,
-  the raster convention of tapnet's evaluation code; ``convention='pips'`` multiplies by
-  (w - 1, h - 1), as PIPs++'s TAP-Vid test does (pixel centres at the corners of the unit square).
-  The two differ by up to one pixel at the far border.
-* Resize: bilinear with half-pixel centres (``align_corners=False``), sampling positions clamped to
-  the image, **no antialiasing** -- identical to ``torch.nn.functional.interpolate(mode='bilinear',
-  align_corners=False)`` and ``tf.image.resize(method='bilinear', antialias=False)``, implemented
-  here explicitly in numpy (float32); checked to agree with ``tf.image.resize`` to ~1e-3 and with
-  ``cv2.resize(INTER_LINEAR)`` on float32 input (cv2 on uint8 input adds fixed-point rounding, and its
-  exact-2x downscale path switches to area averaging, which is the same at that ratio). Caveat: when *downsampling* (e.g. Kinetics/DAVIS 480p to
+* Normalised -> pixels (:func:`to_pixels`), ``(W, H)`` the stored frame and ``(w, h)`` the output
+  frame:
+
+  - ``convention='tapnet'`` (default): ``p · (w, h)``, the raster convention of tapnet's evaluation
+    code;
+  - ``convention='pips'``: ``p · (W − 1, H − 1)`` in the stored frame, then scaled by
+    ``(w/W, h/H)``, in float32 in that order, as PIPs++'s TAP-Vid test does
+    (``datasets/tapviddataset_fullseq.py``, then ``test_on_tap.py``; docs/conventions.md);
+  - ``convention='centres'``: ``p · (w, h) − 0.5``, the pixel centre TAP-Vid's normalisation
+    ``(x + 0.5)/W`` stands for, carried through the half-pixel resize below (x = 0 the centre of
+    the first column).
+
+  'pips' lies 0.5 px right of 'centres' at p = 0 and ``w/W − 0.5`` px left of it at p = 1 (2.3 px
+  at 896 px wide from a 320 px source); 'tapnet' lies half a pixel right of 'centres' everywhere.
+* Resize: bilinear with half-pixel centres (``align_corners=False``), **no antialiasing** --
+  ``torch.nn.functional.interpolate(mode='bilinear', align_corners=False)`` (which the PIPs++ test
+  uses), ``tf.image.resize(method='bilinear', antialias=False)``, implemented here in numpy float32
+  with torch's arithmetic (source index ``(i + 0.5)·(n_in/n_out) − 0.5`` clamped at 0, the last
+  sample repeated past the end, interpolation along x first); checked to agree with
+  ``tf.image.resize`` to ~1e-3 and with ``cv2.resize(INTER_LINEAR)`` on float32 input (cv2 on uint8
+  input adds fixed-point rounding, and its exact-2x downscale path switches to area averaging, which
+  is the same at that ratio). ``as_float=True`` keeps the interpolated values (as the PIPs++ test
+  does, float32, only clipped to [0, 255] where float rounding overshoots by an ulp); by default
+  they are rounded to uint8. Caveat: when *downsampling* (e.g. Kinetics/DAVIS 480p to
   256), no-antialias bilinear aliases fine texture -- that is the benchmark protocol, so it is kept;
   antialiased resizers (PIL, ``tf.image.resize(antialias=True)``, ``cv2.INTER_AREA``) give different
   pixels.
@@ -65,18 +79,22 @@ class TapVidError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 def _linear_taps(n_in: int, n_out: int):
-    """Half-pixel bilinear source taps (i0, i1, w1) for resizing an axis from n_in to n_out."""
-    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-    src = np.clip(src, 0.0, n_in - 1)
-    i0 = np.floor(src).astype(np.int64)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (src - i0).astype(np.float32)
+    """Half-pixel bilinear source taps (i0, i1, w0, w1) for an axis resized from n_in to n_out, in
+    float32 as torch's CPU kernel computes them (module docstring)."""
+    scale = np.float32(n_in / n_out)
+    src = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    w1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    return i0, i1, (np.float32(1.0) - w1).astype(np.float32), w1
 
 
 def resize_video_bilinear(video: np.ndarray, size: tuple[int, int], as_float: bool = False) -> np.ndarray:
     """Resizes [T, H, W, C] (or [H, W, C]) to size=(h, w); see the module docstring for the kernel.
 
-    Returns uint8 (rounded, clipped) by default, float32 without rounding when `as_float`.
+    Returns uint8 (rounded, clipped) by default; float32 without rounding when `as_float` (clipped
+    to [0, 255] when the input is uint8).
     """
     video = np.asarray(video)
     single = video.ndim == 3
@@ -84,29 +102,43 @@ def resize_video_bilinear(video: np.ndarray, size: tuple[int, int], as_float: bo
         video = video[None]
     t, h_in, w_in, c = video.shape
     h, w = int(size[0]), int(size[1])
-    y0, y1, wy = _linear_taps(h_in, h)
-    x0, x1, wx = _linear_taps(w_in, w)
-    wy, wx = wy[:, None, None], wx[None, :, None]
+    y0, y1, wy0, wy1 = _linear_taps(h_in, h)
+    x0, x1, wx0, wx1 = _linear_taps(w_in, w)
+    wy0, wy1 = wy0[:, None, None], wy1[:, None, None]
+    wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
     out = np.empty((t, h, w, c), np.float32)
     for i in range(t):  # frame by frame keeps the float32 working set small
         f = video[i].astype(np.float32)
-        rows = f[y0] * (1.0 - wy) + f[y1] * wy
-        out[i] = rows[:, x0] * (1.0 - wx) + rows[:, x1] * wx
+        cols = f[:, x0] * wx0 + f[:, x1] * wx1
+        out[i] = cols[y0] * wy0 + cols[y1] * wy1
     if not as_float:
         out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    elif video.dtype == np.uint8:
+        np.clip(out, 0.0, 255.0, out=out)
     return out[0] if single else out
 
 
-def to_pixels(points: np.ndarray, size: tuple[int, int], convention: str = "tapnet") -> np.ndarray:
-    """Normalised (x, y) in [0, 1] -> pixels of an (h, w) frame; see the module docstring."""
+CONVENTIONS = ("tapnet", "pips", "centres")
+
+
+def to_pixels(points: np.ndarray, size: tuple[int, int], convention: str = "tapnet",
+              source_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Normalised (x, y) in [0, 1] -> pixels of an (h, w) frame; see the module docstring.
+
+    ``source_size``: (H, W) of the stored frame, which the 'pips' convention scales from (default:
+    ``size``, no resize).
+    """
     h, w = size
+    points = np.asarray(points, np.float32)
     if convention == "tapnet":
-        scale = np.array([w, h], np.float32)
-    elif convention == "pips":
-        scale = np.array([w - 1, h - 1], np.float32)
-    else:
-        raise ValueError(f"convention must be 'tapnet' or 'pips', got {convention!r}")
-    return np.asarray(points, np.float32) * scale
+        return points * np.array([w, h], np.float32)
+    if convention == "centres":
+        return points * np.array([w, h], np.float32) - np.float32(0.5)
+    if convention == "pips":
+        src_h, src_w = source_size if source_size is not None else size
+        px = points * np.array([src_w - 1, src_h - 1], np.float32)
+        return px * np.array([w / src_w, h / src_h], np.float32)
+    raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
 
 
 def sample_queries_first(target_points: np.ndarray, occluded: np.ndarray) -> dict[str, np.ndarray]:
@@ -188,7 +220,7 @@ def prepare_video(entry: Mapping[str, Any], name: str, query_mode: str = "first"
         video = video.astype(np.float32)
     else:
         video = np.asarray(video, np.uint8)
-    tracks = to_pixels(points, video.shape[1:3], convention)
+    tracks = to_pixels(points, video.shape[1:3], convention, source_size=source_size)
     if query_mode == "first":
         q = sample_queries_first(tracks, occluded)
     elif query_mode == "strided":

@@ -195,8 +195,16 @@ def test_davis_first_and_pixel_conventions(tmp_path):
         t0 = q[i, 0]
         assert not v["occluded"][i, t0] and v["occluded"][i, :t0].all()
         np.testing.assert_allclose(v["query_points"][i, 1:], v["target_points"][i, t0, ::-1])
+    # PIPs++: (W - 1, H - 1) of the stored 24x32 frame, then scaled to the 256x256 output
     pips = next(tapvid.iter_davis(str(path), convention="pips"))
-    np.testing.assert_allclose(pips["target_points"], data["bear"]["points"][1:] * 255, rtol=1e-6)
+    np.testing.assert_allclose(pips["target_points"],
+                               data["bear"]["points"][1:] * [31 * 256 / 32, 23 * 256 / 24], rtol=1e-6)
+    native = next(tapvid.iter_davis(str(path), convention="pips", resolution=None))
+    np.testing.assert_allclose(native["target_points"], data["bear"]["points"][1:] * [31, 23],
+                               rtol=1e-6)
+    centres = next(tapvid.iter_davis(str(path), convention="centres"))
+    np.testing.assert_allclose(centres["target_points"], data["bear"]["points"][1:] * 256 - 0.5,
+                               rtol=1e-6, atol=1e-5)
 
 
 def test_strided_queries():
