@@ -16,7 +16,8 @@ import time
 from typing import Optional, Sequence
 
 COMMANDS = {
-    "demo": "track points on a generated synthetic scene with the shipped weights (or --video)",
+    "demo": "shipped weights vs zero motion, LK and DIS on 4 new real-photo scenes (video of "
+            "the first), or on --video",
     "convert": "convert a PyTorch PIPs++ / object-prior checkpoint to a Flax checkpoint",
     "synth": "generate a synthetic PointOdyssey-layout dataset",
     "train": "train a model (objtrack train --config objprior --workdir DIR)",
