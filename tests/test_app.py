@@ -343,26 +343,36 @@ def test_click_to_track_in_chromium(app_server, tmp_path):
             assert job["state"] == "done", job
             page.wait_for_selector("#result:not([hidden])")
 
-            # the result video plays: a duration, a decoded frame with content, two panels
+            # the result video plays: a duration, time goes on, a decoded frame with content
             page.wait_for_function("document.getElementById('result-video').readyState >= 2",
                                    timeout=30000)
-            video = page.evaluate("""() => {
-                const v = document.getElementById('result-video');
-                const c = document.createElement('canvas');
-                c.width = v.videoWidth; c.height = v.videoHeight;
-                const ctx = c.getContext('2d');
-                ctx.drawImage(v, 0, 0);
-                const px = ctx.getImageData(0, 0, c.width, c.height).data;
-                let sum = 0, sq = 0;
-                for (let i = 0; i < px.length; i += 4) { sum += px[i]; sq += px[i] * px[i]; }
-                const n = px.length / 4;
-                return {duration: v.duration, width: v.videoWidth, height: v.videoHeight,
-                        mean: sum / n, std: Math.sqrt(sq / n - (sum / n) ** 2)};
-            }""")
-            assert video["duration"] > 0 and video["std"] > 5, video
-            assert (video["width"], video["height"]) == (2 * W + engine.PANEL_GAP, H), video
             page.wait_for_function("document.getElementById('result-video').currentTime > 0",
                                    timeout=30000)
+            video = page.evaluate("""() => new Promise((done) => {
+                const v = document.getElementById('result-video');
+                v.pause();
+                v.addEventListener('seeked', () => {
+                    const c = document.createElement('canvas');
+                    c.width = v.videoWidth; c.height = v.videoHeight;
+                    const ctx = c.getContext('2d');
+                    ctx.drawImage(v, 0, 0);
+                    const px = Array.from(ctx.getImageData(0, 0, c.width, c.height).data);
+                    done({duration: v.duration, width: v.videoWidth, height: v.videoHeight,
+                          pixels: px});
+                }, {once: true});
+                v.currentTime = 0;
+            })""")
+            assert video["duration"] > 0, {k: v for k, v in video.items() if k != "pixels"}
+            # two panels (model | LK), each enlarged 3x to engine.PANEL_MIN_WIDTH = 480 px
+            assert (video["width"], video["height"]) == (2 * 3 * W + engine.PANEL_GAP, 3 * H)
+            frame0 = np.asarray(video["pixels"], np.uint8).reshape(3 * H, -1, 4)[..., :3]
+            assert frame0.std() > 5
+            points = page.evaluate("window.objtrackApp.points")
+            for i, p_ in enumerate(points[:2]):  # frame 0: each query's marker in its colour
+                x, y = (round((p_[k] + 0.5) * 3 - 0.5) for k in ("x", "y"))
+                want = np.array([int(engine.PALETTE[i][k:k + 2], 16) for k in (1, 3, 5)])
+                got = frame0[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).astype(int)
+                assert np.abs(got - want).sum(-1).min() < 90, (i, got, want)
 
             with page.expect_download() as download:
                 page.click("#dl-npz")

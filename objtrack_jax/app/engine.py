@@ -53,6 +53,9 @@ EXAMPLE_SIZE = (192, 256)
 EXAMPLE_FPS = 12.0
 BASELINE_NAMES = {"lk": "Lucas-Kanade", "dis": "DIS flow"}
 MODEL_NAME = "objtrack_jax"
+PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
+           "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8")
+PANEL_MIN_WIDTH = 480  # small videos are enlarged in the result so that the markers show
 # The settings form: key -> (label in messages, the CLI flag whose rule applies).
 SETTING_FIELDS = {
     "window": ("window", "--window"),
@@ -167,13 +170,11 @@ def track_baseline(name: str, frames: np.ndarray, queries: np.ndarray):
     return baselines.track(name, frames, queries)
 
 
-def point_colours(tracks: np.ndarray, visible: Optional[np.ndarray], size) -> np.ndarray:
-    """One colour per point from the model's ``[n, T, 2]`` tracks (every panel uses them)."""
-    from objtrack_jax import viz
-    from objtrack_jax.inference import to_time_major
-
-    return viz.point_colors(to_time_major(tracks), None if visible is None else to_time_major(visible),
-                            tuple(size))
+def point_colours(n: int) -> np.ndarray:
+    """uint8 ``[n, 3]`` RGB: point ``i`` gets ``PALETTE[i % len(PALETTE)]``, the colour of its
+    marker and row in the page, in every panel of the result video."""
+    rgb = [tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in PALETTE]
+    return np.asarray([rgb[i % len(rgb)] for i in range(n)], np.uint8)
 
 
 def draw_panel(frames: np.ndarray, tracks: np.ndarray, visible: Optional[np.ndarray], colours,
@@ -567,25 +568,29 @@ class Workspace:
         """The methods side by side (model first), each panel labelled, H.264."""
         import cv2
 
-        size = (video.height, video.width)
-        colours = point_colours(methods[0][1], methods[0][2], size)
+        colours = point_colours(len(methods[0][1]))
         k = len(methods)
-        scale = min(1.0, (PANEL_MAX_WIDTH - (k - 1) * PANEL_GAP) / (k * video.width))
+        # Panels enlarged to PANEL_MIN_WIDTH when small, shrunk to fit PANEL_MAX_WIDTH in all.
+        scale = min(max(1.0, PANEL_MIN_WIDTH / video.width),
+                    (PANEL_MAX_WIDTH - (k - 1) * PANEL_GAP) / (k * video.width))
         pw, ph = max(2, round(video.width * scale)), max(2, round(video.height * scale))
+        sx, sy = pw / video.width, ph / video.height
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        scaled = [(name, (tracks + 0.5) * np.float32([sx, sy]) - 0.5, visible)  # pixel centres
+                  for name, tracks, visible in methods]
         source = open_frames(video.path, self.max_frames)
         writer = H264Writer(path, video.fps)
         for start in range(0, video.num_frames, 16):
             frames = source.read(start, min(start + 16, video.num_frames))
+            if (pw, ph) != (video.width, video.height):
+                frames = np.stack([cv2.resize(f, (pw, ph), interpolation=interp) for f in frames])
             canvas = np.zeros((len(frames), ph, k * pw + (k - 1) * PANEL_GAP, 3), np.uint8)
-            for j, (name, tracks, visible) in enumerate(methods):
-                drawn = draw_panel(frames, tracks, visible, colours, start)
+            for j, (name, tracks, visible) in enumerate(scaled):
                 x0 = j * (pw + PANEL_GAP)
-                for i, f in enumerate(drawn):
-                    if scale < 1:
-                        f = cv2.resize(f, (pw, ph), interpolation=cv2.INTER_AREA)
-                    canvas[i, :, x0:x0 + pw] = f
-                    if k > 1:
-                        _label(canvas[i], BASELINE_NAMES.get(name, name), x0)
+                canvas[:, :, x0:x0 + pw] = draw_panel(frames, tracks, visible, colours, start)
+                if k > 1:
+                    for f in canvas:
+                        _label(f, BASELINE_NAMES.get(name, name), x0)
             writer.append(canvas)
             report(min(1.0, (start + len(frames)) / video.num_frames))
         return writer.close()

@@ -42,7 +42,7 @@ import urllib.parse
 import uuid
 from typing import Optional
 
-from objtrack_jax.app.engine import AppError, Workspace
+from objtrack_jax.app.engine import BASELINE_NAMES, PALETTE, AppError, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._json({"weights": ws.weights_name, "defaults": ws.defaults,
                                "max_upload_mb": self.server.max_upload // 2 ** 20,
                                "max_frames": ws.max_frames, "allow_paths": ws.allow_paths,
-                               "baselines": {"lk": "Lucas-Kanade", "dis": "DIS flow"}})
+                               "baselines": BASELINE_NAMES, "palette": PALETTE})
         m = re.fullmatch(r"/api/video/([0-9a-f]+)/frame/(\d+)", path)
         if m:
             return self._file(ws.preview_path(m.group(1), int(m.group(2))), "image/jpeg")

@@ -14,9 +14,11 @@ const state = {            // read by the end-to-end test: window.objtrackApp
 window.objtrackApp = state;
 
 const $ = (id) => document.getElementById(id);
-const PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
-                 "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8"];
-const colour = (i) => PALETTE[i % PALETTE.length];
+// point i's colour: the server's palette (the result video draws point i in the same colour)
+const colour = (i) => {
+  const palette = (state.info && state.info.palette) || ["#e6194b"];
+  return palette[i % palette.length];
+};
 let frameImage = null;     // the preview <img> of the frame shown
 let pollTimer = null;
 
