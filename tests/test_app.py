@@ -403,3 +403,15 @@ def test_click_to_track_in_chromium(app_server, tmp_path):
             browser.close()
     assert any("refused: notes.txt: not a readable video" in line for line in server_log), \
         "".join(server_log[-20:])
+
+
+def test_app_without_an_h264_encoder_is_one_line(tmp_path):
+    code = ("import sys; sys.modules['imageio_ffmpeg'] = None; from objtrack_jax.cli import main; "
+            "sys.exit(main(['app', '--port', '0']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("objtrack app: error: objtrack app writes its "
+                                                   "result videos as H.264, which needs "
+                                                   "imageio-ffmpeg"), lines

@@ -6,8 +6,9 @@ progress bar, watch the annotated video (H.264, optionally beside Lucas-Kanade a
 points) and download the tracks as ``.npz``, ``.csv`` or ``.json``.
 
 :mod:`objtrack_jax.app.engine` does the work (usable without a server), :mod:`.server` serves the
-page in ``static/`` and its JSON API with Python's own ``http.server``. The optional ``[app]``
-extra adds the H.264 encoder (imageio-ffmpeg); nothing else is needed.
+page in ``static/`` and its JSON API with Python's own ``http.server``. Nothing beyond the core
+install is needed (the H.264 encoder is the core's imageio-ffmpeg), so the ``[app]`` extra is
+empty.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def app_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="objtrack app",
         description="Start a local web app: open a video, click points on any frames, track them "
-                    "and download the tracks (docs/app.md). Needs the [app] extra.")
+                    "and download the tracks (docs/app.md).")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on (default {DEFAULT_HOST}: this machine only; "
                         "0.0.0.0: every network interface, anyone who reaches it can use the app)")

@@ -42,7 +42,6 @@ from objtrack_jax.video_io import FrameSource
 
 log = logging.getLogger(__name__)
 
-EXTRA_HINT = "pip install 'objtrack_jax[app]'"
 PREVIEW_MAX_WIDTH = 960  # the slider's JPEGs; clicks are mapped back to the video's own pixels
 PREVIEW_QUALITY = 90
 PANEL_MAX_WIDTH = 1920  # the result video's width with every panel side by side
@@ -73,12 +72,14 @@ class AppError(ValueError):
 
 
 def require_h264() -> None:
-    """SystemExit with one line naming the ``[app]`` extra when its H.264 writer is missing."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        raise SystemExit("objtrack app needs the optional [app] extra (imageio-ffmpeg, an H.264 "
-                         f"encoder for videos that browsers play): {EXTRA_HINT}") from None
+    """SystemExit with one line when videos cannot be written as H.264 (the only format the
+    result video plays in in every browser)."""
+    from objtrack_jax.video_io import h264_encoder
+
+    exe, reason = h264_encoder()
+    if exe is None:
+        raise SystemExit(f"objtrack app writes its result videos as H.264, which needs imageio-ffmpeg "
+                         f"(part of the core install): {reason}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,39 +229,24 @@ def example_frames(index: int) -> np.ndarray:
                                          num_points=16, photos="eval")["rgbs"]
 
 
-class H264Writer:
-    """Appends uint8 RGB frames to an H.264 mp4 (yuv420p, ``+faststart``: plays in browsers) through
-    the ffmpeg that imageio-ffmpeg ships; odd sides are padded by one edge-replicated row/column."""
+def h264_writer(path: str, fps: float):
+    """A :class:`~objtrack_jax.video_io.VideoWriter` for an H.264 mp4 (``append`` / ``close``)."""
+    from objtrack_jax.video_io import VideoWriter
 
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps, self._gen, self._pad = path, float(fps), None, (0, 0)
+    return VideoWriter(path, fps)
 
-    def append(self, frames: np.ndarray) -> None:
-        import imageio_ffmpeg
 
-        if self._gen is None:
-            h, w = frames.shape[1:3]
-            self._pad = (h % 2, w % 2)
-            self._gen = imageio_ffmpeg.write_frames(
-                self.path, (w + self._pad[1], h + self._pad[0]), fps=self.fps, codec="libx264",
-                pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1, quality=None,
-                ffmpeg_log_level="error",
-                output_params=["-crf", "18", "-preset", "veryfast", "-movflags", "+faststart"])
-            with warnings.catch_warnings():  # JAX warns of any fork; this one execs ffmpeg at once
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-                self._gen.send(None)
-        if any(self._pad):
-            frames = np.pad(frames, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        for f in frames:
-            self._gen.send(np.ascontiguousarray(f, np.uint8))
-
-    def close(self) -> str:
-        if self._gen is not None:
-            self._gen.close()
-            self._gen = None
-        if not (os.path.isfile(self.path) and os.path.getsize(self.path) > 0):
-            raise OSError(f"{self.path}: the H.264 encoder wrote nothing")
-        return self.path
+def append_h264(writer, frames: np.ndarray) -> None:
+    """``writer.append(frames)``; OSError unless the writer encodes H.264 (a video in another
+    codec would not play in the page)."""
+    with warnings.catch_warnings():  # JAX warns of any fork; this one execs ffmpeg at once
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        writer.append(frames)
+    if writer.codec != "h264":
+        writer.close()
+        raise OSError(f"{writer.path}: the result video could not be encoded as H.264 (written as "
+                      f"{writer.codec!r} instead, which browsers do not play; the server log says "
+                      "why)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,7 +565,7 @@ class Workspace:
         scaled = [(name, (tracks + 0.5) * np.float32([sx, sy]) - 0.5, visible)  # pixel centres
                   for name, tracks, visible in methods]
         source = open_frames(video.path, self.max_frames)
-        writer = H264Writer(path, video.fps)
+        writer = h264_writer(path, video.fps)
         for start in range(0, video.num_frames, 16):
             frames = source.read(start, min(start + 16, video.num_frames))
             if (pw, ph) != (video.width, video.height):
@@ -591,9 +577,13 @@ class Workspace:
                 if k > 1:
                     for f in canvas:
                         _label(f, BASELINE_NAMES.get(name, name), x0)
-            writer.append(canvas)
+            append_h264(writer, canvas)
             report(min(1.0, (start + len(frames)) / video.num_frames))
-        return writer.close()
+        written = writer.close()
+        if written != path:
+            raise OSError(f"{path}: the H.264 encoder did not finish the video (the server log "
+                          "says why)")
+        return written
 
 
 class CountingFrames(FrameSource):
