@@ -83,7 +83,9 @@ class OnlineState(NamedTuple):
       active: bool ``[n]`` the slot holds a query.
       start: int32 ``[n]`` frame at which the slot's query was added.
       query: ``[n, 2]`` (x, y) model pixels of the query.
-      fine_*: the same for the second pass; ``fine_query`` at the fine resolution.
+      fine_*: the same for the second pass; ``fine_query`` at the fine resolution;
+        ``fine_upto`` int32 ``[n]`` the last frame a second-pass window has written (later
+        frames start from the first pass's tracks).
     """
 
     frame: Any
@@ -99,6 +101,7 @@ class OnlineState(NamedTuple):
     fine_est: Any = None
     fine_feats: Optional[tuple] = None
     fine_done: Any = None
+    fine_upto: Any = None
     fine_query: Any = None
 
 
@@ -108,6 +111,39 @@ def _check_size(hw, what: str) -> tuple[int, int]:
         raise ValueError(f"{what} {h}x{w}: height and width must be multiples of 8 and >= "
                          f"{MIN_SIZE}")
     return h, w
+
+
+def run_window(model: PIPsTracker, params: Any, frames, init, feats, fresh, iters: int,
+               carry: str = "pips2", num_valid=None):
+    """One window of the PIPs++ protocol, the offline engine's program: the ``S`` frames are
+    encoded together, then every point is refined from ``init``.
+
+    Args:
+      frames: ``[S, h, w, 3]`` float32 in [0, 255], model resolution.
+      init: ``[S, n, 2]`` (x, y) model pixels; frame 0 holds the positions locked in the output.
+      feats: carried templates ``(feats1, feats2, feats4)``, each ``[S, n, C]`` (the previous
+        window's ``feats``); ``carry='paper'`` seeds all three with ``feats1``.
+      fresh: bool ``[n]``: these points ignore ``feats`` and sample their templates from frame 0
+        at ``init[0]`` (a segment's first window; every window with ``carry='none'``).
+      num_valid: None, or the count of real frames (the rest padding; masked update net).
+    Returns:
+      the model's :class:`~objtrack_jax.models.tracker.TrackerOutput` with batch axis 1.
+    """
+    fm = model.apply({"params": params}, frames[None].astype(jnp.float32),
+                     method=PIPsTracker.encode)  # [1, S, h, w, C]
+    s = fm.shape[1]
+    coords0 = init.astype(jnp.float32)[None] / float(model.stride)
+    f1 = sample_features(fm[:, :1], coords0[:, :1])[0, 0]  # [n, C], as the model samples it
+    f1 = jnp.broadcast_to(f1, (s,) + f1.shape).astype(fm.dtype)
+    c1, c2, c4 = feats
+    if carry == "paper":
+        c2 = c4 = c1
+    pick = jnp.asarray(fresh, bool)[None, :, None]
+    if carry == "none":
+        pick = jnp.ones_like(pick)
+    feat_init = tuple(jnp.where(pick, f1, c)[None] for c in (c1, c2, c4))
+    return model.apply({"params": params}, fm, init[None], int(iters), feat_init, num_valid,
+                       method=PIPsTracker.refine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +234,7 @@ class OnlineCore:
             ffm, fest, ffeats = side(self.fine_size)
             out = out._replace(fine_frames=ffm, fine_est=fest, fine_feats=ffeats,
                                fine_done=jnp.zeros((n,), jnp.int32),
+                               fine_upto=jnp.full((n,), -1, jnp.int32),
                                fine_query=jnp.zeros((n, 2), jnp.float32))
         return out
 
@@ -221,7 +258,8 @@ class OnlineCore:
         if self.two_pass:
             fxy = self._fine_from_first(xy) if fine_xy is None else jnp.asarray(fine_xy, jnp.float32)
             out = out._replace(fine_query=jnp.where(m2, fxy, state.fine_query),
-                               fine_done=jnp.where(slots, 0, state.fine_done))
+                               fine_done=jnp.where(slots, 0, state.fine_done),
+                               fine_upto=jnp.where(slots, state.frame - 1, state.fine_upto))
         return out
 
     def drop(self, state: OnlineState, slots) -> OnlineState:
@@ -233,40 +271,25 @@ class OnlineCore:
 
     def _window(self, params, frames_buf, pos, count, init, feats, fresh, fine: bool,
                 masked: bool):
-        """Encodes frames ``pos .. pos + count - 1`` of the buffer (padded with the last to
-        ``S`` frames) and refines every slot on them (the update net masked to ``count`` when
-        ``masked``): the offline engine's window, same program.
-
-        ``init [S, n, 2]`` model pixels (frame 0 is locked); ``feats`` the carried templates
-        ``[S, n, C]``; ``fresh [n]`` slots whose window samples its own frame-0 templates (a
-        segment's first window, or every window with ``carry='none'``). Returns the model's
-        ``TrackerOutput`` (batch axis 1)."""
-        s = self.window
-        idx = pos + jnp.minimum(jnp.arange(s), count - 1)
-        fm = self.model.apply({"params": params}, frames_buf[idx][None],
-                              method=PIPsTracker.encode)  # [1, S, h, w, C]
-        stride = float(self.model.stride)
-        coords0 = init.astype(jnp.float32)[None] / stride
-        f1 = sample_features(fm[:, :1], coords0[:, :1])[0, 0]  # [n, C], as the model samples it
-        f1 = jnp.broadcast_to(f1, (s,) + f1.shape).astype(fm.dtype)
-        c1, c2, c4 = feats
-        if self.carry == "paper":
-            c2 = c4 = c1
-        pick = fresh[None, :, None]
-        feat_init = tuple(jnp.where(pick, f1, c)[None] for c in (c1, c2, c4))
+        """:func:`run_window` on frames ``pos .. pos + count - 1`` of the buffer (padded with
+        the last to ``S`` frames; the update net masked to ``count`` when ``masked``)."""
+        idx = pos + jnp.minimum(jnp.arange(self.window), count - 1)
         iters = int(self.fine_iters or self.iters) if fine else int(self.iters)
-        return self.model.apply({"params": params}, fm, init[None], iters, feat_init,
-                                count if masked else None, method=PIPsTracker.refine)
+        return run_window(self.model, params, frames_buf[idx], init, feats, fresh, iters,
+                          self.carry, count if masked else None)
 
     def _fine_init(self, state, pos, count, first):
-        """Second-pass init on buffer frames ``pos ..`` (padded to S): frame 0 is the previous
-        second-pass window's last estimate (the query for a first window), the rest the first
-        pass's tracks at the fine resolution."""
+        """Second-pass init on buffer frames ``pos ..`` (padded to S), as offline
+        (``track_windows(keep_init=True)``): the frames earlier second-pass windows have written
+        keep their estimates (frame 0 always: the previous window's last frame), the others
+        start from the first pass's tracks at the fine resolution; a first window starts at the
+        query."""
         s = self.window
         idx = pos + jnp.minimum(jnp.arange(s), count - 1)
         rest = self._fine_from_first(state.est[idx])
-        head = jnp.where(first[:, None], state.fine_query, state.fine_est[pos])
-        return rest.at[0].set(head)
+        written = (state.frame - self.buffered + idx)[:, None] <= state.fine_upto[None, :]
+        init = jnp.where(written[..., None], state.fine_est[idx], rest)
+        return init.at[0].set(jnp.where(first[:, None], state.fine_query, init[0]))
 
     # ----------------------------------------------------------------------------------------------
     # step
@@ -328,6 +351,7 @@ class OnlineCore:
         if self.two_pass:
             st = st._replace(fine_frames=shift(st.fine_frames, fine_frame),
                              fine_est=shift(st.fine_est, st.fine_est[-1]))
+        st = st._replace(frame=t + 1)  # position P - 1 is frame t
         due = st.active & (t > st.start) & ((t - st.start) % (s - 1) == 0)
 
         def first_pass(st):
@@ -349,7 +373,6 @@ class OnlineCore:
             return st
 
         st = jax.lax.cond(jnp.any(due), first_pass, lambda x: x, st)
-        st = st._replace(frame=t + 1)
         return st, self._emit(st, t - self.latency, 0)
 
     def _fine_window(self, params, st, pos, count, which, masked):
@@ -364,7 +387,9 @@ class OnlineCore:
         cur = st.fine_est[jnp.minimum(idx, self.buffered - 1)]
         fine_est = _scatter_rows(st.fine_est, idx, jnp.where(keep, out.tracks[0], cur))
         feats = tuple(jnp.where(m, f[0], c) for f, c in zip(out.feats, st.fine_feats))
-        return st._replace(fine_est=fine_est, fine_feats=feats, fine_done=st.fine_done + which)
+        last = st.frame - self.buffered + pos + count - 1
+        return st._replace(fine_est=fine_est, fine_feats=feats, fine_done=st.fine_done + which,
+                           fine_upto=jnp.where(which, last, st.fine_upto))
 
     def _emit(self, st, frame, pos):
         """``(tracks [n, 2], visible [n])`` of buffer position ``pos`` = frame ``frame``."""
