@@ -164,7 +164,8 @@ def apply_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def apply_cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The reduced model and budget of the shipped weights and the ablation in docs/benchmarks.md (2-core CPU).
+    """The reduced model and budget of the shipped weights and of the ablation in
+    docs/benchmarks.md (2-core CPU).
 
     Same architecture family with smaller widths (encoder 32/48/64/64 → 64-d features, update net
     64..256, 2 attention blocks of 8 heads of 8 channels), 128x128 crops, S=8, N=64, global batch 2, 4 iterations, 600 steps,
@@ -235,5 +236,6 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.Co
     if arg == "real":
         return apply_real(apply_cpu(c))
     raise ValueError(f"unknown config variant {arg!r}: use no argument, 'cpu' (the reduced "
-                     "model of the ablation in docs/benchmarks.md), 'real' (the shipped weights' recipe) or "
+                     "model of the ablation in docs/benchmarks.md), 'real' (the shipped weights' "
+                     "recipe) or "
                      "'tiny' (alias 'runlocal')")

@@ -1,4 +1,5 @@
-"""Prints the ablation table of docs/benchmarks.md (markdown) from the JSON files of ``scripts/run_ablation.sh``.
+"""Prints the ablation table of docs/benchmarks.md (markdown) from the JSON files of
+``scripts/run_ablation.sh``.
 
     python scripts/ablation_table.py runs/ablation
 
