@@ -12,18 +12,27 @@ Conventions:
 
 * A head's point is its box centre ``(left + w/2, top + h/2)`` in pixels of the stored frames. Frame
   file ``k`` (1-based) is array index ``k - 1``.
-* ``valids``: the head is annotated at that frame (rows with ``conf == 0``, MOT's "ignore" flag, are
-  dropped unless ``keep_ignored=True``). ``visibs``: valid and the MOT visibility column > 0.
 * Clips: ``clip_len`` (1000) frames every ``clip_stride`` (500); a clip may be cut short by the end
   of the sequence and is kept when it has at least ``min_len`` (128) frames.
-* Heads kept in a clip: valid at clip frames 0 and 1 and with total motion > ``min_motion`` (150 px),
-  total motion = path length, the sum of ``|p[t+1] - p[t]|`` over consecutive frames that are both
-  valid, measured in the stored (native) pixels.
-* ``metric_valids`` = valid and at least ``border_margin`` (32) px from the border of the *output*
-  frame (after the optional ``resize_to``): ``margin <= x <= W-1-margin`` and the same for y. This is
-  the "valid" of the CroHD metric (docs/conventions.md). PIPs++ evaluates at 512x896
-  (``resize_to=(512, 896)``),
-  with tracks scaled by W_new/W_old, H_new/H_old.
+
+:func:`iter_clips` selects and marks heads as PIPs++'s CroHD test does (``datasets/crohddataset.py``
+used by ``test_on_cro.py``, aharley/pips2; docs/conventions.md, *Evaluation protocols and metrics*):
+
+* :func:`load_gt_dense`: the sequence is ``F`` frames long, ``F`` the frame number of the *last*
+  row of ``gt.txt``; head ``id`` is column ``id - 1`` of ``max(id)`` columns; every row, whatever
+  its ``conf``, marks its head annotated at its frame (``valids = 1``; ``-1`` where no row says so),
+  with ``visibs`` = its visibility column and its box centre (``(0, 0)`` where not annotated);
+* :func:`pips_select_heads`, per clip, in the stored frame's pixels ((H, W); the original writes
+  1080 x 1920, HT21's size): a point with ``x < 32 or x > W - 32`` (same for y) is neither visible
+  nor valid at that frame (``valids`` 0); kept are the heads visible and valid at clip frames 0 and
+  1 whose summed frame-to-frame motion over the whole clip (unannotated ``(0, 0)`` frames included)
+  exceeds 150 px; then each frame where a kept head is not visible repeats its previous position.
+  ``valids`` stay float (``-1`` / ``0`` / ``1``) and are the metric's "valid" as they are.
+* Ground truth is scaled to the output frame by ``W_new/W_old``, ``H_new/H_old`` (PIPs++ evaluates
+  at 512x896, ``resize_to=(512, 896)``); frames are resized with OpenCV bilinear.
+
+:func:`load_gt` is a stricter reader of the same file for other uses (ids kept as given,
+``conf == 0`` rows dropped, frames counted from ``img1/``, boolean masks).
 """
 
 from __future__ import annotations
@@ -132,25 +141,83 @@ def clip_ranges(total: int, clip_len: int = CLIP_LEN, clip_stride: int = CLIP_ST
     return out
 
 
-def path_length(trajs: np.ndarray, valids: np.ndarray) -> np.ndarray:
-    """Per point: sum of |p[t+1] - p[t]| over consecutive frames that are both valid. [T,N,2] -> [N]."""
-    step = np.linalg.norm(np.diff(trajs, axis=0), axis=-1)
-    return np.sum(step * (valids[1:] & valids[:-1]), axis=0)
+def load_gt_dense(seq_dir: str) -> dict[str, np.ndarray]:
+    """``gt/gt.txt`` as PIPs++'s CroHD test reads it (module docstring).
+
+    Returns dict(trajs float64 [F, M, 2] box centres ((0, 0) where not annotated), valids float32
+    [F, M] (1 annotated, -1 not), visibs float32 [F, M] (the visibility column, 0 where not
+    annotated)), ``F`` = the last row's frame number, ``M`` = the largest head id.
+    """
+    path = os.path.join(seq_dir, "gt", "gt.txt")
+    if not os.path.exists(path):
+        raise CrohdError(f"{path}: file not found")
+    try:
+        rows = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as e:
+        raise CrohdError(f"{path}: not a numeric MOT CSV ({e})") from e
+    if rows.shape[0] == 0 or rows.shape[1] < 9:
+        raise CrohdError(f"{path}: {rows.shape[0]} rows of {rows.shape[1] if rows.ndim == 2 else 0} "
+                         "columns, expected rows of 9 (frame, id, left, top, w, h, conf, class, "
+                         "visibility)")
+    if not np.all(np.isfinite(rows[:, :9])):
+        raise CrohdError(f"{path}: non-finite values")
+    frame = rows[:, 0].astype(np.int64) - 1
+    head = rows[:, 1].astype(np.int64) - 1
+    num = int(frame[-1]) + 1
+    if frame.min() < 0 or head.min() < 0:
+        raise CrohdError(f"{path}: frame numbers and ids must be >= 1 (1-based), got frame "
+                         f"{frame.min() + 1}, id {head.min() + 1}")
+    if frame.max() >= num:
+        raise CrohdError(f"{path}: frame {frame.max() + 1} lies after the last row's frame {num} "
+                         "(the sequence length is the last row's frame; rows sorted by frame)")
+    heads = int(head.max()) + 1
+    trajs = np.zeros((num, heads, 2), np.float64)
+    valids = np.full((num, heads), -1.0, np.float32)
+    visibs = np.zeros((num, heads), np.float32)
+    trajs[frame, head, 0] = (rows[:, 2] + (rows[:, 2] + rows[:, 4])) / 2.0  # later rows win
+    trajs[frame, head, 1] = (rows[:, 3] + (rows[:, 3] + rows[:, 5])) / 2.0
+    valids[frame, head] = 1.0
+    visibs[frame, head] = rows[:, 8]
+    return dict(trajs=trajs, valids=valids, visibs=visibs)
 
 
-def select_heads(trajs: np.ndarray, valids: np.ndarray, min_motion: float = MIN_MOTION) -> np.ndarray:
-    """Heads valid at frames 0 and 1 whose total motion exceeds `min_motion` px. Returns bool [N]."""
-    if trajs.shape[0] < 2:
-        return np.zeros(trajs.shape[1], bool)
-    return valids[0] & valids[1] & (path_length(trajs, valids) > min_motion)
+def pips_select_heads(trajs: np.ndarray, valids: np.ndarray, visibs: np.ndarray,
+                      frame_size: Sequence[int], min_motion: float = MIN_MOTION,
+                      border_margin: float = BORDER_MARGIN) -> dict[str, np.ndarray]:
+    """One clip's heads as PIPs++'s CroHD test selects and marks them (module docstring).
 
+    Args:
+      trajs: [S, M, 2] box centres in pixels of the stored (H, W) = ``frame_size`` frames;
+        valids, visibs: [S, M] as :func:`load_gt_dense` gives them.
 
-def border_valid(trajs: np.ndarray, valids: np.ndarray, size: tuple[int, int],
-                 margin: float = BORDER_MARGIN) -> np.ndarray:
-    """The CroHD metric's "valid": annotated and >= `margin` px inside an (H, W) frame."""
-    h, w = size
+    Returns:
+      dict(index int64 [n] (the kept columns), trajs float32 [S, n, 2] (invisible frames repeat
+      the previous position), valids float32 [S, n] (-1 / 0 / 1), visibs float32 [S, n]).
+    """
+    trajs = np.asarray(trajs, np.float64)
+    if trajs.ndim != 3 or trajs.shape[-1] != 2 or trajs.shape[0] < 2:
+        raise ValueError(f"trajs must be [S >= 2, M, 2], got shape {trajs.shape}")
+    valids = np.array(valids, np.float32)
+    visibs = np.array(visibs, np.float32)
+    if valids.shape != trajs.shape[:2] or visibs.shape != trajs.shape[:2]:
+        raise ValueError(f"valids {valids.shape} and visibs {visibs.shape} must be "
+                         f"{trajs.shape[:2]} like trajs")
+    h, w = (float(s) for s in frame_size)
+    m = float(border_margin)
     x, y = trajs[..., 0], trajs[..., 1]
-    return valids & (x >= margin) & (x <= w - 1 - margin) & (y >= margin) & (y <= h - 1 - margin)
+    out = (x < m) | (x > w - m) | (y < m) | (y > h - m)
+    visibs[out] = 0.0
+    valids[out] = 0.0
+    motion = np.linalg.norm(np.diff(trajs, axis=0), axis=-1).sum(axis=0)
+    keep = np.flatnonzero((visibs[0] > 0) & (visibs[1] > 0) & (valids[0] > 0) & (valids[1] > 0)
+                          & (motion > min_motion))
+    trajs, valids, visibs = trajs[:, keep], valids[:, keep], visibs[:, keep]
+    steps = np.arange(trajs.shape[0])[:, None]
+    source = np.where((visibs != 0) | (steps == 0), steps, 0)
+    source = np.maximum.accumulate(source, axis=0)  # the last visible frame at or before each
+    trajs = np.take_along_axis(trajs, source[..., None], axis=0)
+    return dict(index=keep.astype(np.int64), trajs=trajs.astype(np.float32), valids=valids,
+                visibs=visibs)
 
 
 def frame_paths(seq_dir: str, indices: Sequence[int]) -> list[str]:
@@ -188,32 +255,31 @@ def iter_clips(root: str, split: str = "train", clip_len: int = CLIP_LEN, clip_s
                min_len: int = MIN_CLIP_LEN, min_motion: float = MIN_MOTION,
                border_margin: float = BORDER_MARGIN, resize_to: tuple[int, int] | None = None,
                load_rgbs: bool = True, sequences: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Yields evaluation clips (clips without any selected head are skipped).
+    """Yields evaluation clips, heads selected and marked as PIPs++'s CroHD test does (module
+    docstring); clips without any selected head are skipped.
 
     Dict: rgbs uint8 [S,H,W,3] (only with `load_rgbs`; clips are long -- consider `resize_to`),
-    frame_paths list[str], trajs float32 [S,M,2] (x, y) in output pixels, valids / visibs /
-    metric_valids bool [S,M], track_ids int64 [M], seq_name str, start int, size (H, W) of the output
-    frames, source_size (H, W) of the stored frames.
+    frame_paths list[str], trajs float32 [S,M,2] (x, y) in output pixels, valids float32 [S,M]
+    (-1 / 0 / 1: the metric's "valid"), visibs bool [S,M], track_ids int64 [M] (MOT ids),
+    seq_name str, start int, size (H, W) of the output frames, source_size (H, W) of the stored
+    frames.
     """
     for seq_dir in (list_sequences(root, split) if sequences is None else sequences):
-        gt = load_gt(seq_dir)
+        gt = load_gt_dense(seq_dir)
         total = gt["trajs"].shape[0]
         first = _imread(frame_paths(seq_dir, [0])[0])
         src_hw = first.shape[:2]
         out_hw = tuple(int(s) for s in resize_to) if resize_to is not None else src_hw
         scale = np.array([out_hw[1] / src_hw[1], out_hw[0] / src_hw[0]], np.float32)
-        for start, end in clip_ranges(total, clip_len, clip_stride, min_len):
-            trajs, valids = gt["trajs"][start:end], gt["valids"][start:end]
-            keep = np.nonzero(select_heads(trajs, valids, min_motion))[0]
-            if keep.size == 0:
+        for start, end in clip_ranges(total, clip_len, clip_stride, max(int(min_len), 2)):
+            sel = pips_select_heads(gt["trajs"][start:end], gt["valids"][start:end],
+                                    gt["visibs"][start:end], src_hw, min_motion, border_margin)
+            if sel["index"].size == 0:
                 continue
-            trajs = trajs[:, keep] * scale
-            valids = valids[:, keep]
             idx = np.arange(start, end)
-            clip = dict(frame_paths=frame_paths(seq_dir, idx), trajs=trajs.astype(np.float32),
-                        valids=valids, visibs=gt["visibs"][start:end][:, keep],
-                        metric_valids=border_valid(trajs, valids, out_hw, border_margin),
-                        track_ids=gt["track_ids"][keep],
+            clip = dict(frame_paths=frame_paths(seq_dir, idx), trajs=sel["trajs"] * scale,
+                        valids=sel["valids"], visibs=sel["visibs"] > 0,
+                        track_ids=sel["index"] + 1,
                         seq_name=os.path.basename(os.path.normpath(seq_dir)), start=int(start),
                         size=out_hw, source_size=tuple(src_hw))
             if load_rgbs:

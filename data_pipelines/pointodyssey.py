@@ -324,3 +324,67 @@ def iter_split_clips(root: str, split: str, clip_len: int, clip_stride: int, fra
         yield from _iter_clips(seq_dir, clip_len, clip_stride, frame_stride, load_masks, skip_bad,
                                stats)
     _log_summary(f"iter_split_clips({os.path.join(root, split)})", stats)
+
+
+# ----------------------------------------------------------------------------------------------
+# The PIPs++ test's point selection (docs/conventions.md, *Evaluation protocols and metrics*)
+# ----------------------------------------------------------------------------------------------
+
+PIPS_EVAL_POINTS = 256      # test_on_pod.py: N=256
+PIPS_MIN_GOOD_FRAMES = 8    # a point must be annotated and visible in at least this many frames
+PIPS_MAX_STEP = 512.0       # ... and never move this far (px) from one frame to the next
+PIPS_EDGE = 1               # points within 1 px of the border count as neither visible nor valid
+PIPS_CLAMP = 32             # ground truth clamped to [-32, W + 32] x [-32, H + 32]
+
+
+def pips_eval_points(trajs: np.ndarray, visibs: np.ndarray, valids: np.ndarray,
+                     frame_size: Sequence[int], num_points: int = PIPS_EVAL_POINTS) -> dict:
+    """The points PIPs++'s PointOdyssey test scores, and how it marks them
+    (``datasets/pointodysseydataset_fullseq.py`` of aharley/pips2 at 8b5bd9ec, used by
+    ``test_on_pod.py``).
+
+    Args:
+      trajs: float [T, N, 2] (x, y) pixels of the stored frames, non-finite entries already 0 and
+        marked invalid (:func:`load_annotations` does both).
+      visibs, valids: bool [T, N].
+      frame_size: (H, W) of the stored frames (the original writes 540 x 960, PointOdyssey's size).
+      num_points: how many to keep (the test's N).
+
+    Rules, in the original's order: a point within ``PIPS_EDGE`` px of the border
+    (``x < 1 or x > W - 2``, same for y) is neither visible nor valid at that frame; kept are the
+    points valid and visible at frame 0, valid and visible in at least ``PIPS_MIN_GOOD_FRAMES``
+    frames, and whose largest frame-to-frame step (over all frames, invalid ones included) is under
+    ``PIPS_MAX_STEP`` px; their ground truth is clamped to ``PIPS_CLAMP`` px outside the frame; of
+    the ``M`` survivors, ``min(M, num_points)`` are taken at ``int(linspace(0, M - 1, ·))``
+    (truncated, not rounded).
+
+    Returns:
+      dict(index int64 [n] (columns of the input), trajs float32 [T, n, 2], visibs bool [T, n],
+      valids bool [T, n]) with ``n = min(M, num_points)``; ``n = 0`` when no point survives (the
+      original stops with an assertion there).
+    """
+    trajs = np.asarray(trajs, np.float32)
+    if trajs.ndim != 3 or trajs.shape[-1] != 2:
+        raise ValueError(f"trajs must be [T, N, 2], got shape {trajs.shape}")
+    visibs = np.asarray(visibs, bool)
+    valids = np.asarray(valids, bool)
+    if visibs.shape != trajs.shape[:2] or valids.shape != trajs.shape[:2]:
+        raise ValueError(f"visibs {visibs.shape} and valids {valids.shape} must be "
+                         f"{trajs.shape[:2]} like trajs")
+    if int(num_points) < 1:
+        raise ValueError(f"num_points must be >= 1, got {num_points}")
+    h, w = (int(s) for s in frame_size)
+    x, y = trajs[..., 0], trajs[..., 1]
+    inside = (x >= PIPS_EDGE) & (x <= w - 1 - PIPS_EDGE) & (y >= PIPS_EDGE) & (y <= h - 1 - PIPS_EDGE)
+    visibs, valids = visibs & inside, valids & inside
+    good = visibs & valids
+    step = np.linalg.norm(np.diff(trajs, axis=0), axis=-1)  # [T-1, N]
+    largest = step.max(axis=0, initial=0.0)
+    keep = np.flatnonzero(good[0] & (good.sum(axis=0) >= PIPS_MIN_GOOD_FRAMES)
+                          & (largest < PIPS_MAX_STEP))
+    n = min(keep.size, int(num_points))
+    keep = keep[np.linspace(0, keep.size - 1, n).astype(np.int64)] if n else keep
+    lo = np.array([-PIPS_CLAMP, -PIPS_CLAMP], np.float32)
+    hi = np.array([w + PIPS_CLAMP, h + PIPS_CLAMP], np.float32)
+    return dict(index=keep.astype(np.int64), trajs=np.clip(trajs[:, keep], lo, hi),
+                visibs=visibs[:, keep], valids=valids[:, keep])

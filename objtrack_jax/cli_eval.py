@@ -75,6 +75,10 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="HxW. pips: frames/GT resized to it (default 512x896); tapvid: model input "
                         "size (default 256x256)")
     p.add_argument("--query-mode", default="first", choices=("first", "strided"), help="tapvid protocol")
+    p.add_argument("--corrected", action="store_true",
+                   help="pips protocol on TAP-Vid: ground truth at pixel centres (p*(w,h) - 0.5) "
+                        "instead of test_on_tap.py's p*(W-1,H-1)*(w/W,h/H) (docs/conventions.md); "
+                        "default: as the original script")
     p.add_argument("--survival-threshold", type=float, default=16.0,
                    help="PIPs++ survival threshold (PIPs++ 16, the paper's PointOdyssey table 50)")
     p.add_argument("--split", default=None, help="dataset split (default test; CroHD train)")
@@ -139,7 +143,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         progress=not args.no_progress, resolution=args.resolution,
         survival_threshold=args.survival_threshold, split=args.split, max_points=args.max_points,
         max_frames=args.max_frames, chunk_size=args.chunk_size, short_side=short_side,
-        refine_scale=args.refine_scale, refine_iters=args.refine_iters)
+        refine_scale=args.refine_scale, refine_iters=args.refine_iters, corrected=args.corrected)
     seconds = time.perf_counter() - t0
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]

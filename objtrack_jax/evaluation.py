@@ -15,17 +15,24 @@ Datasets (``data_root``):
   ``tapvid_davis.pkl`` / ``tapvid_rgb_stacking.pkl``); ``tapvid_kinetics``: the folder of
   ``*_of_0010.pkl`` shards.
 
-PIPs++ protocol (``protocol='pips'``):
+PIPs++ protocol (``protocol='pips'``), by default as aharley/pips2's ``test_on_tap.py``,
+``test_on_pod.py`` and ``test_on_cro.py`` do it (docs/conventions.md, *Evaluation protocols and
+metrics*):
 
 * frames resized to ``resolution`` (default 512×896 for the real datasets as in PIPs++, the
-  native size rounded up to a valid model size for ``synthetic``): OpenCV bilinear for
-  PointOdyssey/synthetic/CroHD, TAP-Vid bilinear (no antialias) with PIPs++'s ``(W-1, H-1)``
-  normalised→pixel convention for TAP-Vid; ground truth scaled by ``W_new/W_old``, ``H_new/H_old``;
-* queries: the points visible at frame 0 (CroHD: the selected heads, valid at frame 0), tracked
-  from frame 0 with the GT frame-0 position repeated as initialisation;
-* :func:`objtrack_jax.metrics.pips_metrics` with "valid" = annotated (PointOdyssey/synthetic),
-  visible (TAP-Vid), annotated and ≥32 px from the border (CroHD); ``survival_threshold`` 16
-  (PIPs++) or 50 (the paper's PointOdyssey table).
+  native size rounded up to a valid model size for ``synthetic``): OpenCV bilinear to uint8 for
+  PointOdyssey/synthetic/CroHD; for TAP-Vid torch-style bilinear (no antialias) kept as float32,
+  with ground truth ``p·(W−1, H−1)`` in the stored frame (``corrected``: pixel centres); ground
+  truth scaled by ``W_new/W_old``, ``H_new/H_old``;
+* points: TAP-Vid and synthetic, those visible at frame 0; PointOdyssey, PIPs++'s selection
+  (:func:`data_pipelines.pointodyssey.pips_eval_points`: good at frame 0 and in ≥ 8 frames,
+  steps under 512 px, 1-px border, N = 256); CroHD, PIPs++'s heads
+  (:func:`data_pipelines.crohd.iter_clips`); tracked from frame 0 with the GT frame-0 position
+  repeated as initialisation;
+* :func:`objtrack_jax.metrics.pips_metrics` with "valid" = annotated (synthetic), annotated,
+  visible or not, and off the 1-px border (PointOdyssey), visible (TAP-Vid), PIPs++'s
+  ``valids`` (-1 / 0 / 1; CroHD); ``survival_threshold`` 16 (PIPs++) or 50 (the paper's
+  PointOdyssey table).
 
 TAP-Vid protocol (``protocol='tapvid'``):
 
@@ -105,8 +112,12 @@ def _load_po_frames(seq_dir: str, num: int, size: Optional[Sequence[int]]) -> np
 
 
 def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
-                       max_frames: Optional[int] = None) -> Iterator[dict]:
-    """PointOdyssey layout. size None: native (rounded up to a model size when auto_valid)."""
+                       max_frames: Optional[int] = None,
+                       pips_points: Optional[int] = None) -> Iterator[dict]:
+    """PointOdyssey layout. size None: native (rounded up to a model size when auto_valid).
+    ``pips_points``: select and mark that many points as PIPs++'s PointOdyssey test does
+    (:func:`data_pipelines.pointodyssey.pips_eval_points`); None: every point visible at frame 0,
+    "valid" = annotated."""
     from objtrack_jax.data_pipelines import pointodyssey
 
     for seq_dir in pointodyssey.list_sequences(root, split):
@@ -120,19 +131,27 @@ def _iter_pointodyssey(root: str, split: str, size, auto_valid: bool,
             out = tuple(size) if size is not None else (
                 valid_model_size(*src) if auto_valid else src)
         scale = np.array([out[1] / src[1], out[0] / src[0]], np.float32)
+        trajs, visibs, valids = anno["trajs"][:num], anno["visibs"][:num], anno["valids"][:num]
+        query_ok = visibs[0]
+        if pips_points is not None:
+            sel = pointodyssey.pips_eval_points(trajs, visibs, valids, src, pips_points)
+            if sel["index"].size == 0:
+                log.warning("%s: no point passes PIPs++'s selection; skipped", seq_dir)
+                continue
+            trajs, visibs, valids = sel["trajs"], sel["visibs"], sel["valids"]
+            query_ok = np.ones(trajs.shape[1], bool)
         yield dict(name=os.path.basename(seq_dir), video=_load_po_frames(seq_dir, num, out),
-                   trajs=anno["trajs"][:num] * scale, visibs=anno["visibs"][:num],
-                   valids=anno["valids"][:num], query_ok=anno["visibs"][0],
+                   trajs=trajs * scale, visibs=visibs, valids=valids, query_ok=query_ok,
                    source_size=tuple(src))
 
 
 def _iter_crohd(root: str, split: str, size) -> Iterator[dict]:
     from objtrack_jax.data_pipelines import crohd
 
-    for clip in crohd.iter_clips(root, split, resize_to=size):
+    for clip in crohd.iter_clips(root, split, resize_to=size):  # PIPs++'s selection and marks
         yield dict(name=f"{clip['seq_name']}:{clip['start']}", video=clip["rgbs"], trajs=clip["trajs"],
-                   visibs=clip["visibs"] & clip["valids"], valids=clip["metric_valids"],
-                   query_ok=clip["valids"][0], source_size=clip["source_size"])
+                   visibs=clip["visibs"], valids=clip["valids"],
+                   query_ok=np.ones(clip["trajs"].shape[1], bool), source_size=clip["source_size"])
 
 
 def _tapvid_path(dataset: str, root: str) -> str:
@@ -150,8 +169,11 @@ def _iter_tapvid_raw(dataset: str, root: str, **kw) -> Iterator[dict]:
     return tapvid.iter_tapvid(dataset[len("tapvid_"):], _tapvid_path(dataset, root), **kw)
 
 
-def _iter_tapvid_pips(dataset: str, root: str, size) -> Iterator[dict]:
-    for v in _iter_tapvid_raw(dataset, root, query_mode="first", resolution=tuple(size), convention="pips"):
+def _iter_tapvid_pips(dataset: str, root: str, size, convention: str = "pips") -> Iterator[dict]:
+    """PIPs++'s TAP-Vid test: frames bilinear-resized and kept as float32 (not rounded), ground
+    truth by ``convention`` (:mod:`data_pipelines.tapvid`; 'pips' = the test's own)."""
+    for v in _iter_tapvid_raw(dataset, root, query_mode="first", resolution=tuple(size),
+                              convention=convention, as_float=True):
         visibs = ~to_time_major(v["occluded"])
         yield dict(name=v["name"], video=v["video"], trajs=to_time_major(v["target_points"]),
                    visibs=visibs, valids=visibs, query_ok=visibs[0], source_size=v["source_size"])
@@ -167,19 +189,27 @@ def _first_frames(records: Iterator[dict], max_frames: Optional[int]) -> Iterato
 
 
 def iter_records(dataset: str, data_root: str, size=None, split: Optional[str] = None,
-                 auto_valid: bool = True, max_frames: Optional[int] = None) -> Iterator[dict]:
+                 auto_valid: bool = True, max_frames: Optional[int] = None,
+                 num_points: Optional[int] = None, corrected: bool = False) -> Iterator[dict]:
     """Common records for ``dataset`` at ``size`` (H, W); None = the dataset's native size
-    (rounded up to a model size when ``auto_valid``); at most ``max_frames`` frames each."""
+    (rounded up to a model size when ``auto_valid``); at most ``max_frames`` frames each.
+
+    PointOdyssey, CroHD and TAP-Vid records follow the PIPs++ test scripts (module docstring):
+    ``num_points`` is PointOdyssey's N (None: the test's 256); ``corrected``: TAP-Vid ground
+    truth at pixel centres instead of the test's own rule (docs/conventions.md)."""
     split = split or DEFAULT_SPLITS.get(dataset)
     if max_frames is not None and int(max_frames) < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if dataset in ("pointodyssey", "synthetic"):
-        return _iter_pointodyssey(data_root, split, size, auto_valid, max_frames)
+        from objtrack_jax.data_pipelines.pointodyssey import PIPS_EVAL_POINTS
+
+        pips_points = (num_points or PIPS_EVAL_POINTS) if dataset == "pointodyssey" else None
+        return _iter_pointodyssey(data_root, split, size, auto_valid, max_frames, pips_points)
     if dataset == "crohd":
         return _first_frames(_iter_crohd(data_root, split, size), max_frames)
     if dataset.startswith("tapvid_"):
-        return _first_frames(_iter_tapvid_pips(dataset, data_root, size or PIPS_RESOLUTION),
-                             max_frames)
+        return _first_frames(_iter_tapvid_pips(dataset, data_root, size or PIPS_RESOLUTION,
+                                               "centres" if corrected else "pips"), max_frames)
     raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
 
 
@@ -227,7 +257,7 @@ def _tapvid_inputs(rec: dict, query_mode: str) -> dict:
     from objtrack_jax.data_pipelines import tapvid
 
     target = to_point_major(rec["trajs"]).astype(np.float32)
-    occluded = ~to_point_major(rec["visibs"] & rec["valids"])
+    occluded = ~to_point_major(rec["visibs"] & (rec["valids"] > 0))
     sampler = {"first": tapvid.sample_queries_first, "strided": tapvid.sample_queries_strided}
     if query_mode not in sampler:
         raise ValueError(f"query_mode must be 'first' or 'strided', got {query_mode!r}")
@@ -299,7 +329,7 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
              split: Optional[str] = None, max_points: Optional[int] = None,
              max_frames: Optional[int] = None, chunk_size: int = 256,
              short_side: Optional[int] = None, refine_scale: Optional[float] = None,
-             refine_iters: Optional[int] = None) -> tuple[list[dict], dict]:
+             refine_iters: Optional[int] = None, corrected: bool = False) -> tuple[list[dict], dict]:
     """Evaluates ``model`` on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
 
     Args:
@@ -327,6 +357,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
       chunk_size: points refined at once.
       refine_scale, refine_iters: a second pass at ``refine_scale`` times the model resolution
         (:func:`objtrack_jax.tracking.track_queries`; None: one pass). Baselines ignore them.
+      corrected: PIPs++ protocol on TAP-Vid: ground truth at pixel centres (``p·(w, h) − 0.5``)
+        instead of ``test_on_tap.py``'s rule (docs/conventions.md); False reproduces the script.
 
     Returns:
       ``(per_video, mean)``: per_video rows ``{'video', <metrics>, 'num_frames', 'num_points',
@@ -364,7 +396,8 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
             if res is None and not native and short_side and dataset in ("pointodyssey",
                                                                         "synthetic"):
                 size = functools.partial(_aspect_kept, short_side=int(short_side))
-            videos = iter_records(dataset, root, size=size, split=split, max_frames=max_frames)
+            videos = iter_records(dataset, root, size=size, split=split, max_frames=max_frames,
+                                  num_points=max_points, corrected=corrected)
         else:
             videos = _iter_tapvid_protocol(dataset, root, split, query_mode)
         bar = None

@@ -302,18 +302,20 @@ def test_crohd_gt_and_clips(ht21_root):
     assert not gt["valids"][:2, 1].any() and gt["valids"][2:, 1].all()
     assert gt["visibs"][:, 2].all() and not gt["visibs"][:, 1].any()
     assert crohd.clip_ranges(10, clip_len=8, clip_stride=4, min_len=5) == [(0, 8), (4, 10)]
+    # PIPs++'s rules (tests/test_protocol_rules.py pins each): clip 0 is skipped because head 7
+    # starts 17 px from the left edge, inside the 32-px border; 3 is static; 5 lies within 32 px
+    # of the top
     clips = list(crohd.iter_clips(str(ht21_root), clip_len=8, clip_stride=4, min_len=5))
-    assert [c["start"] for c in clips] == [0, 4]
-    np.testing.assert_array_equal(clips[0]["track_ids"], [7])      # 5 invalid at frame 0, 3 static
-    np.testing.assert_array_equal(clips[1]["track_ids"], [5, 7])   # 5 moves 200 px in the clip
+    assert [c["start"] for c in clips] == [4]
+    np.testing.assert_array_equal(clips[0]["track_ids"], [7])
     c = clips[0]
-    assert c["rgbs"].shape == (8, 120, 400, 3) and c["size"] == (120, 400)
-    x = c["trajs"][:, 0, 0]
-    np.testing.assert_array_equal(c["metric_valids"][:, 0], (x >= 32) & (x <= 400 - 1 - 32))
+    assert c["rgbs"].shape == (6, 120, 400, 3) and c["size"] == (120, 400)
+    np.testing.assert_allclose(c["trajs"][:, 0], [[10 + 35 * i + 5, 60] for i in range(4, 10)])
+    np.testing.assert_array_equal(c["valids"][:, 0], 1.0)
     small = next(crohd.iter_clips(str(ht21_root), clip_len=8, clip_stride=4, min_len=5,
                                   resize_to=(60, 100), load_rgbs=False))
     np.testing.assert_allclose(small["trajs"], c["trajs"] * [0.25, 0.5])
-    assert "rgbs" not in small and small["frame_paths"][0].endswith("000001.jpg")
+    assert "rgbs" not in small and small["frame_paths"][0].endswith("000005.jpg")
 
 
 def test_crohd_bad_input(ht21_root):
