@@ -22,8 +22,10 @@ COMMANDS = {
     "synth": "generate a synthetic PointOdyssey-layout dataset",
     "train": "train a model (objtrack train --config objprior --workdir DIR)",
     "eval": "evaluate on a benchmark (PIPs++ or TAP-Vid protocol)",
-    "track": "track points through a video and draw them",
+    "track": "track points through a video and draw them (--online: frame by frame, with the "
+             "per-frame latency)",
     "app": "a local web app: click points on a video in the browser, track them, download the tracks",
+    "export": "export the tracker to StableHLO, a TensorFlow SavedModel or ONNX",
 }
 
 
@@ -86,6 +88,14 @@ def _dispatch(cmd: str, argv: list[str]):
         from objtrack_jax.cli_eval import eval_main
 
         return eval_main(argv)
+    if cmd == "track" and "--online" in argv:
+        from objtrack_jax.cli_online import online_main
+
+        return online_main(argv)
+    if cmd == "export":
+        from objtrack_jax.export import export_main
+
+        return export_main(argv)
     if cmd == "track":
         from objtrack_jax.cli_eval import track_main
 

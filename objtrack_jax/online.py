@@ -741,3 +741,53 @@ class OnlineTracker:
         """Provisional ``[capacity, 2]`` input pixels at the last frame seen (NaN: free slot)."""
         xy = np.asarray(self.core.latest(self.state), np.float64)
         return (xy / self._out_scale).astype(np.float32)
+
+
+def track_stream(tracker: OnlineTracker, frames, queries, on_emit=None) -> dict:
+    """Streams ``frames`` (any iterable of ``[H, W, 3]`` frames: a camera, a pipe, a
+    :class:`~objtrack_jax.video_io.FrameSource`) through ``tracker``, adding each query
+    ``(t, y, x)`` just before its frame ``t``.
+
+    ``on_emit(out)`` (optional) sees every :class:`Emitted` as it comes. Returns ``tracks
+    [n, T, 2]``, ``visible [n, T]`` (input pixels, rows in the order of ``queries``; NaN before
+    a query's frame), ``step_ms [T]`` (compute per frame; the first includes compilation) and
+    ``latency_frames``. Queries at frames the stream never reaches are an error at the end."""
+    from objtrack_jax.video_io import FrameSource
+
+    q = np.asarray(queries, np.float64).reshape(-1, 3)
+    order = np.argsort(np.round(q[:, 0]), kind="stable")
+    rows = np.full(len(q), -1, np.int64)  # query -> slot
+    pending = list(order)
+    tracks_by_frame, vis_by_frame = [], []
+
+    def take(out: Emitted):
+        if len(out.frames):
+            tracks_by_frame.append((out.frames, out.tracks))
+            vis_by_frame.append(out.visible)
+            if on_emit is not None:
+                on_emit(out)
+
+    if isinstance(frames, FrameSource):
+        source = frames
+        frames = (source.read(i, i + 1)[0] for i in range(len(source)))
+    t = 0
+    for frame in frames:
+        now = [i for i in pending if int(np.round(q[i, 0])) == t]
+        if now:
+            rows[now] = tracker.add(q[now])
+            pending = [i for i in pending if i not in now]
+        take(tracker.push(frame))
+        t += 1
+    if pending:
+        raise ValueError(f"{len(pending)} queries are at frames the stream never reached (it "
+                         f"ended after {t} frames), e.g. query {pending[0]} at frame "
+                         f"{q[pending[0], 0]:g}")
+    take(tracker.finish())
+    tracks = np.full((len(q), t, 2), np.nan, np.float32)
+    visible = np.zeros((len(q), t), bool)
+    for (idx, tr), vis in zip(tracks_by_frame, vis_by_frame):
+        tracks[:, idx] = tr[rows]
+        visible[:, idx] = vis[rows]
+    return {"tracks": tracks, "visible": visible,
+            "step_ms": 1000 * np.asarray(tracker.step_seconds[-t:] if t else [], np.float64),
+            "latency_frames": tracker.latency}

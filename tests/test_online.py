@@ -1,0 +1,186 @@
+"""The online tracker (objtrack_jax/online.py) gives the offline answers, frame by frame.
+
+Real content without shared files: a photograph bundled with scikit-image seen by a moving
+camera (tests/photo_clip.py), 144x160 input frames resized to the model's 128x128, the shipped
+weights at explicitly passed settings (window 8, 4 iterations).
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from photo_clip import photo_clip
+
+H, W = 144, 160
+SETTINGS = dict(window=8, iters=4, resolution=(128, 128))
+TOL = 1e-4  # px (input pixels)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from objtrack_jax import model_io
+
+    return model_io.load_model(None)
+
+
+def offline(shipped, video, queries, refine_scale=None):
+    """``track_queries`` at :data:`SETTINGS` (the offline engine)."""
+    from objtrack_jax.tracking import track_queries
+
+    model, params, _ = shipped
+    kw = dict(window=SETTINGS["window"], iters=SETTINGS["iters"], progress=False,
+              resize_to=SETTINGS["resolution"], refine_scale=refine_scale or 0,
+              refine_iters=SETTINGS["iters"])
+    tracks, visible, _ = track_queries(model, params, video, queries, **kw)
+    return tracks, visible
+
+
+def stream(tracker, video, chunks=None, events=None):
+    """Pushes ``video`` (in ``chunks`` sizes, default one frame at a time), calling
+    ``events[t](tracker)`` before frame ``t``; returns ``[capacity, T, 2]`` tracks and
+    ``[capacity, T]`` visibility gathered from the emitted outputs."""
+    t_len = len(video)
+    tracks = np.full((tracker.capacity, t_len, 2), np.nan, np.float32)
+    visible = np.zeros((tracker.capacity, t_len), bool)
+    seen = np.zeros(t_len, int)
+
+    def take(out):
+        tracks[:, out.frames] = out.tracks
+        visible[:, out.frames] = out.visible
+        seen[out.frames] += 1
+
+    sizes = list(chunks or [1] * t_len)
+    t = 0
+    while t < t_len:
+        if events and t in events:
+            events[t](tracker)
+        k = min(sizes.pop(0) if sizes else 1, t_len - t)
+        if events:  # an event inside the chunk: stop before it
+            k = min([k] + [e - t for e in events if t < e < t + k])
+        take(tracker.push(video[t:t + k]))
+        t += k
+    take(tracker.finish())
+    assert (seen == 1).all(), "every frame is emitted exactly once"
+    return tracks, visible
+
+
+def make_tracker(shipped, capacity, **kw):
+    from objtrack_jax.online import OnlineTracker
+
+    model, params, _ = shipped
+    return OnlineTracker(model, params, (H, W), capacity, **{**SETTINGS, **kw})
+
+
+def queries_at(t, n, seed):
+    rng = np.random.default_rng(seed)
+    return np.stack([np.full(n, t), rng.uniform(8, H - 9, n), rng.uniform(8, W - 9, n)], 1)
+
+
+def test_frame0_queries_equal_offline(shipped):
+    """Queries at frame 0, frames in chunks of 1 to 5 (a 3-frame jitted step): the offline
+    tracks within 1e-4 px and the same visibility; the latency is one window."""
+    video = photo_clip(22, H, W)
+    q = queries_at(0, 6, seed=1)
+    tracker = make_tracker(shipped, 8, chunk=3)
+    assert tracker.latency == SETTINGS["window"]
+    tracks, visible = stream(tracker, video, chunks=[1, 5, 2, 3, 4, 1, 2, 4],
+                             events={0: lambda tr: tr.add(q)})
+    ref, ref_vis = offline(shipped, video, q)
+    assert np.abs(tracks[:6] - ref).max() <= TOL
+    assert (visible[:6] == ref_vis).all()
+    assert np.isnan(tracks[6:]).all() and not visible[6:].any()  # free slots
+    assert np.abs(ref[:, -1] - ref[:, 0]).max() > 5  # the points moved
+
+
+def test_second_pass_equals_offline(shipped):
+    """With the second pass (x2, the shipped weights' setting) the online tracks equal the
+    offline ones; the latency is two windows less two frames."""
+    video = photo_clip(20, H, W, speed=1.5)
+    q = queries_at(0, 4, seed=2)
+    tracker = make_tracker(shipped, 4, refine_scale=2.0)
+    assert tracker.latency == 2 * SETTINGS["window"] - 2
+    tracks, visible = stream(tracker, video, events={0: lambda tr: tr.add(q)})
+    ref, ref_vis = offline(shipped, video, q, refine_scale=2.0)
+    one, _ = offline(shipped, video, q)
+    assert np.abs(one - ref).max() > 0.05  # the second pass changes the tracks
+    assert np.abs(tracks - ref).max() <= TOL
+    assert (visible == ref_vis).all()
+
+
+def test_stream_200_frames_add_and_drop(shipped):
+    """200 frames one at a time; queries added at frames 0, 50 and 120, one dropped at 150 and
+    its slot reused at 160: each equals offline tracking from its query frame (the forward part)
+    while it is tracked; the state keeps its shapes; the step compiled once."""
+    from objtrack_jax import online
+
+    video = photo_clip(200, H, W, speed=0.6)
+    groups = {0: queries_at(0, 3, 10), 50: queries_at(50, 2, 11), 120: queries_at(120, 2, 12),
+              160: queries_at(160, 1, 13)}
+    tracker = make_tracker(shipped, 7)
+    shapes0 = [x.shape for x in jax.tree_util.tree_leaves(tracker.state)]
+    slots = {}
+
+    def adder(t):
+        def add(tr):
+            slots[t] = tr.add(groups[t])
+        return add
+
+    events = {t: adder(t) for t in (0, 50, 120, 160)}
+    events[150] = lambda tr: tr.drop([slots[0][1]])
+    tracks, visible = stream(tracker, video, events=events)
+    assert [x.shape for x in jax.tree_util.tree_leaves(tracker.state)] == shapes0
+    assert online._step_fn(tracker.core)._cache_size() == 1
+    assert slots[160].tolist() == [slots[0][1]]  # the freed slot, reused
+    dropped = slots[0][1]
+    cut = 150 - tracker.latency  # frames emitted before the drop
+    for t, q in groups.items():
+        ref, ref_vis = offline(shipped, video[t:], np.concatenate([np.zeros((len(q), 1)),
+                                                                   q[:, 1:]], 1))
+        rows = slots[t]
+        got, got_vis = tracks[rows, t:], visible[rows, t:]
+        assert np.isnan(tracks[rows, :t]).all()  # nothing before the query frame
+        if t == 0:  # the dropped query: equal up to the drop, nothing after
+            k = list(rows).index(dropped)
+            assert np.abs(got[k, :cut] - ref[k, :cut]).max() <= TOL
+            assert (got_vis[k, :cut] == ref_vis[k, :cut]).all()
+            assert np.isnan(tracks[dropped, cut:160]).all()
+            keep = [i for i in range(len(rows)) if i != k]
+            got, got_vis, ref, ref_vis = got[keep], got_vis[keep], ref[keep], ref_vis[keep]
+        assert np.abs(got - ref).max() <= TOL, (t, np.abs(got - ref).max())
+        assert (got_vis == ref_vis).all()
+
+
+def test_core_state_is_a_fixed_pytree(shipped):
+    """init's state: fixed shapes independent of the stream's length; add/drop edit masks."""
+    from objtrack_jax.online import make_core
+
+    model, params, _ = shipped
+    core = make_core(model, (128, 128), window=8, iters=4)
+    state = core.init(params, 5)
+    assert state.frames.shape == (core.buffered, 128, 128, 3) and state.est.shape == (9, 5, 2)
+    assert core.latency == 8 and core.buffered == 9
+    mask = np.array([True, False, True, False, False])
+    state = core.add(state, mask, np.full((5, 2), 10.0, np.float32))
+    assert np.asarray(state.active).tolist() == mask.tolist()
+    state = core.drop(state, np.array([True, False, False, False, False]))
+    assert np.asarray(state.active).tolist() == [False, False, True, False, False]
+    two = make_core(model, (128, 128), window=8, iters=4, fine_size=(256, 256))
+    assert two.latency == 14 and two.init(params, 2).fine_frames.shape == (15, 256, 256, 3)
+
+
+def test_bad_input_is_named(shipped):
+    tracker = make_tracker(shipped, 2)
+    with pytest.raises(ValueError, match="next frame to arrive, 0"):
+        tracker.add(queries_at(3, 1, 0))
+    with pytest.raises(ValueError, match="only 2 of 2 slots are free"):
+        tracker.add(queries_at(0, 3, 0))
+    with pytest.raises(ValueError, match="outside the 144x160 frame"):
+        tracker.add(np.array([[0, 10.0, 500.0]]))
+    with pytest.raises(ValueError, match=r"\(t, y, x\)"):
+        tracker.add(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"\(H, W\) = \(144, 160\)"):
+        tracker.push(np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ValueError, match="window and iters"):
+        from objtrack_jax.online import OnlineTracker
+
+        OnlineTracker(shipped[0], shipped[1], (H, W))
