@@ -415,3 +415,23 @@ def test_app_without_an_h264_encoder_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("objtrack app: error: objtrack app writes its "
                                                    "result videos as H.264, which needs "
                                                    "imageio-ffmpeg"), lines
+
+
+def test_example_scene_without_the_data_extra_names_it(workspace, monkeypatch):
+    from objtrack_jax.data_pipelines import real_scenes
+    from objtrack_jax.extras import require
+
+    def no_photos(*args, **kwargs):
+        return require("skimage.not_installed", "the real-photo scenes")
+
+    monkeypatch.setattr(real_scenes, "generate_sequence", no_photos)
+    with pytest.raises(AppError, match=r"^the example scene: .*'data' extra.*pip install "
+                                       r"'objtrack_jax\[data\]'.*or open a video of your own$"):
+        workspace.open_example()
+
+
+def test_example_scene_opens(workspace):
+    video = workspace.open_example()
+    assert (video.num_frames, video.height, video.width) == (engine.EXAMPLE_FRAMES,) + engine.EXAMPLE_SIZE
+    assert video.fps == engine.EXAMPLE_FPS and video.name.startswith("example scene ")
+    assert len(os.listdir(video.previews)) == engine.EXAMPLE_FRAMES

@@ -180,13 +180,15 @@ def point_colours(n: int) -> np.ndarray:
 
 def draw_panel(frames: np.ndarray, tracks: np.ndarray, visible: Optional[np.ndarray], colours,
                start: int) -> np.ndarray:
-    """Frames ``start ..`` of a video with ``[n, T, 2]`` tracks drawn."""
+    """Frames ``start ..`` of a video with ``[n, T, 2]`` tracks drawn (markers of about 1/64 of
+    the short side: filled where visible, hollow where occluded; 8 frames of tail)."""
     from objtrack_jax import viz
     from objtrack_jax.inference import to_time_major
 
+    radius = max(3, round(min(frames.shape[1:3]) / 64))
     return viz.draw_tracks(frames, to_time_major(tracks),
                            None if visible is None else to_time_major(visible), tail=8,
-                           colors=colours, start=start)
+                           radius=radius, colors=colours, start=start)
 
 
 def open_frames(path: str, max_frames: Optional[int] = None):
@@ -218,15 +220,21 @@ def source_frame_count(path: str) -> Optional[int]:
 
 def example_frames(index: int) -> np.ndarray:
     """A generated real-photo scene (the evaluation photos under camera and object motion, as
-    ``objtrack demo`` makes them): uint8 ``[EXAMPLE_FRAMES, 192, 256, 3]``."""
+    ``objtrack demo`` makes them): uint8 ``[EXAMPLE_FRAMES, 192, 256, 3]``. Without the ``[data]``
+    extra: an :class:`AppError` naming it."""
+    from objtrack_jax.extras import as_missing_extra
+
     try:
         from objtrack_jax.data_pipelines import real_scenes, synthetic
-    except ImportError as e:
-        raise AppError(f"the built-in example needs the scene generator's packages ({e}); open a "
-                       "video of your own instead") from None
-    seed = synthetic.sequence_seed(0, "demo", int(index))
-    return real_scenes.generate_sequence(seed, frames=EXAMPLE_FRAMES, size=EXAMPLE_SIZE,
-                                         num_points=16, photos="eval")["rgbs"]
+
+        seed = synthetic.sequence_seed(0, "demo", int(index))
+        return real_scenes.generate_sequence(seed, frames=EXAMPLE_FRAMES, size=EXAMPLE_SIZE,
+                                             num_points=16, photos="eval")["rgbs"]
+    except ModuleNotFoundError as e:
+        missing = as_missing_extra(e)
+        if missing is None:
+            raise
+        raise AppError(f"the example scene: {missing}; or open a video of your own") from None
 
 
 def h264_writer(path: str, fps: float):
@@ -604,12 +612,11 @@ class CountingFrames(FrameSource):
 def _label(image: np.ndarray, text: str, x0: int) -> None:
     import cv2
 
-    scale = max(0.35, image.shape[0] / 480)
+    scale = max(0.4, image.shape[0] / 640)
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    y1 = image.shape[0]
-    cv2.rectangle(image, (x0, y1 - h - base - 6), (x0 + w + 6, y1), (0, 0, 0), -1)
-    cv2.putText(image, text, (x0 + 3, y1 - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.rectangle(image, (x0, 0), (x0 + w + 8, h + base + 8), (0, 0, 0), -1)  # top left
+    cv2.putText(image, text, (x0 + 4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                cv2.LINE_AA)
 
 
 # --------------------------------------------------------------------------------------------------
