@@ -40,9 +40,11 @@ Conventions:
   at 896 px wide from a 320 px source); 'tapnet' lies half a pixel right of 'centres' everywhere.
 * Resize: bilinear with half-pixel centres (``align_corners=False``), **no antialiasing** --
   ``torch.nn.functional.interpolate(mode='bilinear', align_corners=False)`` (which the PIPs++ test
-  uses), ``tf.image.resize(method='bilinear', antialias=False)``, implemented here in numpy float32
-  with torch's arithmetic (source index ``(i + 0.5)·(n_in/n_out) − 0.5`` clamped at 0, the last
-  sample repeated past the end, interpolation along x first); checked to agree with
+  uses), ``tf.image.resize(method='bilinear', antialias=False)``, implemented here in numpy with
+  the float32 arithmetic of torch's CPU kernel (source index ``(i + 0.5)·(n_in/n_out) − 0.5``
+  clamped at 0, the last sample repeated past the end, interpolation along x first, multiply-adds
+  rounded once as its compiled code fuses them: the same float32 values as torch 2.13's
+  ``F.interpolate`` on CPU up to rare 1-ulp differences); checked to agree with
   ``tf.image.resize`` to ~1e-3 and with ``cv2.resize(INTER_LINEAR)`` on float32 input (cv2 on uint8
   input adds fixed-point rounding, and its exact-2x downscale path switches to area averaging, which
   is the same at that ratio). ``as_float=True`` keeps the interpolated values (as the PIPs++ test
@@ -81,8 +83,10 @@ class TapVidError(ValueError):
 def _linear_taps(n_in: int, n_out: int):
     """Half-pixel bilinear source taps (i0, i1, w0, w1) for an axis resized from n_in to n_out, in
     float32 as torch's CPU kernel computes them (module docstring)."""
-    scale = np.float32(n_in / n_out)
-    src = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    scale = np.float64(np.float32(n_in / n_out))
+    # scale·(i + 0.5) − 0.5 rounded once to float32 (torch's compiled kernel fuses the multiply-add;
+    # in float64 the product of a float32 scale and i + 0.5 is exact)
+    src = (scale * (np.arange(n_out, dtype=np.float64) + 0.5) - 0.5).astype(np.float32)
     src = np.maximum(src, np.float32(0.0))
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     w1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
@@ -107,10 +111,13 @@ def resize_video_bilinear(video: np.ndarray, size: tuple[int, int], as_float: bo
     wy0, wy1 = wy0[:, None, None], wy1[:, None, None]
     wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
     out = np.empty((t, h, w, c), np.float32)
-    for i in range(t):  # frame by frame keeps the float32 working set small
-        f = video[i].astype(np.float32)
-        cols = f[:, x0] * wx0 + f[:, x1] * wx1
-        out[i] = cols[y0] * wy0 + cols[y1] * wy1
+    for i in range(t):  # frame by frame keeps the working set small
+        # a·w0 + round32(b·w1), rounded once: torch's fused multiply-add (float32 products are
+        # exact in float64)
+        f = video[i].astype(np.float32).astype(np.float64)
+        cols = (f[:, x0] * wx0 + (f[:, x1] * wx1).astype(np.float32)).astype(np.float32)
+        c64 = cols.astype(np.float64)
+        out[i] = c64[y0] * wy0 + (c64[y1] * wy1).astype(np.float32)
     if not as_float:
         out = np.clip(np.round(out), 0, 255).astype(np.uint8)
     elif video.dtype == np.uint8:
