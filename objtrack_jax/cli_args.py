@@ -16,15 +16,14 @@ def parse_hw(text: str) -> tuple[int, int]:
 
 
 def parse_model_hw(text: str) -> tuple[int, int]:
-    """``HxW`` that the tracker accepts: both multiples of 8 and >= 128 (checked at start-up)."""
-    from objtrack_jax.models.tracker import MIN_SIZE
+    """``HxW`` that the tracker accepts (:func:`objtrack_jax.settings.model_hw`: multiples of 8,
+    >= 128; checked at start-up); an argparse type."""
+    from objtrack_jax.settings import model_hw
 
-    h, w = parse_hw(text)
-    if h % 8 or w % 8 or h < MIN_SIZE or w < MIN_SIZE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: height and width must be multiples of 8 and >= {MIN_SIZE} (e.g. "
-            f"{max(MIN_SIZE, -(-h // 8) * 8)}x{max(MIN_SIZE, -(-w // 8) * 8)})")
-    return h, w
+    try:
+        return model_hw(parse_hw(text), what=repr(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def at_least(minimum: int, what: str = ""):
@@ -44,14 +43,18 @@ def at_least(minimum: int, what: str = ""):
 
 
 def refine_scale_arg(text: str) -> float:
-    """``--refine-scale``: a float >= 1, or 0 for no second pass; an argparse type."""
+    """``--refine-scale``: 0 (one pass) or a number in (1, 8], the rule of
+    :func:`objtrack_jax.settings.check_refine_scale`; an argparse type."""
+    from objtrack_jax.settings import check_refine_scale
+
     try:
         value = float(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
-    if not (value == 0 or 1 <= value <= 8):
-        raise argparse.ArgumentTypeError(f"{text} is not allowed: must be 0 (one pass) or "
-                                         "between 1 and 8 (times the model resolution)")
+    try:
+        check_refine_scale(value, what="--refine-scale")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return value
 
 
@@ -64,13 +67,6 @@ def add_refine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-iters", type=at_least(1), default=None,
                         help="iterations per window of the second pass (default: the weights' "
                              "validated setting, else --iters)")
-
-
-def refine_settings(args, settings: dict) -> tuple:
-    """``(refine_scale, refine_iters)`` from the flags, else the weights' validated ones."""
-    scale = settings.get("refine_scale") if args.refine_scale is None else args.refine_scale
-    iters = args.refine_iters or settings.get("refine_iters")
-    return (scale or None), iters
 
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:

@@ -22,9 +22,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax import evaluation, model_io
+from objtrack_jax import evaluation
 from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, at_least, load_model_or_exit,
-                                   parse_model_hw, refine_settings)
+                                   parse_model_hw)
+from objtrack_jax.settings import CARRY_MODES, resolve
 
 
 def _nan_to_none(obj):
@@ -63,7 +64,8 @@ def eval_parser() -> argparse.ArgumentParser:
                         "Lucas-Kanade (21x21, 3 levels), 'dis' = OpenCV DIS optical flow, both "
                         "chained frame to frame from the query frame")
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
-    p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
+    p.add_argument("--carry", default=None, choices=CARRY_MODES,
+                   help="template carry across windows (default: the weights' setting, pips2)")
     p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
                    help="frames per window (default: what the weights were validated at, shipped "
                         "weights 8; weights that record nothing: 128 as PIPs++; paper 36)")
@@ -87,7 +89,8 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="at most this many queries per video")
     p.add_argument("--max-frames", type=int, default=None,
                    help="pips protocol: the first this many frames of each video")
-    p.add_argument("--chunk-size", type=at_least(1), default=256, help="points refined at once")
+    p.add_argument("--chunk-size", type=at_least(1), default=None,
+                   help="points refined at once (default: picked from the memory budget)")
     p.add_argument("--out", default=None, help="write results (config, per video, mean) as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -126,24 +129,21 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         model, params, info = args.baseline, None, {"architecture": f"baseline:{args.baseline}"}
     else:
         model, params, info = load_model_or_exit(parser, args.checkpoint)
-    settings = model_io.inference_settings(info)
-    args.window = args.window or settings["window"]
-    args.iters = args.iters or settings["iters"]
-    # Weights that record a validated short side: PointOdyssey-layout videos keep their aspect.
-    short_side = settings["short_side"] if settings["recorded"] else None
-    args.refine_scale, args.refine_iters = refine_settings(args, settings)
-    if isinstance(model, str):  # baselines have no second pass
-        args.refine_scale = args.refine_iters = None
+    if isinstance(model, str):  # baselines have no tracking settings (nor a second pass)
+        settings = None
     else:
-        model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
+        settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
+                           refine_scale=args.refine_scale, refine_iters=args.refine_iters,
+                           chunk_size=args.chunk_size)
+        args.window, args.iters, args.carry = settings.window, settings.iters, settings.carry
+        args.refine_scale, args.refine_iters = settings.refine_scale, settings.refine_iters
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
-        args.dataset, args.data_root, model, params, protocol=args.protocol, window=args.window,
-        iters=args.iters, carry=args.carry, query_mode=args.query_mode, max_videos=args.max_videos,
+        args.dataset, args.data_root, model, params, info, settings=settings,
+        protocol=args.protocol, query_mode=args.query_mode, max_videos=args.max_videos,
         progress=not args.no_progress, resolution=args.resolution,
         survival_threshold=args.survival_threshold, split=args.split, max_points=args.max_points,
-        max_frames=args.max_frames, chunk_size=args.chunk_size, short_side=short_side,
-        refine_scale=args.refine_scale, refine_iters=args.refine_iters, corrected=args.corrected)
+        max_frames=args.max_frames, corrected=args.corrected)
     seconds = time.perf_counter() - t0
     keys = evaluation.metric_keys(args.protocol)
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]
@@ -156,6 +156,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     config = {k: v for k, v in vars(args).items() if k != "no_progress"}
     config["model"] = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))}
     config["visibility_head"] = has_vis
+    config["settings"] = None if settings is None else settings.as_dict()
     result = {"config": config, "per_video": per_video, "mean": mean, "seconds": seconds}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -198,7 +199,8 @@ def track_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=at_least(1), default=None,
                    help="refinement iterations per window (default: the weights' validated "
                         "setting, shipped weights 4; else 16)")
-    p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
+    p.add_argument("--carry", default=None, choices=CARRY_MODES,
+                   help="template carry across windows (default: the weights' setting, pips2)")
     add_refine_args(p)
     p.add_argument("--chunk-size", type=at_least(1), default=None,
                    help="points refined at once (default: picked from --max-memory, up to 4096)")
@@ -226,18 +228,13 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     t0 = time.perf_counter()
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     load_seconds = time.perf_counter() - t0
-    settings = model_io.inference_settings(info)
-    args.window = args.window or settings["window"]
-    args.iters = args.iters or settings["iters"]
-    model_io.warn_if_far_from_training(settings, args.window, args.iters, args.resolution)
-    refine_scale, refine_iters = refine_settings(args, settings)
+    settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
+                       resolution=args.resolution, refine_scale=args.refine_scale,
+                       refine_iters=args.refine_iters, chunk_size=args.chunk_size,
+                       max_memory_mb=args.max_memory)
     result = track_video(
-        model, params, args.video, args.out, queries=queries, grid=args.grid,
-        grid_step=args.grid_step,
-        grid_frame=args.grid_frame, max_frames=args.max_frames, resolution=args.resolution,
-        window=args.window, iters=args.iters, carry=args.carry, chunk_size=args.chunk_size,
-        tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict,
-        short_side=settings["short_side"], max_memory_mb=args.max_memory,
-        refine_scale=refine_scale, refine_iters=refine_iters)
+        model, params, args.video, args.out, settings=settings, queries=queries, grid=args.grid,
+        grid_step=args.grid_step, grid_frame=args.grid_frame, max_frames=args.max_frames,
+        tail=args.tail, fps=args.fps, progress=not args.no_progress, strict=args.strict)
     result["timings"] = {"load_model": load_seconds, **result["timings"]}
     return result

@@ -32,7 +32,7 @@ GAP = 6  # pixels between the two panels
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    from objtrack_jax.cli_args import add_checkpoint_arg, add_refine_args, parse_hw
+    from objtrack_jax.cli_args import add_checkpoint_arg, add_refine_args, at_least, parse_hw
 
     p = argparse.ArgumentParser(prog="objtrack demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=".", help="output folder (default: the current directory)")
@@ -48,9 +48,9 @@ def demo_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=int, default=12, help="--video: an NxN grid of queries")
     p.add_argument("--max-frames", type=int, default=96, help="--video: frames read")
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
                    help="frames per window (default: the weights' validated setting)")
-    p.add_argument("--iters", type=int, default=None,
+    p.add_argument("--iters", type=at_least(1), default=None,
                    help="refinement iterations per window (default: the weights' validated setting)")
     add_refine_args(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the LK and DIS baselines")
@@ -116,12 +116,13 @@ def _visibility_metrics(queries, gt, gt_vis, tracks, visible, size) -> dict:
                                         "average_pts_within_thresh")}
 
 
-def run_synthetic(model, params, args) -> dict:
+def run_synthetic(model, params, settings, args) -> dict:
+    """The scene mode (module docstring) with tracking ``settings`` (at the scenes' size)."""
     from objtrack_jax import baselines
     from objtrack_jax import metrics as metrics_lib
     from objtrack_jax import viz
     from objtrack_jax.inference import to_time_major
-    from objtrack_jax.tracking import track_queries
+    from objtrack_jax.tracking import run_tracking
     from objtrack_jax.video_io import write_video
 
     names = ["model", "zero-motion"] + ([] if args.no_baselines else ["lucas-kanade", "dis-flow"])
@@ -136,10 +137,8 @@ def run_synthetic(model, params, args) -> dict:
         gt = seq["trajs_2d"][:, keep]  # [T, n, 2]
         queries = np.stack([np.zeros(keep.size), gt[0, :, 1], gt[0, :, 0]], -1).astype(np.float32)
         t0 = time.perf_counter()
-        tracks, visible, _ = track_queries(model, params, seq["rgbs"], queries, window=args.window,
-                                           iters=args.iters, resize_to=args.size, progress=False,
-                                           refine_scale=args.refine_scale,
-                                           refine_iters=args.refine_iters)
+        tracks, visible, _ = run_tracking(model, params, seq["rgbs"], queries,
+                                          settings.replace(resolution=args.size))
         t_track += time.perf_counter() - t0
         estimates = {"model": tracks}
         for name, key in (("zero-motion", "zero"), ("lucas-kanade", "lk"), ("dis-flow", "dis")):
@@ -185,8 +184,8 @@ def run_synthetic(model, params, args) -> dict:
 
 
 def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
-    from objtrack_jax import model_io
-    from objtrack_jax.cli_args import load_model_or_exit, refine_settings
+    from objtrack_jax.cli_args import load_model_or_exit
+    from objtrack_jax.settings import resolve
     from objtrack_jax.video_tracking import track_video
 
     parser = demo_parser()
@@ -195,27 +194,20 @@ def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     if args.scenes < 1 or args.frames < 2 or args.points < 1:
         parser.error("--scenes, --points must be >= 1 and --frames >= 2")
-    if (args.window is not None and args.window < 2) or (args.iters is not None and args.iters < 1):
-        parser.error(f"--window must be >= 2 and --iters >= 1 (got {args.window}, {args.iters})")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
-    settings = model_io.inference_settings(info)
-    args.window = args.window or settings["window"]
-    args.iters = args.iters or settings["iters"]
-    model_io.warn_if_far_from_training(settings, args.window, args.iters)
-    args.refine_scale, args.refine_iters = refine_settings(args, settings)
+    settings = resolve(info, window=args.window, iters=args.iters,
+                       refine_scale=args.refine_scale, refine_iters=args.refine_iters)
     if args.video is not None:
         return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
-                           grid=args.grid, max_frames=args.max_frames, window=args.window,
-                           iters=args.iters, short_side=settings["short_side"],
-                           refine_scale=args.refine_scale, refine_iters=args.refine_iters)
+                           settings=settings, grid=args.grid, max_frames=args.max_frames)
     name = info.get("name", args.checkpoint)
     print(f"objtrack demo: weights {name}; {args.scenes} {args.scene} scenes of {args.frames} "
-          f"frames at {args.size[0]}x{args.size[1]}, up to {args.points} points each; window "
-          f"{args.window}, {args.iters} iterations"
-          + (f"; second pass at {args.refine_scale:g}x" if args.refine_scale else ""))
-    result = run_synthetic(model, params, args)
+          f"frames at {args.size[0]}x{args.size[1]}, up to {args.points} points each; "
+          f"{settings.describe()}")
+    result = run_synthetic(model, params, settings, args)
     result["seconds"] = time.perf_counter() - t_start
     result["weights"] = name
+    result["settings"] = settings.as_dict()
     out_json = os.path.join(args.out, "demo.json")
     with open(out_json, "w") as f:
         json.dump(result, f, indent=2)

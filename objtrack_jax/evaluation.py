@@ -63,7 +63,8 @@ import numpy as np
 from objtrack_jax import baselines
 from objtrack_jax import metrics as metrics_lib
 from objtrack_jax.inference import to_point_major, to_time_major
-from objtrack_jax.tracking import resize_video, track_queries
+from objtrack_jax.settings import TrackingSettings, default_resolution, resolve
+from objtrack_jax.tracking import resize_video, run_tracking, settings_for
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ def valid_model_size(height: int, width: int, stride: int = 8, minimum: int = 12
 
 
 def _aspect_kept(height: int, width: int, short_side: int) -> tuple[int, int]:
-    from objtrack_jax.tracking import default_resolution  # pylint: disable=import-outside-toplevel
-
     return default_resolution(height, width, short_side=short_side)
 
 
@@ -225,13 +224,87 @@ def _subsample(n: int, max_points: Optional[int]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def zero_motion_tracks(query_points: np.ndarray, num_frames: int) -> np.ndarray:
-    """The zero-motion baseline: every query stays at its (x, y) in all frames → ``[N, T, 2]``."""
-    q = np.asarray(query_points, np.float32)
-    return np.repeat(q[:, None, [2, 1]], num_frames, axis=1)
+# A tracker, as every protocol below calls it (tapnet's conventions, batch of one video):
+#   tracker(video [1, T, H, W, 3] uint8 in [0, 255], queries [1, N, 3] float32 (t, y, x) pixels)
+#   -> (tracks [1, N, T, 2] (x, y) pixels, occlusion [1, N, T] or None)
+# ``occlusion``: bool "occluded", or float logits (occluded where > 0, as TAPIR's); None: the
+# tracker predicts no occlusion. A mapping {'tracks': ..., 'occlusion': ...} (TAPIR's output) is
+# read the same way. Our model (:func:`model_tracker`) and the classical baselines
+# (:func:`baseline_tracker`) are trackers too, so every one is scored by the same code.
 
 
-def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: float,
+def model_tracker(model, params, settings: TrackingSettings):
+    """Our model as a tracker (conventions above): :func:`objtrack_jax.tracking.run_tracking`
+    with ``settings`` at the resolution of the video it is given (the protocol resizes)."""
+    def track(video, queries):
+        video, queries = np.asarray(video), np.asarray(queries)
+        s = settings.replace(resolution=tuple(video.shape[2:4]))
+        tracks, visible, _ = run_tracking(model, params, video[0], queries[0], s)
+        return tracks[None], (None if visible is None else ~visible[None])
+
+    return track
+
+
+def baseline_tracker(name: Optional[str]):
+    """A classical baseline of :data:`objtrack_jax.baselines.BASELINES` (None: 'zero') as a
+    tracker (conventions above)."""
+    name = name or "zero"
+    if name not in baselines.BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {baselines.BASELINES}")
+
+    def track(video, queries):
+        tracks, visible = baselines.track(name, np.asarray(video)[0], np.asarray(queries)[0])
+        return tracks[None], (None if visible is None else ~np.asarray(visible)[None])
+
+    return track
+
+
+def call_tracker(tracker, video: np.ndarray, queries: np.ndarray):
+    """Runs ``tracker`` (conventions above) on one video ``[T, H, W, 3]`` and queries ``[N, 3]``;
+    returns ``(tracks [N, T, 2] float32, visible [N, T] bool or None)``; a wrong output shape is a
+    ``ValueError`` naming it."""
+    out = tracker(video[None], np.asarray(queries, np.float32)[None])
+    if isinstance(out, dict):
+        tracks, occ = out["tracks"], out.get("occlusion", out.get("occluded"))
+    else:
+        tracks, occ = out
+    tracks = np.asarray(tracks, np.float32)
+    n, t = len(queries), video.shape[0]
+    if tracks.shape != (1, n, t, 2):
+        raise ValueError(f"the tracker returned tracks of shape {tracks.shape}; expected "
+                         f"[1, N, T, 2] = {(1, n, t, 2)} (x, y)")
+    if occ is None:
+        return tracks[0], None
+    occ = np.asarray(occ)
+    if occ.shape != (1, n, t):
+        raise ValueError(f"the tracker returned occlusion of shape {occ.shape}; expected "
+                         f"[1, N, T] = {(1, n, t)}")
+    occluded = occ if occ.dtype == np.bool_ else occ > 0
+    return tracks[0], ~occluded[0]
+
+
+def as_tracker(model, params=None, settings: Optional[TrackingSettings] = None):
+    """The tracker that :func:`evaluate` scores: a callable (conventions above) as is; a baseline
+    name or None (:func:`baseline_tracker`); else our model with ``settings``."""
+    if model is None or isinstance(model, str):
+        return baseline_tracker(model)
+    if callable(model) and not hasattr(model, "apply"):  # a function, not a flax module
+        return model
+    return model_tracker(model, params, settings)
+
+
+def _track_at(tracker, video: np.ndarray, queries: np.ndarray, resolution):
+    """``tracker`` on ``video`` resized to ``resolution`` (None: as is), queries and tracks
+    scaled with ``W_new/W_old``, ``H_new/H_old``; tracks in pixels of ``video``."""
+    if resolution is None or tuple(video.shape[1:3]) == tuple(resolution):
+        return call_tracker(tracker, video, queries)
+    h, w = video.shape[1:3]
+    q = np.asarray(queries, np.float64) * np.array([1.0, resolution[0] / h, resolution[1] / w])
+    tracks, visible = call_tracker(tracker, resize_video(video, tuple(resolution)), q)
+    return tracks * np.array([w / resolution[1], h / resolution[0]], np.float32), visible
+
+
+def _pips_video(rec: dict, tracker, survival_threshold: float,
                 max_points: Optional[int]) -> Optional[tuple[dict, int]]:
     video = rec["video"]
     keep = np.flatnonzero(rec["query_ok"])
@@ -241,11 +314,7 @@ def _pips_video(rec: dict, model, params, track_kw: dict, survival_threshold: fl
         return None
     trajs_g = rec["trajs"][:, keep]
     queries = np.stack([np.zeros(keep.size), trajs_g[0, :, 1], trajs_g[0, :, 0]], -1)
-    if model is None or isinstance(model, str):  # a classical baseline (None: zero motion)
-        tracks, _ = baselines.track(model or "zero", video, queries)
-    else:
-        tracks, _, _ = track_queries(model, params, video, queries, resize_to=video.shape[1:3],
-                                     **track_kw)
+    tracks, _ = call_tracker(tracker, video, queries)
     trajs_e = to_time_major(tracks)[None]
     m = metrics_lib.pips_metrics(trajs_e, trajs_g[None], rec["valids"][:, keep][None],
                                  image_size=video.shape[1:3], survival_threshold=survival_threshold)
@@ -273,27 +342,14 @@ def _iter_tapvid_protocol(dataset: str, data_root: str, split, query_mode: str) 
         yield _tapvid_inputs(rec, query_mode)
 
 
-def _tapvid_video(v: dict, model, params, track_kw: dict, resolution, query_mode: str,
+def _tapvid_video(v: dict, tracker, resolution, query_mode: str,
                   max_points: Optional[int]) -> Optional[tuple[dict, int]]:
     keep = _subsample(v["query_points"].shape[0], max_points)
     if keep.size == 0:
         log.warning("%s: no queries; skipped", v["name"])
         return None
     q, target, occluded = v["query_points"][keep], v["target_points"][keep], v["occluded"][keep]
-    if model is None or isinstance(model, str):  # a classical baseline (None: zero motion)
-        video = v["video"]
-        if resolution is not None and tuple(video.shape[1:3]) != tuple(resolution):
-            video = resize_video(video, tuple(resolution))
-            q = q * np.array([1.0, resolution[0] / v["video"].shape[1],
-                              resolution[1] / v["video"].shape[2]])
-        tracks, visible = baselines.track(model or "zero", video, q)
-        if video is not v["video"]:
-            tracks = tracks * np.array([v["video"].shape[2] / resolution[1],
-                                        v["video"].shape[1] / resolution[0]], np.float32)
-            q = v["query_points"][keep]
-    else:
-        tracks, visible, _ = track_queries(model, params, v["video"], q, resize_to=resolution,
-                                           **track_kw)
+    tracks, visible = _track_at(tracker, v["video"], q, resolution)
     has_vis = visible is not None
     pred_occluded = ~visible if has_vis else np.zeros_like(occluded)
     m = metrics_lib.tapvid_metrics(q[None], occluded[None], target[None], pred_occluded[None],
@@ -322,41 +378,45 @@ def _synthetic_root(data_root: Optional[str]):
         yield tmp
 
 
-def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: str = "pips",
-             window: int = 128, iters: int = 16, carry: str = "pips2", query_mode: str = "first",
-             max_videos: Optional[int] = None, progress: bool = True, *,
+def evaluate(dataset: str, data_root: Optional[str], model, params=None, info=None, *,
+             protocol: str = "pips", query_mode: str = "first", max_videos: Optional[int] = None,
+             progress: bool = True, settings: Optional[TrackingSettings] = None,
              resolution: Optional[Sequence[int]] = None, survival_threshold: float = 16.0,
              split: Optional[str] = None, max_points: Optional[int] = None,
-             max_frames: Optional[int] = None, chunk_size: int = 256,
-             short_side: Optional[int] = None, refine_scale: Optional[float] = None,
-             refine_iters: Optional[int] = None, corrected: bool = False) -> tuple[list[dict], dict]:
-    """Evaluates ``model`` on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
+             max_frames: Optional[int] = None, corrected: bool = False,
+             **overrides) -> tuple[list[dict], dict]:
+    """Evaluates a tracker on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
+
+    ``evaluate(dataset, root, *load_model())`` scores the loaded weights at their validated
+    settings, as ``objtrack eval`` does.
 
     Args:
       dataset: one of :data:`DATASETS`.
-      model, params: the tracker; a baseline name of :data:`objtrack_jax.baselines.BASELINES`
-        ('zero', 'lk', 'dis'; ``None`` = 'zero') evaluates that classical baseline on the same
-        queries at the same resolution (``params`` unused).
       data_root: dataset path (see the module docstring); may be None for 'synthetic'.
+      model: the tracker: our model (with ``params``); a baseline name of
+        :data:`objtrack_jax.baselines.BASELINES` ('zero', 'lk', 'dis'; ``None`` = 'zero'); or any
+        callable in tapnet's conventions, ``tracker(video [1, T, H, W, 3] uint8, queries [1, N, 3]
+        (t, y, x)) -> (tracks [1, N, T, 2] (x, y), occlusion [1, N, T] or None)`` (see
+        :func:`call_tracker`; e.g. :func:`objtrack_jax.functional.make_tracker` or a TAPIR
+        wrapper). Every tracker gets the same queries, resizing and metric code.
+      params, info: our model's parameters and its weights' ``info`` (from
+        :func:`objtrack_jax.model_io.load_model`): the validated tracking settings.
+      settings: the :class:`~objtrack_jax.settings.TrackingSettings` (instead of ``info``'s);
+        ``overrides`` (``window=``, ``iters=``, ``carry=``, ``chunk_size=``, ``refine_scale=``,
+        ...) change single settings. ``settings.short_side``: PIPs++ protocol on
+        PointOdyssey-layout data ('pointodyssey', 'synthetic') with ``resolution`` None: each
+        video resized with its aspect kept at that short side (None: 512×896).
       protocol: 'pips' or 'tapvid'.
-      window, iters, carry: long-video tracking settings (PIPs++: 128 / 16 / 'pips2'; the paper's
-        PointOdyssey and CroHD tests: window 36 with carry 'paper').
       query_mode: TAP-Vid protocol only, 'first' or 'strided'.
       max_videos: stop after this many videos (None = all).
       resolution: (H, W). PIPs++ protocol: the frame size the videos and ground truth are resized
         to (default 512×896; synthetic: native, rounded up to a model size; ``'native'``: that
-        rule for every dataset). TAP-Vid protocol: the model's input size (default 256×256; the
+        rule for every dataset). TAP-Vid protocol: the tracker's input size (default 256×256; the
         metrics are always computed at 256×256).
       survival_threshold: PIPs++ survival threshold (16; the paper's PointOdyssey table uses 50).
       split: dataset split (default: 'test' for PointOdyssey/synthetic, 'train' for CroHD).
       max_points: evaluate at most this many queries per video (evenly spread; None = all).
       max_frames: PIPs++ protocol only: the first this many frames of each video (None = all).
-      short_side: PIPs++ protocol on PointOdyssey-layout data ('pointodyssey', 'synthetic'), when
-        ``resolution`` is None: each video resized with its aspect kept, short side
-        ``short_side`` (sides rounded to multiples of 8; :func:`tracking.default_resolution`).
-      chunk_size: points refined at once.
-      refine_scale, refine_iters: a second pass at ``refine_scale`` times the model resolution
-        (:func:`objtrack_jax.tracking.track_queries`; None: one pass). Baselines ignore them.
       corrected: PIPs++ protocol on TAP-Vid: ground truth at pixel centres (``p·(w, h) − 0.5``)
         instead of ``test_on_tap.py``'s rule (docs/conventions.md); False reproduces the script.
 
@@ -365,6 +425,12 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
       'seconds'}`` (metrics as floats, or None where not available); mean = average over videos of
       each numeric entry, the unavailable metrics as None, plus ``num_videos``.
     """
+    ours = not (model is None or isinstance(model, str)
+                or (callable(model) and not hasattr(model, "apply")))
+    settings = (settings_for(info, settings, "evaluate", **overrides) if ours
+                else resolve(info, settings, warn=False, **overrides))
+    tracker = as_tracker(model, params, settings)
+    short_side = settings.short_side
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")
     if protocol not in PROTOCOLS:
@@ -383,8 +449,6 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
         raise ValueError(f"resolution must be (H, W) or 'native', got {resolution!r}")
     if native and protocol != "pips":
         raise ValueError("resolution='native' applies to the PIPs++ protocol only")
-    track_kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, progress=False,
-                    refine_scale=refine_scale, refine_iters=refine_iters)
     res = tuple(int(s) for s in resolution) if resolution is not None and not native else None
 
     per_video: list[dict] = []
@@ -411,10 +475,10 @@ def evaluate(dataset: str, data_root: Optional[str], model, params, protocol: st
                     break
                 t0 = time.perf_counter()
                 if protocol == "pips":
-                    out = _pips_video(v, model, params, track_kw, survival_threshold, max_points)
+                    out = _pips_video(v, tracker, survival_threshold, max_points)
                 else:
-                    out = _tapvid_video(v, model, params, track_kw, res or TAPVID_RESOLUTION,
-                                        query_mode, max_points)
+                    out = _tapvid_video(v, tracker, res or TAPVID_RESOLUTION, query_mode,
+                                        max_points)
                 if out is None:
                     continue
                 row_metrics, num_points = out

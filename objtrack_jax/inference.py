@@ -102,6 +102,20 @@ def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
     return min(chunk_size, max(MIN_CHUNK, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
 
 
+def window_step(model: PIPsTracker, params: Any, fmaps, trajs, iters: int, feat_init=None,
+                num_valid=None):
+    """One window of the protocol, pure (jit- and vmap-able): ``PIPsTracker.refine`` of the
+    window's feature maps ``fmaps [B, S, h, w, C]`` from the estimate ``trajs [B, S, N, 2]`` (frame
+    0: the query or the previous window's last estimate, kept), with the carried templates
+    ``feat_init`` (``(feats1, feats2, feats4)``, each ``[B, S, N, C]``; None: sampled at frame 0)
+    and ``num_valid`` real frames (scalar or ``[B]``; None: all ``S``). Returns the model's
+    :class:`~objtrack_jax.models.tracker.TrackerOutput` (``tracks``, ``vis_logits``, ``feats`` to
+    carry into the next window). The host loop (:func:`track_windows`, :func:`track_segments`) and
+    the functional API (:mod:`objtrack_jax.functional`) both run every window through it."""
+    return model.apply({"params": params}, fmaps, trajs, iters, feat_init, num_valid,
+                       method=PIPsTracker.refine)
+
+
 @functools.lru_cache(maxsize=16)
 def _encode_fn(model: PIPsTracker) -> Callable:
     def run(params, rgbs):
@@ -113,9 +127,8 @@ def _encode_fn(model: PIPsTracker) -> Callable:
 @functools.lru_cache(maxsize=32)
 def _refine_fn(model: PIPsTracker, iters: int, with_init: bool, masked: bool = False) -> Callable:
     def run(params, fmaps, trajs, feat_init, num_valid):
-        return model.apply({"params": params}, fmaps, trajs, iters,
-                           feat_init if with_init else None, num_valid if masked else None,
-                           method=PIPsTracker.refine)
+        return window_step(model, params, fmaps, trajs, iters, feat_init if with_init else None,
+                           num_valid if masked else None)
 
     return TrimmedJit(run)
 
@@ -126,9 +139,8 @@ def _refine_gather_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callab
     (``features [T', h, w, C]`` on the device, ``idx [B, S]`` frame indices): no per-call copy
     of the windows' maps."""
     def run(params, features, idx, trajs, feat_init, num_valid):
-        return model.apply({"params": params}, features[idx], trajs, iters,
-                           feat_init if with_init else None, num_valid,
-                           method=PIPsTracker.refine)
+        return window_step(model, params, features[idx], trajs, iters,
+                           feat_init if with_init else None, num_valid)
 
     return TrimmedJit(run)
 

@@ -41,6 +41,34 @@ def machine_memory_mb() -> int:
     return int(total)
 
 
+def available_memory_bytes() -> Optional[int]:
+    """Memory available now: MemAvailable from /proc/meminfo (Linux), capped at the cgroup limit
+    (:func:`machine_memory_mb`); else the physical memory; None when unknown."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    try:
+        limit = machine_memory_mb() * 2 ** 20
+    except (ValueError, OSError, AttributeError):
+        return avail
+    return limit if avail is None else min(avail, limit)
+
+
+def check_memory(estimate: int, what: str, hint: str = "") -> None:
+    """MemoryError (before allocating) when ``estimate`` bytes exceed :func:`available_memory_bytes`."""
+    avail = available_memory_bytes()
+    if avail is not None and estimate > avail:
+        raise MemoryError(f"{what} needs an estimated {estimate / 2**30:.1f} GiB but only "
+                          f"{avail / 2**30:.1f} GiB of memory is available; refusing before "
+                          f"allocating{'; ' + hint if hint else ''}")
+
+
 def default_budget_mb() -> int:
     """Half the machine's memory (the rest: weights, compiled programs, video buffers, others)."""
     return machine_memory_mb() // 2
@@ -51,8 +79,8 @@ def encoder_frame_mb(height: int, width: int, stem_width: int = 64, itemsize: in
     return ENCODER_BYTES_PER_PIXEL * height * width * (stem_width / 64) * (itemsize / 4) / 2 ** 20
 
 
-def inference_settings(height: int, width: int, max_memory_mb: Optional[int] = None,
-                       stem_width: int = 64, itemsize: int = 4) -> dict:
+def memory_settings(height: int, width: int, max_memory_mb: Optional[int] = None,
+                    stem_width: int = 64, itemsize: int = 4) -> dict:
     """``{'encode_chunk', 'chunk_mb', 'unroll_iters'}`` for frames of ``height x width``.
 
     ``chunk_mb`` is ``DEFAULT_CHUNK_MB`` or a sixteenth of the budget when that is smaller (at
@@ -92,9 +120,9 @@ def inference_model(model, height: int, width: int, max_memory_mb: Optional[int]
     """``model`` with its inference memory settings chosen for ``height x width`` frames."""
     import jax.numpy as jnp
 
-    return model.clone(**inference_settings(height, width, max_memory_mb,
-                                            int(tuple(model.encoder_dims)[0]),
-                                            jnp.dtype(model.dtype).itemsize))
+    return model.clone(**memory_settings(height, width, max_memory_mb,
+                                         int(tuple(model.encoder_dims)[0]),
+                                         jnp.dtype(model.dtype).itemsize))
 
 
 def release_freed_memory() -> bool:

@@ -28,6 +28,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from objtrack_jax.settings import from_info
+
 log = logging.getLogger(__name__)
 
 PARAMS_FILE = "params.msgpack"
@@ -103,6 +105,45 @@ def param_tree_mismatches(target, raw, limit: int = 12) -> list[str]:
             + listed("shape differs", shapes))
 
 
+# Model sizes that must be positive (the rest of the integer fields: >= 0).
+_POSITIVE_FIELDS = ("stride", "latent_dim", "corr_levels", "attention_heads", "attention_window",
+                    "encoder_dims", "update_channels")
+
+
+def check_model_config(model_cfg, where: str) -> None:
+    """``ValueError`` naming ``where`` (the file), the key and the value for a ``model`` section
+    that no tracker can be built from: sizes that are not positive integers (``latent_dim: -64``),
+    negative chunk settings, a non-boolean flag, a ``drop_path_rate`` outside [0, 1). Unknown
+    keys and dtypes are left to :func:`objtrack_jax.models.tracker.tracker_from_config`."""
+    if not isinstance(model_cfg, dict):
+        raise ValueError(f"{where}: 'model' must be a JSON object of PIPsTracker settings, got "
+                         f"{type(model_cfg).__name__}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key, value in model_cfg.items():
+        minimum = 1 if key in _POSITIVE_FIELDS else 0
+        if key in ("encoder_dims", "update_channels"):
+            if value is None:
+                continue
+            if not isinstance(value, list) or not value or not all(
+                    is_int(v) and v >= minimum for v in value):
+                raise ValueError(f"{where}: model.{key} must be a non-empty list of positive "
+                                 f"integers, got {value!r}")
+        elif key in ("use_attention", "visibility_head", "unroll_iters"):
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: model.{key} must be true or false, got {value!r}")
+        elif key == "drop_path_rate":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{where}: model.{key} must be a number in [0, 1), got {value!r}")
+        elif key in ("stride", "latent_dim", "corr_levels", "corr_radius", "attention_depth",
+                     "attention_heads", "attention_window", "encode_chunk", "chunk_mb"):
+            if not is_int(value) or value < minimum:
+                raise ValueError(f"{where}: model.{key} must be an integer >= {minimum}, got "
+                                 f"{value!r}")
+
+
 def _load_msgpack_dir(directory: str):
     import jax
     import jax.numpy as jnp
@@ -121,10 +162,13 @@ def _load_msgpack_dir(directory: str):
         raise ValueError(f"{cfg_path}: expected a JSON object with a 'model' section, got "
                          f"{type(cfg).__name__}")
     model_cfg = cfg.get("model", cfg)
+    check_model_config(model_cfg, cfg_path)
     try:
         model = tracker_from_config(model_cfg)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{cfg_path}: {e}") from e
+    info = cfg.get("info") if isinstance(cfg.get("info"), dict) else {}
+    from_info(info, where=cfg_path)  # the recorded tracking settings are checked on loading
     with open(params_path, "rb") as f:
         data = f.read()
     if not data:
@@ -143,7 +187,6 @@ def _load_msgpack_dir(directory: str):
                          f"({len(problems)} mismatch(es)): " + "; ".join(problems))
     params = serialization.from_state_dict(target, raw)
     params = jax.tree_util.tree_map(jnp.asarray, params)
-    info = cfg.get("info") if isinstance(cfg.get("info"), dict) else {}
     return model, params, {"architecture": "msgpack", "config": model_cfg,
                            "inference": info.get("inference")}
 
@@ -211,6 +254,7 @@ def _load_training_dir(path: str, step: Optional[int] = None):
     with open(cfg_path) as f:
         cfg = json.load(f)
     model_cfg = cfg.get("model", cfg)
+    check_model_config(model_cfg, cfg_path)
     model = tracker_from_config(model_cfg)
     params, step = load_params(path, step)
     params = jax.tree_util.tree_map(jnp.asarray, params)
@@ -317,51 +361,12 @@ def load_model(checkpoint: Optional[str] = None):
         f"workdir (<workdir>/{CONFIG_FILE} + <workdir>/checkpoints/<step>/).")
 
 
-# --------------------------------------------------------------------------------------------------
-# The settings a model was validated at
-# --------------------------------------------------------------------------------------------------
-
-# For weights that record nothing (converted PyTorch checkpoints, old training workdirs): the PIPs++
-# protocol's window and iterations, and the tracking CLI's short side of 384 px.
-INFERENCE_FALLBACK = {"window": 128, "iters": 16, "short_side": 384, "refine_scale": None,
-                      "refine_iters": None}
-
 
 def inference_settings(info: Optional[dict]) -> dict:
-    """``{'window', 'iters', 'short_side', 'refine_scale', 'refine_iters', 'trained': {...} or
-    None, 'recorded': bool}``: the tracking settings a model's weights were validated at
-    (``refine_scale``: the second, finer pass of :func:`objtrack_jax.tracking.track_queries`, None
-    when the weights record none) (``config.json``'s ``info.inference``,
-    written when the weights are exported; for a training workdir, its ``eval`` window and
-    iterations), else :data:`INFERENCE_FALLBACK`; ``recorded``: a short side was recorded. ``objtrack eval``,
-    ``track`` and ``demo --video`` default to them."""
-    rec = (info or {}).get("inference") or {}
-    out = {k: rec.get(k, v) for k, v in INFERENCE_FALLBACK.items()}
-    out["trained"] = rec.get("trained")
-    # a validated short side: PointOdyssey-layout videos are resized to it, keeping their aspect
-    out["recorded"] = "short_side" in rec
-    return out
+    """The tracking settings loaded weights were validated at, as a plain dict: the fields of
+    :func:`objtrack_jax.settings.from_info` (the one source) plus ``trained`` (what the weights
+    were trained on, or None) and ``recorded`` (whether they record a validated short side)."""
+    from objtrack_jax.settings import is_recorded, recorded_inference
 
-
-def warn_if_far_from_training(settings: dict, window: int, iters: int,
-                              resolution: Optional[Sequence[int]] = None) -> list[str]:
-    """Warnings (logged and returned) for tracking settings far outside what the weights were
-    trained at (``settings['trained']``: ``clip_len``, ``iters``, ``crop``): windows over 4x the
-    training clip, iterations over 2x or under half the training ones, a short side over 4x the
-    training crop's."""
-    trained = settings.get("trained") or {}
-    notes = []
-    if trained.get("clip_len") and window > 4 * int(trained["clip_len"]):
-        notes.append(f"window {window} is far above the {trained['clip_len']}-frame clips these "
-                     f"weights were trained on (validated: {settings['window']})")
-    if trained.get("iters") and not (int(trained["iters"]) / 2 <= iters <= 2 * int(trained["iters"])):
-        notes.append(f"iters {iters} is far from the {trained['iters']} iterations these weights "
-                     f"were trained with (validated: {settings['iters']})")
-    if trained.get("crop") and resolution is not None and \
-            min(resolution) > 4 * min(int(c) for c in trained["crop"]):
-        notes.append(f"resolution {resolution[0]}x{resolution[1]} is far above the "
-                     f"{trained['crop'][0]}x{trained['crop'][1]} crops these weights were trained "
-                     f"on (validated short side: {settings['short_side']})")
-    for n in notes:
-        log.warning("%s", n)
-    return notes
+    return {**from_info(info).as_dict(), "trained": recorded_inference(info).get("trained"),
+            "recorded": is_recorded(info)}

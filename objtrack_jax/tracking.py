@@ -9,13 +9,18 @@
   points refined in padded chunks of at most ``chunk_size`` on each window's feature maps). The
   backward result is reversed back and the two are stitched at ``t_q``; the output at ``t_q`` is
   the query itself, exactly.
-* Optionally (``refine_scale``) a **second pass** refines those tracks at a finer resolution: the
+* Optionally (``settings.refine_scale``) a **second pass** refines those tracks at a finer resolution: the
   same windows, forward and backward from each query frame, but every window starts from the
   first pass's tracks (``track_windows(keep_init=True)``) rather than from the last position. The
   first pass finds the motion at the resolution the weights were trained at; the second, with
   feature maps of more cells per object, places each point more precisely (the shipped weights:
   first pass at short side 192, second at twice that, chosen on the val split; README).
   Visibility comes from the first pass.
+
+Settings: one :class:`~objtrack_jax.settings.TrackingSettings` (window, iterations, resolution,
+second pass, carry, chunks, memory budget), by default the loaded weights' validated one:
+``track_queries(*load_model(), video, queries)`` tracks as ``objtrack track`` does. The keyword
+arguments of :func:`track_queries` change single settings.
 
 Coordinate conventions (docs/conventions.md, *Coordinates and layouts*):
 
@@ -34,21 +39,21 @@ itself is always visible). Without a head no visibility is returned (``None``) -
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax.inference import (check_carry, encode_frames, num_windows, to_point_major,
-                                    to_time_major, track_segments, track_windows)
-from objtrack_jax.memory import default_budget_mb, inference_model, point_chunk_size
-from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker, check_inputs
+from objtrack_jax.inference import (encode_frames, num_windows, to_point_major, to_time_major,
+                                    track_segments, track_windows)
+from objtrack_jax.memory import check_memory, default_budget_mb, inference_model, point_chunk_size
+from objtrack_jax.models.tracker import PIPsTracker, check_inputs
+from objtrack_jax.settings import TrackingSettings, resolve
 from objtrack_jax.video_io import (ArrayFrames, FrameSource, FrameView,
                                    resize_video)  # noqa: F401  (the one frame resizer; public here)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHORT_SIDE = 384
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,20 +104,6 @@ def grid_step_queries(step: float, height: int, width: int, t: int = 0) -> np.nd
     ys, xs = np.meshgrid((np.arange(ny) + 0.5) * step - 0.5, (np.arange(nx) + 0.5) * step - 0.5,
                          indexing="ij")
     return np.stack([np.full(ny * nx, t), ys.reshape(-1), xs.reshape(-1)], -1).astype(np.float32)
-
-
-def default_resolution(height: int, width: int, short_side: int = DEFAULT_SHORT_SIDE,
-                       stride: int = 8) -> tuple[int, int]:
-    """Model resolution for an ``height × width`` video: aspect kept, short side ``short_side``.
-
-    Both sides are rounded to multiples of ``stride`` and are at least ``MIN_SIZE`` (128).
-    """
-    scale = short_side / min(height, width)
-
-    def side(s):
-        return max(MIN_SIZE, int(round(s * scale / stride)) * stride)
-
-    return side(height), side(width)
 
 
 def _check_video(video: np.ndarray) -> np.ndarray:
@@ -173,45 +164,6 @@ def _check_queries(query_points, num_frames: int, height: Optional[int] = None,
     return q
 
 
-def refine_size(size: Sequence[int], refine_scale: Optional[float],
-                stride: int = 8) -> Optional[tuple[int, int]]:
-    """The second pass's model resolution: ``size`` (H, W) times ``refine_scale``, sides rounded
-    to multiples of ``stride``; None when there is no second pass (``refine_scale`` None, 0 or
-    1). A scale below 1 or not a number raises ValueError."""
-    if refine_scale is None or float(refine_scale) in (0.0, 1.0):
-        return None
-    f = float(refine_scale)
-    if not np.isfinite(f) or f < 1.0:
-        raise ValueError(f"refine_scale must be >= 1 (or 0 for no second pass), got {refine_scale}")
-    return tuple(max(MIN_SIZE, int(round(int(v) * f / stride)) * stride) for v in size)
-
-
-def check_tracking_options(window: int, iters: int, chunk_size: Optional[int]) -> None:
-    """ValueError naming the value and the valid range for window < 2, iters < 1, chunk < 1
-    (``chunk_size`` None: picked from the memory budget)."""
-    if int(window) < 2:
-        raise ValueError(f"window must be >= 2 frames (one frame overlaps the next window), got {window}")
-    if int(iters) < 1:
-        raise ValueError(f"iters must be >= 1 refinement iteration, got {iters}")
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1 point, got {chunk_size}")
-
-
-def available_memory_bytes() -> Optional[int]:
-    """MemAvailable from /proc/meminfo (Linux), else the physical memory; None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def estimate_tracking_bytes(num_points: int, num_frames: int, height: int, width: int,
                             model_size: Sequence[int], window: int, latent_dim: int = 128,
                             streamed: bool = False) -> int:
@@ -228,42 +180,6 @@ def estimate_tracking_bytes(num_points: int, num_frames: int, height: int, width
     return int(frames + fmaps + tracks + templates)
 
 
-def check_memory(estimate: int, what: str, hint: str = "") -> None:
-    """MemoryError (before allocating) when ``estimate`` bytes exceed the available memory."""
-    avail = available_memory_bytes()
-    if avail is not None and estimate > avail:
-        raise MemoryError(f"{what} needs an estimated {estimate / 2**30:.1f} GiB but only "
-                          f"{avail / 2**30:.1f} GiB of memory is available; refusing before "
-                          f"allocating{'; ' + hint if hint else ''}")
-
-
-def track_segment(model: PIPsTracker, params: Any, video: np.ndarray, xy0: np.ndarray, *,
-                  window: int, iters: int, carry: str = "pips2", chunk_size: int = 256,
-                  on_window: Optional[Callable[[], None]] = None, features=None,
-                  max_memory_mb: Optional[int] = None, bucket: bool = True):
-    """Tracks points given at frame 0 of ``video`` through all of it (the init is ``xy0``
-    repeated over time). ``bucket``: a segment shorter than a window runs padded to one
-    (``track_windows(pad_short=True)``), so all short lengths share one compiled program.
-
-    Args:
-      video: ``[L, H, W, 3]`` frames at the model resolution (uint8 or float in [0, 255]), an
-        array or a :class:`~objtrack_jax.video_io.FrameSource` (read a window at a time).
-      xy0: ``[n, 2]`` (x, y) query positions at frame 0, model pixels.
-      features: optional ``[L, H/8, W/8, C]`` feature maps of ``video`` (encoded once by the
-        caller, see :func:`objtrack_jax.inference.encode_frames`).
-    Returns:
-      ``(tracks [L, n, 2] float32, vis_logits [L, n] float32 or None)``.
-    """
-    xy0 = np.asarray(xy0, np.float32)
-    init = np.broadcast_to(xy0, (1, len(video)) + xy0.shape)
-    tracks, vis = track_windows(model, params, video if isinstance(video, FrameSource) else video[None],
-                                init, window=window, iters=iters,
-                                carry=carry, chunk_size=chunk_size, on_window=on_window,
-                                features=None if features is None else features[None],
-                                max_memory_mb=max_memory_mb, pad_short=bucket)
-    return tracks[0], (None if vis is None else vis[0])
-
-
 def shared_features(model: PIPsTracker, params: Any, frames,
                     max_memory_mb: Optional[int] = None) -> Optional[np.ndarray]:
     """Every frame's feature maps, encoded once for all query groups and both directions, when
@@ -278,36 +194,62 @@ def shared_features(model: PIPsTracker, params: Any, frames,
     return encode_frames(m, params, frames, m.encode_chunk)
 
 
-def _track_groups_batched(model, params, features, groups, num_frames, xy_query, scale, tracks,
-                          logits, kw) -> None:
-    """Every query group's forward and backward segments through
-    :func:`objtrack_jax.inference.track_segments` (windows of many groups in one call), written
-    into ``tracks`` / ``logits`` as the one-group-at-a-time loop of :func:`track_queries` does."""
-    segments, owners = [], []
-    for t, idx in groups:
-        xy0 = (xy_query[idx] * scale).astype(np.float32)
-        segments += [(np.arange(t, num_frames), xy0), (np.arange(t, -1, -1), xy0)]
-        owners.append((t, idx))
-    out = track_segments(model, params, features, segments, window=kw["window"],
-                         iters=kw["iters"], carry=kw["carry"], chunk_size=kw["chunk_size"],
-                         on_window=kw["on_window"], max_memory_mb=kw["max_memory_mb"])
-    for g, (t, idx) in enumerate(owners):
-        _write_group(tracks, logits, t, idx, out[2 * g], out[2 * g + 1], xy_query, scale)
+def _window_run(s: TrackingSettings, iters: int, chunk_size: int, on_window) -> dict:
+    """The engine's keyword arguments for one pass (:func:`~objtrack_jax.inference.track_windows`)."""
+    return dict(window=s.window, iters=iters, carry=s.carry, chunk_size=chunk_size,
+                on_window=on_window, max_memory_mb=s.max_memory_mb, pad_short=s.bucket)
 
 
-def _refine_groups(model: PIPsTracker, params: Any, source, tracks, groups, xy_query, size,
-                   kw: dict) -> None:
-    """The second pass of :func:`track_queries` (module docstring): every group's forward and
-    backward segments refined at model resolution ``size`` starting from ``tracks`` (``[n, T,
-    2]`` input pixels), written back into ``tracks`` (the queries kept exactly)."""
+def _segments(groups, num_frames: int):
+    """Each query group's forward (frames t..T-1) and backward (t..0) frame indices."""
+    return [(np.arange(t, num_frames), np.arange(t, -1, -1)) for t, _ in groups]
+
+
+def _first_pass(model, params, frames, groups, xy_query, scale, tracks, logits, s, chunk_size,
+                on_window) -> None:
+    """Every query group forward and backward from its frame, at the model resolution of
+    ``frames``, written into ``tracks`` / ``logits`` (module docstring)."""
+    num_frames = frames.shape[0]
+    num_segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
+    features = (shared_features(model, params, frames, s.max_memory_mb)
+                if num_segments > 1 else None)
+    xy0s = [(xy_query[idx] * scale).astype(np.float32) for _, idx in groups]
+    if features is not None and s.bucket and len(groups) > 1:
+        # the query groups side by side (windows of many segments in one call)
+        segments = [(f, xy0) for (fwd, bwd), xy0 in zip(_segments(groups, num_frames), xy0s)
+                    for f in (fwd, bwd)]
+        out = track_segments(model, params, features, segments, window=s.window, iters=s.iters,
+                             carry=s.carry, chunk_size=chunk_size, on_window=on_window,
+                             max_memory_mb=s.max_memory_mb)
+        halves = [(out[2 * g], out[2 * g + 1]) for g in range(len(groups))]
+    else:  # one group after another
+        run = _window_run(s, s.iters, chunk_size, on_window)
+        halves = []
+        for (t, _), xy0 in zip(groups, xy0s):
+            pair = []
+            for step in (1, -1):
+                sl = slice(t, None) if step == 1 else slice(t, None, -1)
+                view = FrameView(frames, t, step=step)
+                init = np.broadcast_to(xy0, (1, len(view)) + xy0.shape)
+                tr, vis = track_windows(model, params, view, init, **run,
+                                        features=None if features is None else features[sl][None])
+                pair.append((tr[0], None if vis is None else vis[0]))
+            halves.append(tuple(pair))
+    for (t, idx), (fwd, bwd) in zip(groups, halves):
+        _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale)
+
+
+def _second_pass(model, params, source, tracks, groups, xy_query, size, s, chunk_size,
+                 on_window) -> None:
+    """The second pass (module docstring): every group's forward and backward segments refined
+    at model resolution ``size`` starting from ``tracks`` (``[n, T, 2]`` input pixels), written
+    back into ``tracks`` (the queries kept exactly)."""
     num_frames, height, width = source.shape[:3]
     scale = np.array([size[1] / width, size[0] / height], np.float64)
     frames = FrameView(source, resize_to=size)
     segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
-    features = shared_features(model, params, frames, kw["max_memory_mb"]) if segments > 1 else None
-    run = dict(window=kw["window"], iters=kw["iters"], carry=kw["carry"],
-               chunk_size=kw["chunk_size"], on_window=kw["on_window"],
-               max_memory_mb=kw["max_memory_mb"], pad_short=kw["bucket"], keep_init=True)
+    features = shared_features(model, params, frames, s.max_memory_mb) if segments > 1 else None
+    run = dict(_window_run(s, s.second_pass_iters, chunk_size, on_window), keep_init=True)
     for t, idx in groups:
         init = (to_time_major(tracks[idx]) * scale).astype(np.float32)  # [T, n_g, 2] model px
         init[t] = xy_query[idx] * scale
@@ -336,76 +278,114 @@ def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:
 # Public entry point
 # --------------------------------------------------------------------------------------------------
 
+_warned_no_settings = False
 
-def track_queries(model: PIPsTracker, params: Any, video, query_points, *, window: int = 16,
-                  iters: int = 8, carry: str = "pips2", chunk_size: Optional[int] = 256,
-                  resize_to: Optional[Sequence[int]] = None, progress: bool = True,
-                  max_memory_mb: Optional[int] = None, bucket: bool = True,
-                  refine_scale: Optional[float] = None, refine_iters: Optional[int] = None):
+
+def split_inputs(inputs: tuple, what: str, names: Sequence[str]):
+    """``(source, *inputs)`` of an entry point called as ``f(model, params, [info or settings,]
+    *inputs)``: the optional third positional argument is the loaded weights' ``info`` (a mapping,
+    e.g. ``f(*load_model(), video, queries)``) or a :class:`TrackingSettings`; ``TypeError``
+    otherwise, naming the expected arguments."""
+    if len(inputs) == len(names) + 1:
+        source = inputs[0]
+        if not isinstance(source, (Mapping, TrackingSettings)):
+            raise TypeError(f"{what}(model, params, info, {', '.join(names)}): the third argument "
+                            f"must be the weights' info (from load_model) or a TrackingSettings, "
+                            f"got {type(source).__name__}")
+        return (source,) + tuple(inputs[1:])
+    if len(inputs) == len(names):
+        return (None,) + tuple(inputs)
+    raise TypeError(f"{what} takes (model, params, [info or settings,] {', '.join(names)}), got "
+                    f"{len(inputs) + 2} positional arguments")
+
+
+def settings_for(source, settings: Optional[TrackingSettings], what: str,
+                 **overrides) -> TrackingSettings:
+    """:func:`objtrack_jax.settings.resolve` for a Python entry point; logs once per process when
+    neither the weights' info nor settings were given (then the class defaults, those of weights
+    that record nothing, apply)."""
+    global _warned_no_settings  # pylint: disable=global-statement
+    if source is None and settings is None and not _warned_no_settings:
+        _warned_no_settings = True
+        log.warning("%s: no weights info or TrackingSettings given; using the defaults of weights "
+                    "that record no validated settings (%s). Pass the weights' info "
+                    "(%s(*load_model(), ...)) or settings= to track as `objtrack track` does.",
+                    what, TrackingSettings().replace(**overrides).describe(), what)
+    return resolve(source, settings, **overrides)
+
+
+def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[TrackingSettings] = None,
+                  progress: bool = True, window: Optional[int] = None, iters: Optional[int] = None,
+                  carry: Optional[str] = None, chunk_size: Optional[int] = None,
+                  resize_to: Optional[Sequence[int]] = None, max_memory_mb: Optional[int] = None,
+                  bucket: Optional[bool] = None, refine_scale: Optional[float] = None,
+                  refine_iters: Optional[int] = None):
     """Tracks queries given at any frame through the whole video (module docstring).
+
+    Called as ``track_queries(model, params, info, video, query_points)`` (e.g.
+    ``track_queries(*load_model(), video, queries)``: the weights' validated settings, those of
+    ``objtrack track``) or ``track_queries(model, params, video, query_points, settings=...)``.
 
     Args:
       model, params: a :class:`PIPsTracker` and its parameters.
+      info: optional, the loaded weights' ``info`` (:func:`objtrack_jax.model_io.load_model`) or a
+        :class:`~objtrack_jax.settings.TrackingSettings`: the settings tracked with.
       video: ``[T, H, W, 3]`` RGB, uint8 or float in [0, 255]; any length T >= 1. Either an array
         or a :class:`~objtrack_jax.video_io.FrameSource` (e.g. :func:`~objtrack_jax.video_io.
         open_video` on an mp4 or a folder of frames): frames are read, resized and encoded a
         window (or an encoder chunk) at a time, so memory does not grow with the video's length
-        beyond the ``[n, T]`` outputs (and the shared feature maps, below). The results are the
-        same for both (the engine reads an array through the same window reads).
+        beyond the ``[n, T]`` outputs (and the shared feature maps). The results are the same for
+        both.
       query_points: ``[n, 3]`` as ``(t, y, x)``, pixels of the input video; t is rounded.
-      window: frames per window (S_max); iters: refinement iterations per window.
-      carry: template carry across windows, ``'pips2'``, ``'paper'`` or ``'none'``
-        (see :mod:`objtrack_jax.inference`).
-      chunk_size: at most this many points are refined at once, all chunks on one encoding of
-        each window (dense grids); None: :func:`objtrack_jax.memory.point_chunk_size` of the
-        budget (up to 4096 points at the default budget).
-      resize_to: model resolution ``(h, w)`` (multiples of 8, >= 128). None:
-        :func:`default_resolution` (aspect kept, short side 384). Pass the video's own size to run
-        without resizing.
+      settings: the :class:`~objtrack_jax.settings.TrackingSettings` (instead of ``info``'s).
+        Without ``info`` and ``settings``: the defaults of weights that record nothing (PIPs++'s
+        window 128, 16 iterations, short side 384), with a warning.
       progress: show a tqdm bar over windows.
-      max_memory_mb: memory budget for chunk sizes (:mod:`objtrack_jax.memory`; None: half the
-        machine's memory).
-      bucket: compile a few programs per video shape: segments shorter than a window are padded
-        to one (masked, same results up to float rounding) and point counts to powers of two, so
-        an evaluation's videos of one shape reuse the same programs; and with several query
-        frames (the TAP-Vid protocol) the groups' segments run side by side
-        (:func:`~objtrack_jax.inference.track_segments`: the next windows of many segments in
-        one call of ~128 points). False: one group after another, a program per short segment
-        length.
-      refine_scale: a second pass refines the tracks, starting from the first pass's, at this
-        multiple of the model resolution (sides rounded to multiples of 8; module docstring);
-        None, 0 or 1: one pass. refine_iters: its iterations per window (None: ``iters``).
+      window, iters, carry, chunk_size, max_memory_mb, bucket, refine_scale, refine_iters: change
+        that one setting (None: keep it; ``refine_scale=0``: one pass); ``resize_to``: the
+        setting ``resolution`` (``(h, w)``, multiples of 8, >= 128; the video's own size tracks
+        without resizing).
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
       video, equal to the query at its query frame; ``visible`` bool ``[n, T]`` and ``vis_logits``
       float32 ``[n, T]`` when the model has a visibility head, else both None.
     """
-    check_carry(carry)
-    check_tracking_options(window, iters, chunk_size)
+    source, video, query_points = split_inputs(inputs, "track_queries", ("video", "query_points"))
+    s = settings_for(source, settings, "track_queries", window=window, iters=iters, carry=carry,
+                     chunk_size=chunk_size, resolution=resize_to, max_memory_mb=max_memory_mb,
+                     bucket=bucket, refine_scale=refine_scale, refine_iters=refine_iters)
+    return run_tracking(model, params, video, query_points, s, progress=progress)
+
+
+def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings: TrackingSettings,
+                 progress: bool = False):
+    """The host-side tracking loop with settings already resolved (:func:`track_queries` without
+    the argument handling; every entry point ends here)."""
+    s = settings
+    if not isinstance(s, TrackingSettings):
+        raise TypeError(f"settings must be a TrackingSettings, got {type(s).__name__}")
     streamed = isinstance(video, FrameSource)
     source = video if streamed else ArrayFrames(_check_video(video))
     if streamed and (len(source.shape) != 4 or source.shape[-1] != 3 or len(source) == 0):
         raise ValueError(f"video must be [T > 0, H, W, 3] RGB, got shape {source.shape}")
     num_frames, height, width = source.shape[:3]
-    size = default_resolution(height, width) if resize_to is None else tuple(int(s) for s in resize_to)
+    size = s.model_size(height, width)
     check_inputs((1, 2) + size + (3,), (1, 2, 1, 2), model.stride)
     n = int(np.shape(query_points)[0]) if np.ndim(query_points) else 0
-    check_memory(estimate_tracking_bytes(n, num_frames, height, width, size, window,  # first
+    check_memory(estimate_tracking_bytes(n, num_frames, height, width, size, s.window,  # first
                                          int(model.latent_dim), streamed),
                  f"tracking {n} points through {num_frames} frames at {size[0]}x{size[1]}",
                  "track fewer points or frames, or at a smaller resolution")
-    fine = refine_size(size, refine_scale, model.stride)
+    fine = s.fine_size(size)
     if fine is not None:
         check_inputs((1, 2) + fine + (3,), (1, 2, 1, 2), model.stride)
-        check_tracking_options(window, int(refine_iters or iters), chunk_size)
-        check_memory(estimate_tracking_bytes(n, num_frames, height, width, fine, window,
+        check_memory(estimate_tracking_bytes(n, num_frames, height, width, fine, s.window,
                                              int(model.latent_dim), streamed),
                      f"refining {n} points through {num_frames} frames at {fine[0]}x{fine[1]}",
                      "track fewer points or frames, or refine at a smaller resolution")
     queries = _check_queries(query_points, num_frames, height, width)
     scale = np.array([size[1] / width, size[0] / height], np.float64)  # (x, y): model px per input px
-    frames = FrameView(source, resize_to=size)  # resized as windows are read
 
     has_vis = bool(model.visibility_head)
     tracks = np.zeros((n, num_frames, 2), np.float32)
@@ -418,32 +398,17 @@ def track_queries(model: PIPsTracker, params: Any, video, query_points, *, windo
     if progress:
         from tqdm import tqdm
 
-        total = sum(num_windows(num_frames - t, window) + num_windows(t + 1, window) for t, _ in groups)
+        total = sum(num_windows(num_frames - t, s.window) + num_windows(t + 1, s.window)
+                    for t, _ in groups)
         total *= 2 if fine is not None else 1
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
-    if chunk_size is None:
-        chunk_size = point_chunk_size(window, int(model.latent_dim), max_memory_mb)
-    kw = dict(window=window, iters=iters, carry=carry, chunk_size=chunk_size, on_window=tick,
-              max_memory_mb=max_memory_mb, bucket=bucket)
-    segments = sum((num_frames - t > 1) + (t > 0) for t, _ in groups)
-    features = shared_features(model, params, frames, max_memory_mb) if segments > 1 else None
+    chunk_size = s.chunk_size or point_chunk_size(s.window, int(model.latent_dim), s.max_memory_mb)
     try:
-        if features is not None and bucket and len(groups) > 1:  # the query groups side by side
-            _track_groups_batched(model, params, features, groups, num_frames, xy_query, scale,
-                                  tracks, logits, kw)
-        else:  # one group after another
-            for t, idx in groups:
-                xy0 = (xy_query[idx] * scale).astype(np.float32)
-                fwd = track_segment(model, params, FrameView(frames, t), xy0, **kw,
-                                    features=None if features is None else features[t:])
-                bwd = track_segment(model, params, FrameView(frames, t, step=-1), xy0, **kw,
-                                    features=None if features is None else features[t::-1])
-                _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale)
+        _first_pass(model, params, FrameView(source, resize_to=size), groups, xy_query, scale,
+                    tracks, logits, s, chunk_size, tick)
         if fine is not None:
-            features = None  # the first pass's maps are freed before the second pass's
-            _refine_groups(model, params, source, tracks, groups, xy_query, fine,
-                           dict(kw, iters=int(refine_iters or iters)))
+            _second_pass(model, params, source, tracks, groups, xy_query, fine, s, chunk_size, tick)
     finally:
         if bar is not None:
             bar.close()

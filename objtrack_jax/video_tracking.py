@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -51,34 +52,38 @@ def output_paths(out: str) -> tuple[str, str, str]:
     return out, stem + ".npz", stem + ".png"
 
 
-def track_video(model, params, video: str, out: str = "tracks.mp4", *,
-                queries: Optional[np.ndarray] = None, grid: Optional[int] = None,
-                grid_step: Optional[float] = None,
+def track_video(model, params, *inputs, out: Optional[str] = None, settings=None,
+                queries: Optional[np.ndarray] = None,
+                grid: Optional[int] = None, grid_step: Optional[float] = None,
                 grid_frame: int = 0, max_frames: Optional[int] = None,
-                resolution: Optional[Sequence[int]] = None, window: int = 16, iters: int = 8,
-                carry: str = "pips2", chunk_size: Optional[int] = None, tail: int = 8,
-                fps: Optional[float] = None, progress: bool = True,
+                tail: int = 8, fps: Optional[float] = None, progress: bool = True,
                 echo: Optional[Callable[[str], Any]] = print, strict: bool = False,
-                short_side: Optional[int] = None, max_memory_mb: Optional[int] = None,
-                refine_scale: Optional[float] = None, refine_iters: Optional[int] = None) -> dict:
+                resolution: Optional[Sequence[int]] = None, short_side: Optional[int] = None,
+                window: Optional[int] = None, iters: Optional[int] = None,
+                carry: Optional[str] = None, chunk_size: Optional[int] = None,
+                max_memory_mb: Optional[int] = None, refine_scale: Optional[float] = None,
+                refine_iters: Optional[int] = None) -> dict:
     """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
+
+    Called as ``track_video(model, params, [info,] video, [out])``, e.g.
+    ``track_video(*load_model(), "clip.mp4", "tracks.mp4")``: with the weights' ``info`` the
+    weights' validated settings are used, as ``objtrack track`` does.
 
     Args:
       model, params: the tracker (e.g. from :func:`objtrack_jax.model_io.load_model`).
+      info: optional, the loaded weights' ``info`` or a
+        :class:`~objtrack_jax.settings.TrackingSettings` (:func:`~objtrack_jax.tracking.track_queries`).
       video: a video file or a folder of frames.
-      out: the annotated video's path; the ``.npz`` and ``.png`` take its stem.
+      out: the annotated video's path (default ``tracks.mp4``); the ``.npz`` and ``.png`` take its
+        stem.
+      settings: the :class:`~objtrack_jax.settings.TrackingSettings` (instead of ``info``'s).
       queries: ``[n, 3]`` ``(t, y, x)`` in pixels of the input video; None: a ``grid × grid`` grid
         (default 16) at frame ``grid_frame``, or with ``grid_step`` one point per ``grid_step²``
         pixels of the input video (:func:`~objtrack_jax.tracking.grid_step_queries`; dense grids
         are refined in chunks of ``chunk_size`` points sharing each window's encoding).
       max_frames: read at most this many frames.
-      resolution: model input ``(H, W)``; None: aspect kept, short side ``short_side``
-        (None: 384).
-      window, iters, carry, chunk_size: tracking settings (:func:`track_queries`; ``chunk_size``
-        None: picked from ``max_memory_mb``).
-      max_memory_mb: memory budget for the chunk sizes (:mod:`objtrack_jax.memory`).
-      refine_scale, refine_iters: a second pass at ``refine_scale`` times ``resolution``
-        (:func:`track_queries`; None: one pass).
+      resolution, short_side, window, iters, carry, chunk_size, max_memory_mb, refine_scale,
+        refine_iters: change that one tracking setting (None: keep it).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
       strict: a video that decodes fewer frames than its header reports is an error (default: a
@@ -91,23 +96,39 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
 
     Returns:
       dict with the output paths (``video``, ``npz``, ``png``), ``num_frames``, ``num_points``,
-      ``resolution``, ``timings`` (seconds per stage) and the arrays ``tracks`` ``[n, T, 2]`` and
-      ``visible`` ``[n, T]`` (None without a visibility head).
+      ``resolution``, ``settings`` (the :class:`~objtrack_jax.settings.TrackingSettings` used),
+      ``timings`` (seconds per stage) and the arrays ``tracks`` ``[n, T, 2]`` and ``visible``
+      ``[n, T]`` (None without a visibility head).
     """
     from objtrack_jax import tracking, viz
     from objtrack_jax.inference import to_time_major
-    from objtrack_jax.tracking import default_resolution, grid_queries, track_queries
+    from objtrack_jax.memory import check_memory
+    from objtrack_jax.tracking import grid_queries, run_tracking, settings_for
     from objtrack_jax.video_io import open_video, video_info
 
+    from objtrack_jax.settings import TrackingSettings
+
+    if inputs and isinstance(inputs[0], (Mapping, TrackingSettings)):
+        source, rest = inputs[0], tuple(inputs[1:])
+    else:
+        source, rest = None, tuple(inputs)
+    if len(rest) not in (1, 2) or not isinstance(rest[0], (str, os.PathLike)) or (
+            len(rest) == 2 and out is not None):
+        raise TypeError("track_video takes (model, params, [info or settings,] video, [out]) "
+                        f"with video a path; got {len(inputs) + 2} positional arguments")
+    video = os.fspath(rest[0])
+    out = rest[1] if len(rest) == 2 else (out or "tracks.mp4")
+    s = settings_for(source, settings, "track_video", resolution=resolution,
+                     short_side=short_side, window=window, iters=iters, carry=carry,
+                     chunk_size=chunk_size, max_memory_mb=max_memory_mb,
+                     refine_scale=refine_scale, refine_iters=refine_iters)
     say = echo or (lambda _: None)
     timings = {}
     t0 = time.perf_counter()
     frames = open_video(video, max_frames=max_frames, strict=strict)  # lazy; counts the frames
     timings["open_video"] = time.perf_counter() - t0
     num_frames, height, width = frames.shape[:3]
-    resolution = tuple(resolution) if resolution is not None else (
-        default_resolution(height, width) if short_side is None
-        else default_resolution(height, width, short_side=int(short_side)))
+    resolution = s.model_size(height, width)
     if queries is None:
         if not 0 <= grid_frame < num_frames:
             raise ValueError(f"grid frame {grid_frame} outside the video's {num_frames} frames "
@@ -122,24 +143,21 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
             if grid < 1:
                 raise ValueError(f"grid must be >= 1 point per side, got {grid}")
             count, what = grid * grid, f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points)"
-        tracking.check_memory(  # before the grid itself is allocated
+        check_memory(  # before the grid itself is allocated
             tracking.estimate_tracking_bytes(count, num_frames, height, width, resolution,
-                                             window, int(model.latent_dim), streamed=True),
+                                             s.window, int(model.latent_dim), streamed=True),
             f"{what} through {num_frames} frames",
             "use a smaller grid, fewer frames or a smaller resolution")
         queries = (tracking.grid_step_queries(grid_step, height, width, t=grid_frame)
                    if grid_step is not None else grid_queries(grid, height, width, t=grid_frame))
     queries = np.asarray(queries, np.float32)
-    fine = tracking.refine_size(resolution, refine_scale)
+    fine = s.fine_size(resolution)
     say(f"{video}: {num_frames} frames {height}x{width}; {len(queries)} queries; model at "
-        f"{resolution[0]}x{resolution[1]}, window {window}, iters {iters}"
+        f"{resolution[0]}x{resolution[1]}, window {s.window}, iters {s.iters}"
         + (f"; refined at {fine[0]}x{fine[1]}" if fine else ""))
 
     t0 = time.perf_counter()
-    tracks, visible, logits = track_queries(
-        model, params, frames, queries, window=window, iters=iters, carry=carry,
-        chunk_size=chunk_size, resize_to=resolution, progress=progress,
-        max_memory_mb=max_memory_mb, refine_scale=refine_scale, refine_iters=refine_iters)
+    tracks, visible, logits = run_tracking(model, params, frames, queries, s, progress=progress)
     if not np.all(np.isfinite(tracks)):
         raise FloatingPointError(f"the model produced non-finite tracks for {video} (check the "
                                  "checkpoint)")
@@ -168,7 +186,8 @@ def track_video(model, params, video: str, out: str = "tracks.mp4", *,
             "holds no visibility")
     say(f"wrote {out_video}, {out_npz}, {out_png}")
     return dict(video=out_video, npz=out_npz, png=out_png, num_frames=int(num_frames),
-                num_points=int(len(queries)), resolution=tuple(resolution), timings=timings,
+                num_points=int(len(queries)), resolution=tuple(resolution), settings=s,
+                timings=timings,
                 tracks=tracks, visible=visible)
 
 

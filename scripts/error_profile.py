@@ -99,20 +99,20 @@ def main(argv=None) -> dict:
         p.error(f"{args.data_root}: no '{args.split}' split folder (expected a PointOdyssey-layout "
                 "root such as `objtrack synth --preset real-eval` writes)")
 
-    from objtrack_jax import baselines, evaluation, model_io  # pylint: disable=import-outside-toplevel
-    from objtrack_jax.tracking import track_queries  # pylint: disable=import-outside-toplevel
+    from objtrack_jax import evaluation, model_io  # pylint: disable=import-outside-toplevel
+    from objtrack_jax.settings import DEFAULT_SHORT_SIDE, resolve  # pylint: disable=import-outside-toplevel
 
-    settings = {}
     # the model's weights, or for a baseline the shipped ones (their validated short side)
     model, params, info = model_io.load_model(args.checkpoint if args.baseline is None else None)
-    rec = model_io.inference_settings(info)
-    short_side = rec["short_side"] if args.short_side is None else args.short_side
+    tracking = resolve(info, window=args.window, iters=args.iters, refine_scale=args.refine_scale)
+    short_side = ((tracking.short_side or DEFAULT_SHORT_SIDE) if args.short_side is None
+                  else args.short_side)
     size = functools.partial(evaluation._aspect_kept, short_side=short_side) if short_side else None
+    settings = {}
     if args.baseline is None:
-        settings = {"window": args.window or rec["window"], "iters": args.iters or rec["iters"],
-                    "refine_scale": (rec["refine_scale"] if args.refine_scale is None
-                                     else args.refine_scale) or None,
-                    "refine_iters": rec["refine_iters"]}
+        settings = {k: getattr(tracking, k) for k in ("window", "iters", "refine_scale",
+                                                      "refine_iters")}
+    tracker = evaluation.as_tracker(args.baseline or model, params, tracking)
     errors, disps, valids = [], [], []
     for i, rec in enumerate(evaluation.iter_records("synthetic", args.data_root, size=size,
                                                     split=args.split)):
@@ -123,12 +123,7 @@ def main(argv=None) -> dict:
             continue
         gt = rec["trajs"][:, keep]  # [T, N, 2] (x, y)
         queries = np.stack([np.zeros(keep.size), gt[0, :, 1], gt[0, :, 0]], -1)
-        if args.baseline is not None:
-            tracks, _ = baselines.track(args.baseline, rec["video"], queries)
-        else:
-            tracks, _, _ = track_queries(model, params, rec["video"], queries,
-                                         resize_to=rec["video"].shape[1:3], progress=False,
-                                         **settings)
+        tracks, _ = evaluation.call_tracker(tracker, rec["video"], queries)
         errors.append(np.transpose(np.asarray(tracks), (1, 0, 2)) - gt)
         disps.append(gt - gt[:1])
         valids.append(rec["valids"][:, keep])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import objtrack_jax
-from objtrack_jax import evaluation, model_io
+from objtrack_jax import evaluation, model_io, settings
 from objtrack_jax.models.tracker import tracker_from_config
 
 
@@ -24,7 +24,9 @@ def test_load_pretrained_shapes_and_info():
     info = doc["info"]
     # the validated settings that eval / track / demo default to
     assert {"window", "iters", "short_side", "trained"} <= set(info["inference"])
-    assert model_io.inference_settings({"inference": info["inference"]})["recorded"]
+    assert settings.is_recorded({"inference": info["inference"]})
+    assert settings.from_info(info) == settings.TrackingSettings(
+        window=8, iters=4, short_side=192, refine_scale=2, refine_iters=4)
     assert model.visibility_head  # the shipped model predicts visibility (AJ / OA)
     res = info["results"]
     assert res["real_eval"]["mean"]["d_avg"] > 2 * res["real_eval_zero"]["mean"]["d_avg"]
@@ -57,8 +59,9 @@ def test_float64_mode_needs_x64():
 
 def test_zero_motion_tracks():
     q = np.array([[0, 5.0, 7.0], [2, 1.0, 2.0]], np.float32)  # (t, y, x)
-    tr = evaluation.zero_motion_tracks(q, 4)
-    assert tr.shape == (2, 4, 2)
+    tr, visible = evaluation.call_tracker(evaluation.baseline_tracker("zero"),
+                                          np.zeros((4, 8, 8, 3), np.uint8), q)
+    assert tr.shape == (2, 4, 2) and visible is None
     np.testing.assert_array_equal(tr[0], np.tile([7.0, 5.0], (4, 1)))
 
 

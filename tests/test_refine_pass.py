@@ -10,7 +10,8 @@ from objtrack_jax.data_pipelines import real_scenes
 from objtrack_jax import inference, model_io
 from objtrack_jax.cli_args import refine_scale_arg
 from objtrack_jax.models.tracker import TrackerOutput
-from objtrack_jax.tracking import refine_size, track_queries
+from objtrack_jax.settings import from_info, refine_size
+from objtrack_jax.tracking import track_queries
 
 
 def test_refine_size():
@@ -18,8 +19,8 @@ def test_refine_size():
     assert refine_size((192, 344), 2.5) == (480, 864)  # sides rounded to multiples of 8
     for off in (None, 0, 1, 1.0):
         assert refine_size((192, 256), off) is None
-    for bad in (0.5, -2, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="refine_scale must be >= 1"):
+    for bad in (0.5, -2, float("nan"), float("inf"), 9):
+        with pytest.raises(ValueError, match="refine_scale must be 0 .one pass. or between 1 and 8"):
             refine_size((192, 256), bad)
 
 
@@ -92,5 +93,5 @@ def test_refine_pass_on_real_content(real_scene):
         return float(np.median(e[np.swapaxes(seq["valids"][:, keep], 0, 1) > 0]))
 
     assert err(two) < err(one), (err(two), err(one))
-    settings = model_io.inference_settings(info)
-    assert settings["refine_scale"] == 2 and settings["refine_iters"] == 4
+    settings = from_info(info)
+    assert settings.refine_scale == 2 and settings.refine_iters == 4

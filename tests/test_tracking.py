@@ -12,7 +12,8 @@ import pytest
 from conftest import PIPS2_REF_DIR, require_path
 from objtrack_jax.convert.pips2 import abstract_params, load_torch_checkpoint
 from objtrack_jax.inference import track_long_video
-from objtrack_jax.tracking import (default_resolution, grid_queries, resize_video, track_queries)
+from objtrack_jax.settings import default_resolution
+from objtrack_jax.tracking import grid_queries, resize_video, track_queries
 
 SIZE = (128, 128)
 KW = dict(window=4, iters=1, progress=False)
@@ -162,5 +163,5 @@ def test_single_frame_and_validation(tracker):
         track_queries(model, params, video, np.array([[3, 1.0, 1.0]]), resize_to=SIZE, **KW)
     with pytest.raises(ValueError, match=r"\[n, 3\]"):
         track_queries(model, params, video, np.zeros((2, 2)), resize_to=SIZE, **KW)
-    with pytest.raises(ValueError, match="multiple of the stride"):
+    with pytest.raises(ValueError, match="multiples of 8"):
         track_queries(model, params, video, q, resize_to=(130, 128), **KW)

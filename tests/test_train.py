@@ -19,6 +19,7 @@ import pytest
 from objtrack_jax.configs import (ablation_attention_only, ablation_objectness_only, common, objprior,
                      pips2_baseline)
 from objtrack_jax import model_io
+from objtrack_jax.settings import TrackingSettings, from_info, is_recorded
 from objtrack_jax.models.tracker import tracker_from_config
 from objtrack_jax.train import checkpoint as ckpt_lib
 from objtrack_jax.train import loop, optim
@@ -224,9 +225,10 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
     assert step == 1 and "attention" in params
     # `objtrack eval --checkpoint <workdir>` tracks at the run's own eval window / iterations
     _, _, winfo = model_io.load_model(str(tmp_path))
-    settings = model_io.inference_settings(winfo)
-    assert (settings["window"], settings["iters"]) == (c.eval.window, c.eval.iters)
-    assert settings["trained"]["clip_len"] == c.data.clip_len and not settings["recorded"]
+    settings = from_info(winfo)
+    assert (settings.window, settings.iters) == (c.eval.window, c.eval.iters)
+    assert winfo["inference"]["trained"]["clip_len"] == c.data.clip_len
+    assert not is_recorded(winfo)
 
     # the workdir exported as shipped-style weights: stages add up, settings and results recorded
     import importlib.util
@@ -263,16 +265,17 @@ def test_training_dir_inference_settings(tmp_path):
            "data": {"clip_len": 8, "crop_size": [128, 160]},
            "init_from": model_io.weights_path()}
     got = model_io._training_dir_inference(cfg, str(tmp_path / "config.json"))
-    shipped = model_io.inference_settings(model_io.load_pretrained()[2])
-    assert got == {"window": 8, "iters": 4, "short_side": shipped["short_side"],
-                   "refine_scale": shipped["refine_scale"], "refine_iters": shipped["refine_iters"],
+    shipped = from_info(model_io.load_pretrained()[2])
+    assert got == {"window": 8, "iters": 4, "short_side": shipped.short_side,
+                   "refine_scale": shipped.refine_scale, "refine_iters": shipped.refine_iters,
                    "trained": {"clip_len": 8, "iters": 3, "crop": [128, 160]}}
-    assert model_io.inference_settings({"inference": got})["recorded"]
+    assert is_recorded({"inference": got})
     cfg["init_from"] = ""
     assert "short_side" not in model_io._training_dir_inference(cfg, str(tmp_path / "c.json"))
     assert model_io._training_dir_inference({"model": {}}, str(tmp_path / "c.json")) is None
-    assert model_io.inference_settings({"inference": None}) == {
-        **model_io.INFERENCE_FALLBACK, "trained": None, "recorded": False}
+    assert from_info({"inference": None}) == TrackingSettings()  # weights that record nothing
+    assert (TrackingSettings().window, TrackingSettings().iters) == (128, 16)  # PIPs++'s
+    assert not is_recorded({"inference": None})
 
 
 def test_metric_logger_tensorboard_scalars(tmp_path):

@@ -246,14 +246,19 @@ def eval_settings(config, root: str) -> Optional[dict]:
     ``eval.max_points`` queries (evenly spread over the points visible at frame 0, as in
     ``objtrack eval``), frames resized to ``eval.image_size`` or kept native (rounded up to a
     model size), windows of ``eval.window`` frames with the PIPs++ carry, ``eval.iters``
-    iterations, survival threshold ``eval.survival_threshold``.
+    iterations, survival threshold ``eval.survival_threshold`` (one
+    :class:`~objtrack_jax.settings.TrackingSettings`: the settings the run is validated at, and
+    the ones its exported weights record).
     """
     e = config.eval
     root = e.root or root
     if not root or not os.path.isdir(os.path.join(root, e.split)):
         return None
-    return dict(dataset="pointodyssey", data_root=root, protocol="pips", window=int(e.window),
-                iters=int(e.iters), carry="pips2", max_videos=int(e.num_videos), progress=False,
+    from objtrack_jax.settings import TrackingSettings  # pylint: disable=import-outside-toplevel
+
+    return dict(dataset="pointodyssey", data_root=root, protocol="pips",
+                settings=TrackingSettings(window=int(e.window), iters=int(e.iters)),
+                max_videos=int(e.num_videos), progress=False,
                 resolution=tuple(e.image_size) if e.image_size is not None else "native",
                 survival_threshold=float(e.survival_threshold), split=e.split,
                 max_points=int(e.max_points), max_frames=int(e.max_frames))

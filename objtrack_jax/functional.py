@@ -1,0 +1,194 @@
+"""The model as a pure function in tapnet's conventions: ``(params, video, queries) -> tracks``.
+
+For clips that fit in memory, beside the host-side loop (:func:`objtrack_jax.tracking.track_queries`)
+for files of any length::
+
+    import jax
+    from objtrack_jax import load_model
+    from objtrack_jax.functional import make_tracker
+
+    model, params, info = load_model()
+    track = jax.jit(make_tracker(model, info))          # the weights' window / iterations / carry
+    out = track(params, video, queries)                 # video [B, T, H, W, 3], queries [B, N, 3]
+    out["tracks"], out["occlusion"]                     # [B, N, T, 2] (x, y), [B, N, T] logits
+
+Conventions (docs/api.md; the same as tapnet's TAPIR and the rest of this package):
+
+* ``video``: ``[B, T, H, W, 3]`` RGB, uint8 or float in [0, 255]; H and W multiples of 8, at least
+  128: the model's resolution (this function does not resize; resize the frames and scale the
+  queries by ``w/W``, ``h/H`` first, :func:`objtrack_jax.video_io.resize_video`).
+* ``queries``: ``[B, N, 3]`` as ``(t, y, x)``: frame index (rounded, clipped to [0, T-1]) and pixel
+  coordinates with x = 0 the centre of the first column.
+* returns a dict: ``tracks`` float32 ``[B, N, T, 2]`` as ``(x, y)`` pixels, equal to the query at
+  its query frame; ``occlusion`` float32 ``[B, N, T]`` logits (occluded where > 0; the negated
+  logits of the model's visibility head) and ``visible`` bool ``[B, N, T]`` (not occluded, and
+  always at the query frame); both None for a model without a visibility head.
+
+What it computes is the PIPs++ long-video protocol of the host loop, for every query at once:
+each point is tracked forward from its query frame to the last frame and backward to the first,
+in windows of ``settings.window`` frames with one frame of overlap (the last window shifted back
+to end at the segment's end; a segment shorter than a window padded with its last frame and
+masked), each window starting from the previous estimate and the carried templates
+(``settings.carry``), ``settings.iters`` refinement iterations per window. The video is encoded
+once; each point then reads its windows' feature maps (points in chunks of ``point_chunk``, a
+``lax.map``; windows a ``lax.scan``). Its tracks equal the host loop's on the same frames and
+settings up to float rounding (tests/test_functional.py). Not here: the second, finer pass
+(``settings.refine_scale``, which needs the video at a second resolution) and the memory
+bounding of the host loop; its memory grows with ``B·T`` frames of feature maps.
+
+Every window is one call of :func:`objtrack_jax.inference.window_step`, the engine's per-window
+step shared with the host loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from objtrack_jax.inference import num_windows, window_step
+from objtrack_jax.memory import inference_model
+from objtrack_jax.models.tracker import PIPsTracker, check_inputs
+from objtrack_jax.settings import TrackingSettings, from_info
+
+
+def _num_windows(length, window: int):
+    """Windows of the PIPs++ protocol on ``length`` frames (traced; 1 for length <= window)."""
+    extra = jnp.maximum(length - window, 0)
+    return 1 + (extra + window - 2) // (window - 1)
+
+
+def _direction(model, params, fmaps, b_idx, t_q, xy, length, window, iters, carry, step):
+    """One direction for a chunk of points: ``b_idx [P]`` video, ``t_q [P]`` query frame,
+    ``xy [P, 2]``, ``length [P]`` frames of the segment, ``step`` +1 / -1. Returns the segment's
+    tracks ``[P, T, 2]`` and visibility logits ``[P, T]``, index j = frame ``t_q + step·j``."""
+    num_frames = fmaps.shape[1]
+    p = xy.shape[0]
+    j = jnp.arange(num_frames)
+    trajs = jnp.broadcast_to(xy[:, None], (p, num_frames, 2)).astype(jnp.float32)
+    vis = jnp.zeros((p, num_frames), jnp.float32)
+    nw = _num_windows(length, window)
+    offsets = jnp.arange(window)
+
+    def run(k, trajs, vis, feats):
+        last = k >= nw - 1
+        start = jnp.where(last, jnp.maximum(length - window, 0), k * (window - 1))
+        num_valid = jnp.minimum(window, length - start)
+        idx = jnp.minimum(start[:, None] + offsets, length[:, None] - 1)  # [P, S], last repeated
+        frames = jnp.clip(t_q[:, None] + step * idx, 0, num_frames - 1)
+        maps = fmaps[b_idx[:, None], frames]  # [P, S, h, w, C]
+        init = jnp.take_along_axis(trajs, idx[..., None], axis=1)[:, :, None]  # [P, S, 1, 2]
+        feat_init = None
+        if feats is not None and carry != "none":
+            feat_init = (feats[0],) * 3 if carry == "paper" else feats
+        out = window_step(model, params, maps, init, iters, feat_init, num_valid)
+        # write back: the window's frames, then the last estimate over every later frame
+        rel = jnp.clip(j[None] - start[:, None], 0, window - 1)  # [P, T]
+        inside = (j[None] >= start[:, None]) & (j[None] < (start + num_valid)[:, None])
+        after = j[None] >= (start + num_valid)[:, None]
+        active = (k < nw)[:, None]
+        new = jnp.take_along_axis(out.tracks[:, :, 0], rel[..., None], axis=1)  # [P, T, 2]
+        lastpos = jnp.take_along_axis(out.tracks[:, :, 0], (num_valid - 1)[:, None, None], axis=1)
+        trajs = jnp.where((active & inside)[..., None], new,
+                          jnp.where((active & after)[..., None], lastpos, trajs))
+        if out.vis_logits is not None:
+            v = jnp.take_along_axis(out.vis_logits[:, :, 0], rel, axis=1)
+            vis = jnp.where(active & inside, v, vis)
+        return trajs, vis, out.feats, out.vis_logits is not None
+
+    trajs, vis, feats, has_vis = run(jnp.int32(0), trajs, vis, None)
+    max_windows = max(1, num_windows(num_frames, window))  # static: the longest segment's
+    if max_windows > 1:
+        def body(state, k):
+            trajs, vis, feats = state
+            trajs, vis, feats, _ = run(k, trajs, vis, feats)
+            return (trajs, vis, feats), None
+
+        (trajs, vis, feats), _ = jax.lax.scan(body, (trajs, vis, feats),
+                                              jnp.arange(1, max_windows, dtype=jnp.int32))
+    vis = jnp.where((length > 1)[:, None], vis, 0.0)  # a one-frame segment: no estimate
+    return trajs, vis, has_vis
+
+
+def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters: int,
+          carry: str = "pips2", point_chunk: int = 16) -> dict:
+    """Tracks ``queries`` through ``video``: a pure function of ``params``, ``video`` and
+    ``queries`` (module docstring for shapes and conventions). ``model``, ``window``, ``iters``,
+    ``carry`` and ``point_chunk`` (points refined at once) are static: bind them with
+    :func:`make_tracker` (or ``functools.partial``) before ``jax.jit`` / ``jax.vmap``."""
+    b, num_frames, height, width, _ = video.shape
+    if queries.ndim != 3 or queries.shape[0] != b or queries.shape[-1] != 3:
+        raise ValueError(f"queries must be [B, N, 3] as (t, y, x) with B = {b} (the video's), got "
+                         f"shape {tuple(queries.shape)}")
+    check_inputs((b, max(num_frames, 2), height, width, 3), (b, max(num_frames, 2), 1, 2),
+                 model.stride)
+    n = queries.shape[1]
+    m = inference_model(model, height, width)
+    fmaps = m.apply({"params": params}, jnp.asarray(video, jnp.float32), method=PIPsTracker.encode)
+
+    rows = b * n
+    chunk = max(1, min(int(point_chunk), rows)) if rows else 1
+    pad = -rows % chunk
+    q = jnp.reshape(jnp.asarray(queries, jnp.float32), (rows, 3))
+    b_idx = jnp.repeat(jnp.arange(b, dtype=jnp.int32), n)
+    if pad:
+        q = jnp.concatenate([q, jnp.repeat(q[:1], pad, 0)], 0)
+        b_idx = jnp.concatenate([b_idx, jnp.repeat(b_idx[:1], pad, 0)], 0)
+    t_q = jnp.clip(jnp.round(q[:, 0]), 0, num_frames - 1).astype(jnp.int32)
+    xy = q[:, 2:0:-1]  # (x, y)
+
+    def one_chunk(args):
+        bi, tq, p = args
+        fwd, fvis, has_vis = _direction(m, params, fmaps, bi, tq, p, num_frames - tq, window,
+                                        iters, carry, 1)
+        bwd, bvis, _ = _direction(m, params, fmaps, bi, tq, p, tq + 1, window, iters, carry, -1)
+        f = jnp.arange(num_frames)[None]
+        forward = f >= tq[:, None]
+        rel = jnp.where(forward, f - tq[:, None], tq[:, None] - f)  # [P, T]
+        tracks = jnp.where(forward[..., None], jnp.take_along_axis(fwd, rel[..., None], 1),
+                           jnp.take_along_axis(bwd, rel[..., None], 1))
+        tracks = jnp.where((f == tq[:, None])[..., None], p[:, None], tracks)  # the query, exactly
+        logits = jnp.where(forward, jnp.take_along_axis(fvis, rel, 1),
+                           jnp.take_along_axis(bvis, rel, 1))
+        return tracks, logits
+
+    split = lambda x: x.reshape((-1, chunk) + x.shape[1:])  # noqa: E731
+    tracks, logits = jax.lax.map(one_chunk, (split(b_idx), split(t_q), split(xy)))
+    tracks = tracks.reshape((-1, num_frames, 2))[:rows].reshape(b, n, num_frames, 2)
+    logits = logits.reshape((-1, num_frames))[:rows].reshape(b, n, num_frames)
+    if not model.visibility_head:
+        return {"tracks": tracks, "occlusion": None, "visible": None}
+    at_query = jnp.arange(num_frames)[None, None] == t_q[:rows].reshape(b, n)[..., None]
+    return {"tracks": tracks, "occlusion": -logits, "visible": (logits > 0) | at_query}
+
+
+def make_tracker(model: PIPsTracker,
+                 settings: Union[None, Mapping, TrackingSettings] = None,
+                 point_chunk: int = 16):
+    """``fn(params, video, queries) -> dict``: :func:`track` with ``model`` and the window,
+    iterations and carry of ``settings`` bound (a :class:`~objtrack_jax.settings.TrackingSettings`
+    or the weights' ``info``; None: the defaults of weights that record nothing). Pure: wrap it
+    in ``jax.jit`` / ``jax.vmap`` as needed."""
+    s = from_info(settings)
+
+    def tracker(params, video, queries):
+        return track(model, params, video, queries, window=s.window, iters=s.iters,
+                     carry=s.carry, point_chunk=point_chunk)
+
+    return tracker
+
+
+def as_protocol_tracker(fn, params):
+    """``fn(params, video, queries)`` as the evaluation protocols' tracker, ``tracker(video
+    [1, T, H, W, 3], queries [1, N, 3]) -> (tracks, occlusion)``
+    (:func:`objtrack_jax.evaluation.evaluate`)."""
+    def tracker(video, queries):
+        out = fn(params, jnp.asarray(video), jnp.asarray(queries, jnp.float32))
+        occ = out["occlusion"]
+        visible = out["visible"]
+        # occluded = not visible (the query frame counts as visible, as in the host loop)
+        return np.asarray(out["tracks"]), (None if occ is None else ~np.asarray(visible))
+
+    return tracker
