@@ -347,8 +347,8 @@ def export_parser():
 
 
 def export_main(argv=None) -> dict:
-    from objtrack_jax import model_io
     from objtrack_jax.cli_args import load_model_or_exit
+    from objtrack_jax.settings import from_info
 
     parser = export_parser()
     args = parser.parse_args(argv)
@@ -357,11 +357,11 @@ def export_main(argv=None) -> dict:
     if bad or not functions:
         parser.error(f"--functions: {bad or 'nothing'} not in {list(FUNCTIONS)}")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
-    rec = model_io.inference_settings(info)
-    window = args.window or int(rec["window"])
-    iters = args.iters or int(rec["iters"])
+    rec = from_info(info)  # the weights' validated settings
+    window = args.window or rec.window
+    iters = args.iters or rec.iters
     if args.resolution is None:
-        short = int(rec.get("short_side") or 384)
+        short = int(rec.short_side or 384)
         size = (short, -(-short * 4 // 3 // 8) * 8)
     else:
         size = args.resolution

@@ -201,12 +201,11 @@ class OnlineCore:
         return self.buffered - 1
 
     def _fine_from_first(self, xy):
-        """First-pass model pixels → second-pass model pixels, through input pixels (offline
-        maps the first pass's tracks to input pixels and scales them up)."""
+        """First-pass model pixels → second-pass model pixels, through input pixels, rounded as
+        the offline engine rounds them (float64 scales, a float32 result at each step)."""
         (h, w), (fh, fw), (ih, iw) = self.size, self.fine_size, self.input_size
-        s1 = jnp.asarray([w / iw, h / ih], jnp.float32)
-        s2 = jnp.asarray([fw / iw, fh / ih], jnp.float32)
-        return (xy / s1) * s2
+        to_input = np.array([iw / w, ih / h], np.float64)  # 1 / (model px per input px)
+        return _mul_f64(_mul_f64(xy, to_input), np.array([fw / iw, fh / ih], np.float64))
 
     # ----------------------------------------------------------------------------------------------
     # init / add / drop
@@ -491,6 +490,28 @@ class OnlineCore:
         m = which[None, :, None]
         feats = tuple(jnp.where(m, f[0], c) for f, c in zip(out.feats, st.feats))
         return st._replace(est=est, vis=vis, feats=feats, done=st.done + which)
+
+
+def _mul_f64(x, scale: np.ndarray):
+    """``float32(float64(x) * scale)`` for float32 ``x`` and a float64 constant ``scale``
+    (broadcast on the last axis), in float32 arithmetic: the scale as a float32 pair
+    ``hi + lo`` and the product ``x * hi`` split exactly (Dekker's two-product). Equal to numpy's
+    rounding except where the exact product lies within ~1e-14 (relative) of a float32 tie.
+    (A division by a constant would not do: XLA turns it into a multiplication by the rounded
+    reciprocal.)"""
+    hi = scale.astype(np.float32)
+    lo = (scale - hi.astype(np.float64)).astype(np.float32)
+
+    def split(a):  # a = a_hi + a_lo, each with at most 12 significant bits
+        c = a * np.float32(4097.0)
+        a_hi = c - (c - a)
+        return a_hi, a - a_hi
+
+    p = x * hi
+    xh, xl = split(x)
+    hh, hl = split(jnp.asarray(hi))
+    err = ((xh * hh - p) + xh * hl + xl * hh) + xl * hl  # x * hi - p, exactly
+    return p + (err + x * lo)
 
 
 def _scatter_rows(buf, rows, values):
