@@ -435,3 +435,18 @@ def test_example_scene_opens(workspace):
     assert (video.num_frames, video.height, video.width) == (engine.EXAMPLE_FRAMES,) + engine.EXAMPLE_SIZE
     assert video.fps == engine.EXAMPLE_FPS and video.name.startswith("example scene ")
     assert len(os.listdir(video.previews)) == engine.EXAMPLE_FRAMES
+
+
+def test_app_on_a_busy_port_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "objtrack_jax.cli", "app", "--port", str(port)],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("objtrack")]
+    assert proc.returncode == 2, proc.stderr
+    assert lines == [f"objtrack app: error: cannot listen on 127.0.0.1:{port} (Address already in "
+                     "use); pick another --port (0: any free port) or --host"], proc.stderr

@@ -62,16 +62,16 @@ def app_main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     engine.require_h264()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model, params, info = load_model_or_exit(parser, args.checkpoint)
-    root = args.workdir or tempfile.mkdtemp(prefix="objtrack-app-")
-    owned = args.workdir is None
-    workspace = engine.Workspace(model, params, info, os.path.join(root, "app"),
-                                 max_frames=args.max_frames,
-                                 allow_paths=args.allow_paths or args.host in LOCAL_NAMES)
-    if threading.current_thread() is threading.main_thread():  # SIGTERM stops as Ctrl+C does
-        signal.signal(signal.SIGTERM, _interrupt)
+    server = make_server(None, args.host, args.port, args.max_upload_mb)  # a busy port: say so now
     try:
-        server = make_server(workspace, args.host, args.port, args.max_upload_mb)
+        model, params, info = load_model_or_exit(parser, args.checkpoint)
+        root = args.workdir or tempfile.mkdtemp(prefix="objtrack-app-")
+        workspace = engine.Workspace(model, params, info, os.path.join(root, "app"),
+                                     max_frames=args.max_frames,
+                                     allow_paths=args.allow_paths or args.host in LOCAL_NAMES)
+        server.workspace = workspace
+        if threading.current_thread() is threading.main_thread():  # SIGTERM stops as Ctrl+C does
+            signal.signal(signal.SIGTERM, _interrupt)
         print(f"objtrack app: weights {workspace.weights_name}; serving on {server.url} "
               "(Ctrl+C stops)", flush=True)
         try:
@@ -79,11 +79,11 @@ def app_main(argv: Optional[Sequence[str]] = None) -> int:
         except KeyboardInterrupt:
             print("objtrack app: stopped", flush=True)
         finally:
-            server.server_close()
+            workspace.close()
+            if args.workdir is None:
+                shutil.rmtree(root, ignore_errors=True)
     finally:
-        workspace.close()
-        if owned:
-            shutil.rmtree(root, ignore_errors=True)
+        server.server_close()
     return 0
 
 

@@ -93,7 +93,7 @@ class AppServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, workspace: Workspace, host: str, port: int, max_upload_mb: int):
+    def __init__(self, workspace: Optional[Workspace], host: str, port: int, max_upload_mb: int):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), Handler)
         self.workspace, self.max_upload = workspace, int(max_upload_mb) * 2 ** 20
@@ -371,9 +371,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._json(video.public())
 
 
-def make_server(workspace: Workspace, host: str = "127.0.0.1", port: int = 7860,
+def make_server(workspace: Optional[Workspace], host: str = "127.0.0.1", port: int = 7860,
                 max_upload_mb: int = 2048) -> AppServer:
-    """A bound (not yet serving) :class:`AppServer`; ``port`` 0 picks a free port (see ``.url``)."""
+    """A bound (not yet serving) :class:`AppServer`; ``port`` 0 picks a free port (see ``.url``).
+    ``workspace`` may be set later (``server.workspace = ...``), before serving."""
     try:
         return AppServer(workspace, host, port, max_upload_mb)
     except OSError as e:
