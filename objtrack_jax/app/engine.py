@@ -55,15 +55,10 @@ MODEL_NAME = "objtrack_jax"
 PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
            "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8")
 PANEL_MIN_WIDTH = 480  # small videos are enlarged in the result so that the markers show
-# The settings form: key -> (label in messages, the CLI flag whose rule applies).
-SETTING_FIELDS = {
-    "window": ("window", "--window"),
-    "iters": ("iterations", "--iters"),
-    "short_side": ("short side", "--short-side"),
-    "refine_scale": ("second pass scale", "--refine-scale"),
-    "refine_iters": ("second pass iterations", "--refine-iters"),
-    "max_memory_mb": ("memory budget (MB)", "--max-memory"),
-}
+# The settings form's fields and their names in messages.
+SETTING_FIELDS = {"window": "window", "iters": "iterations", "short_side": "short side",
+                  "refine_scale": "second pass scale", "refine_iters": "second pass iterations",
+                  "max_memory_mb": "memory budget (MB)"}
 
 
 class AppError(ValueError):
@@ -72,8 +67,8 @@ class AppError(ValueError):
 
 
 def require_h264() -> None:
-    """SystemExit with one line when videos cannot be written as H.264 (the only format the
-    result video plays in in every browser)."""
+    """SystemExit with one line when videos cannot be written as H.264 (the format that every
+    browser plays)."""
     from objtrack_jax.video_io import h264_encoder
 
     exe, reason = h264_encoder()
@@ -85,13 +80,6 @@ def require_h264() -> None:
 # --------------------------------------------------------------------------------------------------
 # The library calls (one function each)
 # --------------------------------------------------------------------------------------------------
-
-
-def load_weights(checkpoint: Optional[str]):
-    """``(model, params, info)`` of ``checkpoint`` (None: the shipped weights)."""
-    from objtrack_jax.model_io import load_model
-
-    return load_model(checkpoint)
 
 
 def validated_settings(info: dict):
@@ -114,7 +102,9 @@ def settings_form(s) -> dict:
 
 
 def check_field(key: str, value) -> Any:
-    """One form field parsed and checked by the argparse type of its CLI flag."""
+    """One form field parsed and checked by the argparse type of its ``objtrack track`` flag
+    (``--window``, ``--iters``, ``--refine-scale``, ``--refine-iters``, ``--max-memory``; the
+    short side by the tracker's smallest side)."""
     from objtrack_jax import cli_args
     from objtrack_jax.settings import MIN_SIZE
 
@@ -122,7 +112,7 @@ def check_field(key: str, value) -> Any:
              "iters": cli_args.at_least(1), "short_side": cli_args.at_least(MIN_SIZE),
              "refine_scale": cli_args.refine_scale_arg, "refine_iters": cli_args.at_least(1),
              "max_memory_mb": cli_args.at_least(64)}
-    label, _ = SETTING_FIELDS[key]
+    label = SETTING_FIELDS[key]
     try:
         return rules[key](str(value).strip())
     except argparse.ArgumentTypeError as e:
@@ -183,12 +173,10 @@ def draw_panel(frames: np.ndarray, tracks: np.ndarray, visible: Optional[np.ndar
     """Frames ``start ..`` of a video with ``[n, T, 2]`` tracks drawn (markers of about 1/64 of
     the short side: filled where visible, hollow where occluded; 8 frames of tail)."""
     from objtrack_jax import viz
-    from objtrack_jax.inference import to_time_major
 
     radius = max(3, round(min(frames.shape[1:3]) / 64))
-    return viz.draw_tracks(frames, to_time_major(tracks),
-                           None if visible is None else to_time_major(visible), tail=8,
-                           radius=radius, colors=colours, start=start)
+    return viz.draw_tracks(frames, tracks, visible, tail=8, radius=radius, colors=colours,
+                           start=start, layout="NT")
 
 
 def open_frames(path: str, max_frames: Optional[int] = None):
@@ -315,7 +303,7 @@ class Workspace:
     """The loaded weights, the opened videos and a scratch folder (module docstring).
 
     Args:
-      model, params, info: the weights (:func:`load_weights`).
+      model, params, info: the weights (:func:`objtrack_jax.model_io.load_model`).
       root: scratch folder (uploads, previews, results); removed by :meth:`close`.
       max_frames: frames read from a video (the rest is ignored, and the page says so).
       allow_paths: whether :meth:`open_path` may open files on this machine.
