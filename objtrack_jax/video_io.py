@@ -429,23 +429,51 @@ def _warn_no_h264(path: str, reason: str) -> None:
 
 
 class _H264Stream:
-    """Frames piped into the ffmpeg of imageio-ffmpeg: H.264 (yuv420p, CRF about 20) in an mp4
-    whose index is at the front (``+faststart``: browsers start playing before the end)."""
+    """Frames piped into ffmpeg (imageio-ffmpeg's binary): H.264 (libx264, yuv420p, CRF 20) in an
+    mp4 whose index is at the front (``+faststart``: browsers start playing before the end).
 
-    def __init__(self, path: str, size: tuple[int, int], fps: float):
-        import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+    ffmpeg runs in its own session (Ctrl-C reaches Python, which closes the stream) and is started
+    without a Python ``preexec_fn``, so nothing runs between fork and exec in a multithreaded
+    (JAX) process. Its messages go to a temporary file, read when it fails."""
 
-        self._gen = imageio_ffmpeg.write_frames(
-            path, size, fps=fps, codec="libx264", quality=6, pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-movflags", "+faststart"])
-        self._gen.send(None)
+    def __init__(self, exe: str, path: str, size: tuple[int, int], fps: float):
+        import subprocess  # pylint: disable=import-outside-toplevel
+        import tempfile  # pylint: disable=import-outside-toplevel
+        from fractions import Fraction  # pylint: disable=import-outside-toplevel
+
+        rate = Fraction(fps).limit_denominator(1001)
+        cmd = [exe, "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}", "-r", str(rate), "-i", "-",
+               "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "20", "-preset", "medium",
+               "-movflags", "+faststart", path]
+        self._log = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=self._log, start_new_session=True)
+
+    def _message(self) -> str:
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip()
+        return text.splitlines()[-1] if text else "no message"
 
     def write(self, rgb: np.ndarray) -> None:
-        self._gen.send(np.ascontiguousarray(rgb))
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())
+        except (BrokenPipeError, ValueError) as e:
+            self._proc.wait()
+            raise OSError(f"ffmpeg stopped (exit status {self._proc.returncode}): "
+                          f"{self._message()}") from e
 
     def release(self) -> None:
-        self._gen.close()
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._proc.wait()
+        try:
+            if code != 0:
+                raise OSError(f"ffmpeg exit status {code}: {self._message()}")
+        finally:
+            self._log.close()
 
 
 class VideoWriter:
@@ -479,7 +507,7 @@ class VideoWriter:
             exe, reason = h264_encoder()
             if exe is not None:
                 try:
-                    self._writer, self.codec = _H264Stream(self.path, size, self.fps), "h264"
+                    self._writer, self.codec = _H264Stream(exe, self.path, size, self.fps), "h264"
                     return None
                 except (OSError, RuntimeError, ValueError) as e:
                     reason = f"ffmpeg did not start: {e}"
@@ -509,13 +537,26 @@ class VideoWriter:
             self._open((width + self._pad[1], height + self._pad[0]))
         if any(self._pad):
             frames = np.pad(frames, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        for frame in frames:
-            if isinstance(self._writer, _H264Stream):
-                try:
+        if isinstance(self._writer, _H264Stream):
+            before = self._count
+            try:
+                for frame in frames:
                     self._writer.write(frame)
-                except (OSError, RuntimeError) as e:
+                    self._count += 1
+                return None
+            except OSError as e:
+                if before > 0:  # frames of earlier calls are gone: cannot fall back
                     raise OSError(f"ffmpeg failed while writing {self.path!r}: {e}") from e
-            elif self._writer is not None:
+                stream, self._writer, self._count = self._writer, None, 0
+                try:
+                    stream.release()
+                except OSError:
+                    pass
+                _warn_no_h264(self.path, f"an ffmpeg that runs ({e})")
+                self.fourcc = "mp4v"  # the first frames are still here: OpenCV takes over
+                self._open((frames.shape[2], frames.shape[1]))
+        for frame in frames:
+            if self._writer is not None:
                 self._writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
             else:
                 file = os.path.join(self._folder, f"frame_{self._count:05d}.png")

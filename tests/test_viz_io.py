@@ -146,27 +146,32 @@ def _straight_tracks(t=6, n=3):
 
 def test_draw_tracks_marks_positions_and_keeps_input():
     frames = np.zeros((6, 40, 64, 3), np.uint8)
-    tracks = _straight_tracks()
-    out = viz.draw_tracks(frames, tracks, radius=3)
+    tracks = _straight_tracks()  # [T, N, 2] for the checks below; the API's [N, T, 2] drawn
+    nt = np.swapaxes(tracks, 0, 1)
+    out = viz.draw_tracks(frames, nt, radius=3)
     assert out.shape == frames.shape and out.dtype == np.uint8
     assert not frames.any()  # input untouched
     cols, rows = np.round(tracks).astype(int)[..., 0], np.round(tracks).astype(int)[..., 1]
     t_idx = np.arange(6)[:, None]
     assert (out[t_idx, rows, cols].max(-1) > 100).all()  # every marker drawn at its position
-    colors = viz.point_colors(tracks, None, (40, 64))
+    colors = viz.point_colors(nt, None, (40, 64))
     assert len({tuple(c) for c in colors}) == 3  # a distinct colour per point
     np.testing.assert_allclose(out[5, rows[5], cols[5]], colors, atol=2)  # filled marker centre
     # Tail: halfway between the positions at frames 3 and 4 (outside the frame-5 marker).
     mid = np.round((tracks[3, 0] + tracks[4, 0]) / 2).astype(int)
     assert out[5, mid[1], mid[0]].max() > 0
-    assert viz.draw_tracks(frames, tracks, radius=3, tail=0)[5, mid[1], mid[0]].max() == 0
+    assert viz.draw_tracks(frames, nt, radius=3, tail=0)[5, mid[1], mid[0]].max() == 0
+    # time-major [T, N, 2] is the same drawing with its hint, and refused without one
+    np.testing.assert_array_equal(viz.draw_tracks(frames, tracks, radius=3, layout="TN"), out)
+    with pytest.raises(ValueError, match=r"look time-major \[T, N, 2\]"):
+        viz.draw_tracks(frames, tracks, radius=3)
 
 
 def test_draw_tracks_occluded_is_hollow_without_tail():
     frames = np.zeros((4, 48, 48, 3), np.uint8)
     tracks = np.array([[[10.0, 24.0]], [[20.0, 24.0]], [[30.0, 24.0]], [[38.0, 24.0]]])
     visible = np.array([[True], [True], [False], [False]])
-    out = viz.draw_tracks(frames, tracks, visible, radius=6)
+    out = viz.draw_tracks(frames, tracks.swapaxes(0, 1), visible.T, radius=6)
     assert out[3, 24, 38].max() == 0  # hollow: centre untouched
     assert out[3, 24, 38 + 6].max() > 0  # ring drawn
     assert out[3, 24, 25].max() == 0  # no tail segment into or out of occluded frames
@@ -177,18 +182,56 @@ def test_draw_tracks_occluded_is_hollow_without_tail():
     weird[1, 0] = 1e12
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert viz.draw_tracks(frames, weird).shape == frames.shape
+        assert viz.draw_tracks(frames, weird.swapaxes(0, 1)).shape == frames.shape
 
 
 def test_contact_sheet_layout_and_save_png(tmp_path):
     frames = np.full((10, 20, 30, 3), 50, np.uint8)
-    tracks = np.repeat(np.array([[[5.0, 10.0], [25.0, 15.0]]]), 10, axis=0)
+    tracks = np.repeat(np.array([[[5.0, 10.0]], [[25.0, 15.0]]]), 10, axis=1)  # [N=2, T=10, 2]
     sheet = viz.contact_sheet(frames, tracks, num=6, cols=3, gap=4)
     assert sheet.shape == (2 * 20 + 4, 3 * 30 + 2 * 4, 3) and sheet.dtype == np.uint8
     assert (sheet[20:24] == 0).all()  # gap row between the two rows of cells
     small = viz.contact_sheet(frames, tracks, num=4, cols=4, cell_width=15, gap=0)
     assert small.shape == (10, 4 * 15, 3)
-    few = viz.contact_sheet(frames[:2], tracks[:2], num=6, cols=3, gap=0)
+    few = viz.contact_sheet(frames[:2], tracks[:, :2], num=6, cols=3, gap=0, layout="NT")
     assert few.shape == (20, 2 * 30, 3)  # only 2 distinct frames exist
     path = viz.save_png(str(tmp_path / "sub" / "sheet.png"), sheet)
     np.testing.assert_array_equal(cv2.imread(path)[..., ::-1], sheet)
+
+
+@pytest.mark.parametrize("t", [3, 40])  # 3: the failure may only show when the file is closed
+def test_h264_writer_falls_back_when_ffmpeg_fails(tmp_path, monkeypatch, caplog, t):
+    """An ffmpeg that exits at once (here /bin/false): a warning, and the video is still written
+    (MPEG-4 Part 2), both streamed (first frames still in hand) and through write_video."""
+    false = "/bin/false" if os.path.exists("/bin/false") else None
+    if false is None:
+        pytest.skip("no /bin/false on this system")
+    monkeypatch.setattr(video_io, "h264_encoder", lambda: (false, None))
+    monkeypatch.setattr(video_io, "_warned_no_h264", set())
+    frames = _tiny_video(t=t, h=64, w=96)  # 40: enough to fill the pipe of a dead ffmpeg
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.video_io"):
+        out = video_io.write_video(str(tmp_path / "x.mp4"), frames, fps=10)
+    assert out == str(tmp_path / "x.mp4") and b"mp4v" in open(out, "rb").read()
+    assert "ffmpeg" in caplog.text and "browsers" in caplog.text
+    assert video_io.read_video(out).shape == frames.shape
+
+
+def test_ambiguous_layout_is_refused():
+    """N == T: [N, T, 2] and [T, N, 2] cannot be told apart, so the caller must say which."""
+    frames = np.zeros((3, 32, 32, 3), np.uint8)
+    tracks = np.array([[[4.0, 4.0], [5.0, 4.0], [6.0, 4.0]],  # point 0 moving right
+                       [[20.0, 20.0], [20.0, 21.0], [20.0, 22.0]],
+                       [[10.0, 28.0], [10.0, 28.0], [10.0, 28.0]]])  # [N=3, T=3, 2]
+    for fn in (lambda **k: viz.draw_tracks(frames, tracks, **k),
+               lambda **k: viz.contact_sheet(frames, tracks, num=3, **k),
+               lambda **k: viz.point_colors(tracks, None, (32, 32), **k)):
+        with pytest.raises(ValueError, match=r"ambiguous \(N == T == 3\): pass layout='NT'"):
+            fn()
+    nt = viz.draw_tracks(frames, tracks, radius=1, tail=0, layout="NT")
+    tn = viz.draw_tracks(frames, tracks.swapaxes(0, 1), radius=1, tail=0, layout="TN")
+    np.testing.assert_array_equal(nt, tn)
+    assert nt[2, 4, 6].max() > 0 and nt[2, 22, 20].max() > 0  # frame 2 of each point
+    with pytest.raises(ValueError, match="layout must be 'NT'"):
+        viz.draw_tracks(frames, tracks, layout="xy")
+    with pytest.raises(ValueError, match=r"visible must be \(3, 3\)"):
+        viz.draw_tracks(frames, tracks, np.ones((3, 4), bool), layout="NT")
