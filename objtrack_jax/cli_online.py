@@ -118,15 +118,13 @@ def online_main(argv: Optional[Sequence[str]] = None) -> dict:
              resolution=np.asarray(tracker.size))
     written = [out_npz]
     if source is not None:
-        from objtrack_jax.inference import to_time_major
         from objtrack_jax.video_tracking import write_tracks_video
 
         fps = args.fps or (video_info(args.video).get("fps") if os.path.isfile(args.video)
                            else None) or 24.0
         tracks = np.nan_to_num(result["tracks"], nan=-1e4)  # not yet queried: off screen
-        written.append(write_tracks_video(out_video, source, to_time_major(tracks),
-                                          to_time_major(result["visible"]), tail=args.tail,
-                                          fps=fps))
+        written.append(write_tracks_video(out_video, source, tracks, result["visible"],
+                                          tail=args.tail, fps=fps))
     print("wrote " + ", ".join(written), file=sys.stderr)
     return {**report, "tracks": result["tracks"], "visible": result["visible"],
             "npz": out_npz}

@@ -70,8 +70,9 @@ def _panel_label(image: np.ndarray, text: str, x0: int) -> None:
 
 def side_by_side(frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, gt_visible: np.ndarray,
                  scale: int = 2, labels: Sequence[str] = ("model", "ground truth")):
-    """Frames ``[T, H, W, 3]`` → (two panels ``[T, sH, 2sW+GAP, 3]``, tracks ``[T, 2N, 2]``,
-    visibility ``[T, 2N]``, colours ``[2N, 3]``): predictions left, ground truth right."""
+    """Frames ``[T, H, W, 3]``, ``pred`` / ``gt`` ``[N, T, 2]`` and ``gt_visible`` ``[N, T]`` (the
+    tracking API's layout) → (two panels ``[T, sH, 2sW+GAP, 3]``, tracks ``[2N, T, 2]``,
+    visibility ``[2N, T]``, colours ``[2N, 3]``): predictions left, ground truth right."""
     import cv2
 
     from objtrack_jax import viz
@@ -88,9 +89,9 @@ def side_by_side(frames: np.ndarray, pred: np.ndarray, gt: np.ndarray, gt_visibl
     p = (np.asarray(pred, np.float64) + 0.5) * scale - 0.5
     g = (np.asarray(gt, np.float64) + 0.5) * scale - 0.5
     g[..., 0] += w * scale + GAP
-    tracks = np.concatenate([p, g], axis=1)
-    visible = np.concatenate([np.ones(pred.shape[:2], bool), gt_visible], axis=1)
-    colors = viz.point_colors(gt, gt_visible, (h, w))
+    tracks = np.concatenate([p, g], axis=0)
+    visible = np.concatenate([np.ones(pred.shape[:2], bool), gt_visible], axis=0)
+    colors = viz.point_colors(gt, gt_visible, (h, w), layout="NT")
     return canvas, tracks, visible, np.concatenate([colors, colors], 0)
 
 
@@ -121,7 +122,7 @@ def run_synthetic(model, params, settings, args) -> dict:
     from objtrack_jax import baselines
     from objtrack_jax import metrics as metrics_lib
     from objtrack_jax import viz
-    from objtrack_jax.inference import to_time_major
+    from objtrack_jax.inference import to_point_major, to_time_major
     from objtrack_jax.tracking import run_tracking
     from objtrack_jax.video_io import write_video
 
@@ -153,7 +154,7 @@ def run_synthetic(model, params, settings, args) -> dict:
             vis_rows.append(_visibility_metrics(queries, gt, seq["visibs"][:, keep], tracks,
                                                 visible, args.size))
         if i == 0:
-            drawn = (seq["rgbs"], to_time_major(tracks), gt, seq["visibs"][:, keep])
+            drawn = (seq["rgbs"], tracks, to_point_major(gt), to_point_major(seq["visibs"][:, keep]))
         print(f"scene {i + 1}/{args.scenes}: {keep.size} points, d_avg "
               + ", ".join(f"{n} {rows[n][-1]['d_avg']:.1f}" for n in names))
     mean = {name: metrics_lib.average_metrics(r) for name, r in rows.items()}
@@ -176,9 +177,10 @@ def run_synthetic(model, params, settings, args) -> dict:
                                                    labels=("objtrack_jax", "ground truth"))
     out_mp4 = os.path.join(args.out, "demo.mp4")
     out_png = os.path.join(args.out, "demo.png")
-    video = viz.draw_tracks(canvas, tracks, visible, tail=8, colors=colors)
+    video = viz.draw_tracks(canvas, tracks, visible, tail=8, colors=colors, layout="NT")
     write_video(out_mp4, video, fps=12)
-    viz.save_png(out_png, viz.contact_sheet(canvas, tracks, visible, num=6, cols=2, colors=colors))
+    viz.save_png(out_png, viz.contact_sheet(canvas, tracks, visible, num=6, cols=2, colors=colors,
+                                            layout="NT"))
     return {"mean": mean, "per_scene": rows, "track_seconds": t_track,
             "outputs": [out_mp4, out_png]}
 

@@ -221,6 +221,11 @@ def pips_metrics(
       valid frames, frame 0 included. A trajectory with no valid frame has no median and is left out
       of the mean; a video where no trajectory has a valid frame gets ``nan`` (which
       :func:`average_metrics` then skips).
+
+      Empty input: a video with no points (N = 0) or no frames has nothing to score and gets
+      ``nan`` for **every** metric, as the TAP-Vid metrics give 0/0 (module docstring), so
+      :func:`average_metrics` skips it. (A video with points but no valid frame keeps the PIPs++
+      scripts' values above: d_δ = 0, survival = 100, median_l2 = nan.)
     """
     trajs_e = np.asarray(trajs_e, np.float64)
     trajs_g = np.asarray(trajs_g, np.float64)
@@ -251,6 +256,8 @@ def pips_metrics(
     has_valid = count > 0
     n_valid = has_valid.sum(axis=1)
     out["median_l2"] = _safe_divide(np.sum(np.where(has_valid, median, 0.0), axis=1), n_valid, np.nan)
+    if trajs_e.shape[1] == 0 or trajs_e.shape[2] == 0:  # nothing to score: nan for every metric
+        return {k: np.full(trajs_e.shape[0], np.nan) for k in PIPS_KEYS}
     return {k: out[k] for k in PIPS_KEYS}
 
 

@@ -101,7 +101,6 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
       ``[n, T]`` (None without a visibility head).
     """
     from objtrack_jax import tracking, viz
-    from objtrack_jax.inference import to_time_major
     from objtrack_jax.memory import check_memory
     from objtrack_jax.tracking import grid_queries, run_tracking, settings_for
     from objtrack_jax.video_io import open_video, video_info
@@ -166,15 +165,13 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
     t0 = time.perf_counter()
     out_video, out_npz, out_png = output_paths(out)
     os.makedirs(os.path.dirname(os.path.abspath(out_video)), exist_ok=True)
-    tracks_t = to_time_major(tracks)  # [T, n, 2] for the drawing helpers
-    visible_t = None if visible is None else to_time_major(visible)
     fps = fps or (video_info(video).get("fps") if os.path.isfile(video) else None) or 24.0
-    out_video = write_tracks_video(out_video, frames, tracks_t, visible_t, tail=tail, fps=fps)
+    out_video = write_tracks_video(out_video, frames, tracks, visible, tail=tail, fps=fps)
     extra = {} if visible is None else {"visible": visible, "vis_logits": logits}
     np.savez(out_npz, tracks=tracks, query_points=queries, has_visibility=visible is not None,
              resolution=np.asarray(resolution), **extra)
-    viz.save_png(out_png, viz.contact_sheet(frames, tracks_t, visible_t, tail=tail,
-                                            cell_width=min(width, 480)))
+    viz.save_png(out_png, viz.contact_sheet(frames, tracks, visible, tail=tail,
+                                            cell_width=min(width, 480), layout="NT"))
     timings["write"] = time.perf_counter() - t0
 
     per_frame = timings["track"] / num_frames
@@ -191,23 +188,27 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
                 tracks=tracks, visible=visible)
 
 
-def write_tracks_video(path: str, frames, tracks_t: np.ndarray, visible_t: Optional[np.ndarray],
+def write_tracks_video(path: str, frames, tracks: np.ndarray, visible: Optional[np.ndarray],
                        *, tail: int = 8, fps: float = 24.0, block: int = DRAW_BLOCK) -> str:
-    """Draws ``[T, n, 2]`` tracks on the frames of ``frames`` (a
-    :class:`~objtrack_jax.video_io.FrameSource` or an array) and appends them to the video at
-    ``path`` ``block`` frames at a time; returns the path written (a ``_frames`` PNG folder when
-    the codec is missing, as :func:`objtrack_jax.video_io.write_video`)."""
+    """Draws ``[n, T, 2]`` tracks (``visible`` ``[n, T]`` or None; the tracking API's layout) on
+    the frames of ``frames`` (a :class:`~objtrack_jax.video_io.FrameSource` or an array) and
+    appends them to the video at ``path`` ``block`` frames at a time; returns the path written (a
+    ``_frames`` PNG folder when the codec is missing, as :func:`objtrack_jax.video_io.write_video`)."""
     from objtrack_jax import viz
     from objtrack_jax.video_io import VideoWriter, as_frame_source
 
     source = as_frame_source(frames)
-    colors = viz.point_colors(tracks_t, visible_t, source.shape[1:3])  # from the whole tracks
+    tracks = np.asarray(tracks)
+    if tracks.ndim != 3 or tracks.shape[1] != len(source):
+        raise ValueError(f"tracks must be [n, T, 2] with T = {len(source)} (the video's frames), "
+                         f"got shape {tracks.shape}")
+    colors = viz.point_colors(tracks, visible, source.shape[1:3], layout="NT")  # whole tracks
 
     def draw(writer):
         for start in range(0, len(source), block):
             end = min(start + block, len(source))
-            writer.append(viz.draw_tracks(source.read(start, end), tracks_t, visible_t, tail=tail,
-                                          colors=colors, start=start))
+            writer.append(viz.draw_tracks(source.read(start, end), tracks, visible, tail=tail,
+                                          colors=colors, start=start, layout="NT"))
         return writer.close()
 
     written = draw(VideoWriter(path, fps))

@@ -1,8 +1,11 @@
 """Drawing point tracks on video frames (numpy + OpenCV).
 
-Conventions: frames uint8 RGB [T, H, W, 3]; tracks [T, N, 2] as (x, y) pixels with x = 0 the centre
-of the first column; ``visible`` bool [T, N] (None = all visible). Points that are non-finite or far
-outside the image are skipped. Each point keeps one colour for the whole video, picked from its
+Conventions: frames uint8 RGB [T, H, W, 3]; tracks ``[N, T, 2]`` as (x, y) pixels with x = 0 the
+centre of the first column, the layout of :func:`objtrack_jax.tracking.track_queries` and tapnet;
+``visible`` bool ``[N, T]`` (None = all visible). A layout that cannot be told apart is refused
+rather than guessed: when N == T, pass ``layout='NT'`` (or ``'TN'`` for time-major ``[T, N, 2]``
+arrays); without a hint, tracks whose second axis is not the video's length but whose first is are
+refused as time-major. Points that are non-finite or far outside the image are skipped. Each point keeps one colour for the whole video, picked from its
 initial position (first visible frame) on a hue wheel around the image centre, so neighbouring
 points get similar colours and the colouring does not depend on the order of the points.
 """
@@ -26,28 +29,58 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     return v[..., None] - (v * s)[..., None] * np.clip(np.minimum(k, 4 - k), 0.0, 1.0)
 
 
-def _check_inputs(tracks, visible, num_frames: int | None = None):
+LAYOUTS = ("NT", "TN")
+
+
+def _check_inputs(tracks, visible, num_frames: int | None = None, layout: str | None = None,
+                  min_frames: int | None = None):
+    """``tracks`` ``[N, T, 2]`` (or ``[T, N, 2]`` with ``layout='TN'``) and ``visible`` → the
+    drawing code's time-major ``[T, N, 2]`` float64 and ``[T, N]`` bool (module docstring for
+    the rule on ambiguous layouts). ``num_frames``: the video's length, when known;
+    ``min_frames``: the tracks must cover at least this many frames."""
     tracks = np.asarray(tracks, np.float64)
     if tracks.ndim != 3 or tracks.shape[-1] != 2:
-        raise ValueError(f"tracks must be [T, N, 2] as (x, y), got {tracks.shape}")
-    if num_frames is not None and tracks.shape[0] != num_frames:
-        raise ValueError(f"tracks have {tracks.shape[0]} frames but the video has {num_frames}")
+        raise ValueError(f"tracks must be [N, T, 2] as (x, y), got {tracks.shape}")
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'NT' ([N, T, 2], the API's) or 'TN' ([T, N, 2]), got "
+                         f"{layout!r}")
+    a, b = tracks.shape[:2]
+    if layout is None:
+        if a == b:
+            raise ValueError(f"tracks {tracks.shape} are ambiguous (N == T == {a}): pass "
+                             "layout='NT' for [N, T, 2] (the tracking API's layout) or 'TN' for "
+                             "[T, N, 2]")
+        if (num_frames is not None and b != num_frames and a == num_frames) or (
+                min_frames is not None and b < min_frames <= a):
+            raise ValueError(f"tracks {tracks.shape} look time-major [T, N, 2] for a video of "
+                             f"{num_frames or min_frames} frames; pass [N, T, 2] (the tracking API's layout; "
+                             "objtrack_jax.inference.to_point_major) or layout='TN'")
+        layout = "NT"
+    if layout == "NT":
+        tracks = np.swapaxes(tracks, 0, 1)
+    t, n = tracks.shape[:2]
+    if num_frames is not None and t != num_frames:
+        raise ValueError(f"tracks have {t} frames but the video has {num_frames}")
     if visible is None:
-        visible = np.ones(tracks.shape[:2], bool)
+        return tracks, np.ones((t, n), bool)
     visible = np.asarray(visible, bool)
-    if visible.shape != tracks.shape[:2]:
-        raise ValueError(f"visible must be {tracks.shape[:2]} (T, N), got {visible.shape}")
-    return tracks, visible
+    want = (n, t) if layout == "NT" else (t, n)
+    if visible.shape != want:
+        raise ValueError(f"visible must be {want} ({'N, T' if layout == 'NT' else 'T, N'}, as "
+                         f"the tracks), got {visible.shape}")
+    return tracks, (visible.T if layout == "NT" else visible)
 
 
-def point_colors(tracks: np.ndarray, visible: np.ndarray | None, image_size: Sequence[int]) -> np.ndarray:
-    """One RGB colour per point, uint8 [N, 3], from its initial position.
+def point_colors(tracks: np.ndarray, visible: np.ndarray | None, image_size: Sequence[int],
+                 layout: str | None = None) -> np.ndarray:
+    """One RGB colour per point, uint8 [N, 3], from its initial position; ``tracks`` ``[N, T, 2]``,
+    ``visible`` ``[N, T]`` (``layout``: module docstring).
 
     The initial position is the first frame where the point is visible and finite (frame 0 when it
     never is). Hue = angle around the image centre; saturation grows with the distance from the
     centre (0.45 at the centre, 1 at the corners); value 1.
     """
-    tracks, visible = _check_inputs(tracks, visible)
+    tracks, visible = _check_inputs(tracks, visible, layout=layout)
     height, width = image_size
     usable = visible & np.all(np.isfinite(tracks), axis=-1)  # [T, N]
     first = np.argmax(usable, axis=0)  # 0 when never usable
@@ -113,15 +146,15 @@ def _draw_frame(frame: np.ndarray, tracks: np.ndarray, visible: np.ndarray, t: i
 
 def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | None = None, tail: int = 8,
                 radius: int | None = None, colors: np.ndarray | None = None,
-                start: int = 0) -> np.ndarray:
+                start: int = 0, layout: str | None = None) -> np.ndarray:
     """Draws point tracks on every frame.
 
     Args:
       frames: uint8 [T, H, W, 3] RGB (not modified); with ``start``, frames ``start ..
         start + len(frames) - 1`` of the tracks' video (drawing a long video a block at a time;
         pass ``colors`` computed from the whole tracks so that every block agrees).
-      tracks: [T, N, 2] (x, y) pixels.
-      visible: bool [T, N]; None = all visible. Occluded points are drawn as hollow circles and their
+      tracks: ``[N, T, 2]`` (x, y) pixels (``layout``: module docstring).
+      visible: bool ``[N, T]``; None = all visible. Occluded points are drawn as hollow circles and their
         tails are interrupted (a tail segment needs the point visible at both ends).
       tail: number of past frames shown as a fading polyline (0 = markers only).
       radius: marker radius in pixels (default :func:`default_radius`).
@@ -133,14 +166,16 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | No
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    tracks, visible = _check_inputs(tracks, visible)
     start = int(start)
+    tracks, visible = _check_inputs(tracks, visible, None, layout,
+                                    min_frames=start + frames.shape[0])
     if not 0 <= start <= tracks.shape[0] - frames.shape[0]:
         raise ValueError(f"tracks have {tracks.shape[0]} frames but the video has {frames.shape[0]}"
                          + (f" from frame {start}" if start else ""))
     size = frames.shape[1:3]
     radius = default_radius(size) if radius is None else int(radius)
-    colors = point_colors(tracks, visible, size) if colors is None else np.asarray(colors, np.uint8)
+    colors = (point_colors(tracks, visible, size, layout="TN") if colors is None
+              else np.asarray(colors, np.uint8))
     thickness = max(1, radius // 2)
     return np.stack([_draw_frame(frames[t], tracks, visible, start + t, colors, tail, radius, thickness)
                      for t in range(frames.shape[0])])
@@ -159,13 +194,15 @@ def _label(image: np.ndarray, text: str) -> None:
 
 def contact_sheet(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | None = None, num: int = 6,
                   cols: int = 3, tail: int = 8, radius: int | None = None, cell_width: int | None = None,
-                  gap: int = 4, colors: np.ndarray | None = None) -> np.ndarray:
+                  gap: int = 4, colors: np.ndarray | None = None,
+                  layout: str | None = None) -> np.ndarray:
     """A grid of ``num`` evenly spaced annotated frames, each labelled with its frame index.
 
     Frames are picked at ``round(linspace(0, T−1, num))`` (fewer when T < num), annotated as in
     :func:`draw_tracks` (only those frames are drawn), optionally resized to ``cell_width`` pixels
     wide, and laid out row-major in ``cols`` columns separated by ``gap`` black pixels; unused cells
-    stay black. ``colors``: optional uint8 [N, 3] (default :func:`point_colors`). ``frames`` may
+    stay black. ``tracks`` ``[N, T, 2]``, ``visible`` ``[N, T]`` (``layout``: module docstring).
+    ``colors``: optional uint8 [N, 3] (default :func:`point_colors`). ``frames`` may
     also be a :class:`~objtrack_jax.video_io.FrameSource`: only the picked frames are read.
 
     Returns:
@@ -181,10 +218,11 @@ def contact_sheet(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | 
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
     if num < 1 or cols < 1:
         raise ValueError(f"num and cols must be >= 1, got num={num}, cols={cols}")
-    tracks, visible = _check_inputs(tracks, visible, frames.shape[0])
+    tracks, visible = _check_inputs(tracks, visible, frames.shape[0], layout)
     size = frames.shape[1:3]
     radius = default_radius(size) if radius is None else int(radius)
-    colors = point_colors(tracks, visible, size) if colors is None else np.asarray(colors, np.uint8)
+    colors = (point_colors(tracks, visible, size, layout="TN") if colors is None
+              else np.asarray(colors, np.uint8))
     indices = np.unique(np.round(np.linspace(0, frames.shape[0] - 1, num)).astype(int))
     cells = []
     for t in indices:

@@ -265,3 +265,28 @@ def test_pips_metrics_parity_with_reference_long_video():
     ours_orig = metrics.pips_metrics(trajs_e / scale, trajs_g, valids, (orig_h, orig_w), threshold)
     for key, value in expected.items():
         assert abs(ours_orig[key][0] - value) <= 5e-6 * abs(value), (key, ours_orig[key][0], value)
+
+
+def test_pips_empty_input_is_nan_for_every_metric():
+    """No points (or no frames): nothing to score, nan for every metric (the TAP-Vid metrics'
+    0/0), skipped by the mean; no warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for shape in ((2, 5, 0), (1, 0, 3)):
+            out = metrics.pips_metrics(np.zeros(shape + (2,)), np.zeros(shape + (2,)),
+                                       np.ones(shape), image_size=(256, 256))
+            assert set(out) == set(metrics.PIPS_KEYS)
+            assert all(v.shape == (shape[0],) and np.isnan(v).all() for v in out.values())
+        tap = metrics.tapvid_metrics(np.zeros((1, 0, 3)), np.zeros((1, 0, 4), bool),
+                                     np.zeros((1, 0, 4, 2)), np.zeros((1, 0, 4), bool),
+                                     np.zeros((1, 0, 4, 2)), "first")
+    assert all(np.isnan(v).all() for v in tap.values())  # the same rule as TAP-Vid's
+    one = metrics.pips_metrics(np.zeros((1, 3, 1, 2)), np.zeros((1, 3, 1, 2)), np.ones((1, 3, 1)),
+                               image_size=(256, 256))
+    empty = metrics.pips_metrics(np.zeros((1, 3, 0, 2)), np.zeros((1, 3, 0, 2)),
+                                 np.ones((1, 3, 0)), image_size=(256, 256))
+    mean = metrics.average_metrics([{k: v[0] for k, v in one.items()},
+                                    {k: v[0] for k, v in empty.items()}])
+    assert mean["d_avg"] == pytest.approx(100.0, abs=1e-3) and mean["survival"] == 100.0  # skipped
