@@ -77,6 +77,8 @@ def app_main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             server.serve_forever(poll_interval=0.25)
         except KeyboardInterrupt:
+            if threading.current_thread() is threading.main_thread():  # a second SIGTERM: no
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)            # interrupted clean-up
             print("objtrack app: stopped", flush=True)
         finally:
             workspace.close()

@@ -33,7 +33,6 @@ import shutil
 import threading
 import time
 import uuid
-import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -235,9 +234,7 @@ def h264_writer(path: str, fps: float):
 def append_h264(writer, frames: np.ndarray) -> None:
     """``writer.append(frames)``; OSError unless the writer encodes H.264 (a video in another
     codec would not play in the page)."""
-    with warnings.catch_warnings():  # JAX warns of any fork; this one execs ffmpeg at once
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        writer.append(frames)
+    writer.append(frames)
     if writer.codec != "h264":
         writer.close()
         raise OSError(f"{writer.path}: the result video could not be encoded as H.264 (written as "
@@ -576,7 +573,7 @@ class Workspace:
             append_h264(writer, canvas)
             report(min(1.0, (start + len(frames)) / video.num_frames))
         written = writer.close()
-        if written != path:
+        if written != path or writer.codec != "h264":
             raise OSError(f"{path}: the H.264 encoder did not finish the video (the server log "
                           "says why)")
         return written
