@@ -333,3 +333,47 @@ def format_table(rows: Sequence[Mapping[str, object]], keys: Sequence[str], name
         if r == 0 or (add_mean and rows and r == len(table) - 2):
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Drift and jitter (still and slow scenes)
+# --------------------------------------------------------------------------------------------------
+
+DRIFT_FRAMES = (50, 100, 200)
+
+
+def drift_metrics(trajs_e: np.ndarray, trajs_g: np.ndarray, valids: np.ndarray,
+                  frames: Sequence[int] = DRIFT_FRAMES) -> dict[str, float]:
+    """How far tracks slide from the truth over time, and how much they shake, in pixels of the
+    frame the trajectories live in (no 256-rescaling).
+
+    Args:
+      trajs_e, trajs_g: ``[S, N, 2]`` (x, y) estimated and true tracks of one video, queried at
+        frame 0.
+      valids: ``[S, N]``, 1 where the truth counts.
+      frames: frame indices ``t`` for the drift entries (skipped where ``t >= S``).
+
+    Returns:
+      ``drift_med_<t>`` / ``drift_p90_<t>``: median / 90th percentile over the points valid at
+      frame ``t`` of ``‖e_t − g_t‖``; ``jitter``: the median over valid consecutive frame pairs of
+      the frame-to-frame residual ``‖(e_{t+1} − e_t) − (g_{t+1} − g_t)‖`` (0 for a track that
+      moves exactly with the truth, whatever its offset). An entry with no valid point is NaN.
+    """
+    e = np.asarray(trajs_e, np.float64)
+    g = np.asarray(trajs_g, np.float64)
+    v = np.asarray(valids) > 0
+    if e.ndim != 3 or e.shape[-1] != 2 or g.shape != e.shape or v.shape != e.shape[:2]:
+        raise ValueError(f"drift_metrics needs trajs_e/trajs_g [S, N, 2] and valids [S, N], got "
+                         f"{e.shape}, {g.shape}, {v.shape}")
+    dist = np.linalg.norm(e - g, axis=-1)
+    out = {}
+    for t in frames:
+        if t >= e.shape[0]:
+            continue
+        d = dist[t][v[t]]
+        out[f"drift_med_{t}"] = float(np.median(d)) if d.size else float("nan")
+        out[f"drift_p90_{t}"] = float(np.percentile(d, 90)) if d.size else float("nan")
+    resid = np.linalg.norm(np.diff(e, axis=0) - np.diff(g, axis=0), axis=-1)
+    both = v[1:] & v[:-1]
+    out["jitter"] = float(np.median(resid[both])) if both.any() else float("nan")
+    return out

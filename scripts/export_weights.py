@@ -9,6 +9,11 @@ and CPU-hours over all warm-started stages (``--previous``: the config.json of t
 run started from), the data, the validated tracking settings (``inference``: window, iterations,
 short side, the second pass's scale and iterations, and what training used, which ``objtrack eval/track/demo`` default to and warn
 against) and held-out results (``--result name=path`` of ``objtrack eval --out`` JSONs).
+
+Every export also records the still-clip drift check (``scripts/still_drift.py``: how far the
+points slide on a still scene at the validated settings) under ``info.results.still_drift``:
+``--still-drift JSON`` takes an existing report (``still_drift.py --out``) of the same workdir,
+otherwise it is run here (``--still-photos`` x 100 frames at 384x512, a few minutes on a CPU).
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ def main(argv=None) -> str:
                    help="validated scale of the second, finer pass (0: none; pick it on val)")
     p.add_argument("--refine-iters", type=int, default=None,
                    help="its iterations per window (default: --iters)")
+    p.add_argument("--still-drift", default=None, metavar="JSON",
+                   help="scripts/still_drift.py --out report of this workdir (else it is run)")
+    p.add_argument("--still-photos", type=int, default=2)
     args = p.parse_args(argv)
 
     model, params, _ = model_io.load_model(args.workdir)
@@ -87,6 +95,26 @@ def main(argv=None) -> str:
                          "baseline": res["config"].get("baseline"),
                          "data_root": res["config"].get("data_root"),
                          "split": res["config"].get("split")}
+    if args.still_drift:
+        with open(args.still_drift) as f:
+            drift = json.load(f)
+        if os.path.abspath(str(drift.get("checkpoint"))) != os.path.abspath(args.workdir):
+            raise SystemExit(f"export_weights: error: {args.still_drift} measured "
+                             f"{drift.get('checkpoint')!r}, not --workdir {args.workdir!r}")
+    else:
+        import importlib.util  # pylint: disable=import-outside-toplevel
+
+        spec = importlib.util.spec_from_file_location(
+            "still_drift", os.path.join(os.path.dirname(os.path.abspath(__file__)), "still_drift.py"))
+        still = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(still)
+        settings = ["--window", str(args.window), "--iters", str(args.iters),
+                    "--refine-scale", str(args.refine_scale or 0)]
+        drift = still.main(["--checkpoint", args.workdir, "--photos", str(args.still_photos)]
+                           + settings)
+    results["still_drift"] = {"by_frame": drift["by_frame"], "jitter_px": drift["jitter_px"],
+                              "points": drift["points"], "size": drift.get("size"),
+                              "settings": drift.get("settings")}
     info = {
         "trained_by": "objtrack_jax, warm-started stages listed in 'stages'",
         "hardware": args.hardware,

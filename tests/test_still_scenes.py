@@ -141,3 +141,34 @@ def test_still_drift_report_measures_a_known_drift():
     assert rows[99]["mean_dx"] == pytest.approx(-49.5) and rows[99]["mean_dy"] == pytest.approx(-99)
     assert rows[7]["median_px"] == pytest.approx(7 * np.hypot(0.5, 1.0), abs=1e-3)
     assert rep["jitter_px"] == pytest.approx(np.hypot(0.5, 1.0), abs=1e-3)
+
+
+def test_drift_metrics():
+    from objtrack_jax.metrics import drift_metrics
+
+    s, n = 120, 4
+    g = np.zeros((s, n, 2)) + np.arange(s)[:, None, None] * 0.5  # the truth moves
+    e = g + np.arange(s)[:, None, None] * np.array([0.1, 0.0])  # drifts 0.1 px/frame in x
+    v = np.ones((s, n))
+    v[100, 0] = 0
+    m = drift_metrics(e, g, v)
+    assert m["drift_med_50"] == pytest.approx(5.0) and m["drift_med_100"] == pytest.approx(10.0)
+    assert "drift_med_200" not in m  # beyond the video
+    assert m["jitter"] == pytest.approx(0.1)
+    assert np.isnan(drift_metrics(e, g, np.zeros((s, n)))["jitter"])
+    with pytest.raises(ValueError, match="valids"):
+        drift_metrics(e, g, v[:, :2])
+
+
+def test_camel_static_selection():
+    cs = _load_script("camel_static")
+    q = np.array([[0, 10.0, 20.0], [0, 30.0, 40.0], [0, 50.0, 60.0]])
+    lk = np.repeat(q[:, None, [2, 1]], 5, axis=1)
+    lk[1, 3] += 2.0  # moved 2.8 px once: not static
+    alive = np.ones((3, 5), bool)
+    alive[2, 4] = False  # lost: not static
+    np.testing.assert_array_equal(cs.static_points(lk, alive, q, 1.0), [0])
+    tracks = lk[:1] + np.array([1.0, -2.0])
+    rep = cs.displacement_summary(tracks, q[:1])
+    assert rep["median_px"] == pytest.approx(np.hypot(1, 2), abs=1e-3)
+    assert rep["mean_dx"] == 1.0 and rep["mean_dy"] == -2.0
