@@ -67,6 +67,20 @@ def require(module: str, purpose: str):
         raise MissingExtraError(msg, name=e.name) from e
 
 
+def require_installed(modules, purpose: str) -> None:
+    """Raises :class:`MissingExtraError` for the first of ``modules`` that is not installed,
+    without importing any of them (``importlib.util.find_spec``)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a dotted name whose parent is missing
+            found = False
+        if not found:
+            raise MissingExtraError(missing_extra_message(module, purpose), name=module)
+
+
 def as_missing_extra(exc: BaseException) -> Optional[MissingExtraError]:
     """``exc`` if it is a MissingExtraError, a MissingExtraError for a ModuleNotFoundError of a
     module an extra provides, else None."""

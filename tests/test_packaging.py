@@ -117,3 +117,13 @@ def test_require_names_the_extra(monkeypatch):
     with pytest.raises(ModuleNotFoundError) as info:  # not an extra's module: the usual error
         extras.require("objtrack_no_such_module", "nothing")
     assert not isinstance(info.value, extras.MissingExtraError)
+
+
+def test_training_modules_name_the_train_extra_on_import():
+    code = ("import sys\nsys.modules['tensorflow'] = None\n"
+            "try:\n    import objtrack_jax.train.loop\nexcept ModuleNotFoundError as e:\n"
+            "    print(type(e).__name__, e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert "MissingExtraError" in proc.stdout and "objtrack_jax[train]" in proc.stdout, (
+        proc.stdout + proc.stderr)
