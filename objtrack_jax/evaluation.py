@@ -227,6 +227,8 @@ def _subsample(n: int, max_points: Optional[int]) -> np.ndarray:
 # A tracker, as every protocol below calls it (tapnet's conventions, batch of one video):
 #   tracker(video [1, T, H, W, 3] uint8 in [0, 255], queries [1, N, 3] float32 (t, y, x) pixels)
 #   -> (tracks [1, N, T, 2] (x, y) pixels, occlusion [1, N, T] or None)
+# (The PIPs++ protocol on TAP-Vid passes float32 frames in [0, 255] instead: the unrounded
+# bilinear resize of ``test_on_tap.py``.)
 # ``occlusion``: bool "occluded", or float logits (occluded where > 0, as TAPIR's); None: the
 # tracker predicts no occlusion. A mapping {'tracks': ..., 'occlusion': ...} (TAPIR's output) is
 # read the same way. Our model (:func:`model_tracker`) and the classical baselines
