@@ -186,9 +186,11 @@ def _write_stablehlo(fn, spec: dict, path: str) -> dict:
 
 
 def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
-    os_env = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    del os_env
-    import tensorflow as tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise ImportError(f"SavedModel export needs TensorFlow ({e}): pip install -e .[export]") from e
     from jax.experimental import jax2tf
 
     tf.config.set_visible_devices([], "GPU")
@@ -211,9 +213,13 @@ def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
 
 
 def _write_onnx(fn, spec: dict, path: str, name: str, points: int) -> dict:
-    import onnx
+    try:
+        import onnx
+        from jax2onnx import to_onnx
+    except ImportError as e:
+        raise ImportError(f"ONNX export needs onnx and jax2onnx ({e}): pip install -e .[export] "
+                          "and pip install --no-deps jax2onnx==0.17.1") from e
     from jax.extend.core import jaxpr_as_fun
-    from jax2onnx import to_onnx
 
     # Traced to a jaxpr here, with flax's module machinery outside jax2onnx's tracing; jax2onnx
     # then converts the jaxpr's primitives. The point count is fixed (``points``).
@@ -367,9 +373,12 @@ def export_main(argv=None) -> dict:
         size = args.resolution
     weights = {k: v for k, v in (info or {}).items() if isinstance(v, (str, int, float, bool))}
     weights["checkpoint"] = args.checkpoint or "shipped"
-    side = export(model, params, args.out, args.format, window=window, iters=iters, size=size,
-                  carry=args.carry, functions=functions, num_frames=args.frames,
-                  points=args.points, weights=weights)
+    try:
+        side = export(model, params, args.out, args.format, window=window, iters=iters,
+                      size=size, carry=args.carry, functions=functions,
+                      num_frames=args.frames, points=args.points, weights=weights)
+    except ImportError as e:  # a converter not installed: say which, exit 2
+        parser.error(str(e))
     for name, e in side["functions"].items():
         print(f"wrote {os.path.join(args.out, e['file'])} ({e['bytes'] / 2**20:.1f} MB, "
               f"{e['export_seconds']:.0f} s)")
