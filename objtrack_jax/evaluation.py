@@ -189,12 +189,14 @@ def _first_frames(records: Iterator[dict], max_frames: Optional[int]) -> Iterato
 
 def iter_records(dataset: str, data_root: str, size=None, split: Optional[str] = None,
                  auto_valid: bool = True, max_frames: Optional[int] = None,
-                 num_points: Optional[int] = None, corrected: bool = False) -> Iterator[dict]:
+                 num_points: Optional[int] = None, corrected: bool = False,
+                 pips_selection: bool = True) -> Iterator[dict]:
     """Common records for ``dataset`` at ``size`` (H, W); None = the dataset's native size
     (rounded up to a model size when ``auto_valid``); at most ``max_frames`` frames each.
 
     PointOdyssey, CroHD and TAP-Vid records follow the PIPs++ test scripts (module docstring):
-    ``num_points`` is PointOdyssey's N (None: the test's 256); ``corrected``: TAP-Vid ground
+    ``num_points`` is PointOdyssey's N (None: the test's 256; ``pips_selection=False``: every
+    point, "valid" = annotated, as the TAP-Vid protocol reads them); ``corrected``: TAP-Vid ground
     truth at pixel centres instead of the test's own rule (docs/conventions.md)."""
     split = split or DEFAULT_SPLITS.get(dataset)
     if max_frames is not None and int(max_frames) < 1:
@@ -202,7 +204,8 @@ def iter_records(dataset: str, data_root: str, size=None, split: Optional[str] =
     if dataset in ("pointodyssey", "synthetic"):
         from objtrack_jax.data_pipelines.pointodyssey import PIPS_EVAL_POINTS
 
-        pips_points = (num_points or PIPS_EVAL_POINTS) if dataset == "pointodyssey" else None
+        pips_points = ((num_points or PIPS_EVAL_POINTS)
+                       if dataset == "pointodyssey" and pips_selection else None)
         return _iter_pointodyssey(data_root, split, size, auto_valid, max_frames, pips_points)
     if dataset == "crohd":
         return _first_frames(_iter_crohd(data_root, split, size), max_frames)
@@ -340,7 +343,8 @@ def _iter_tapvid_protocol(dataset: str, data_root: str, split, query_mode: str) 
         yield from _iter_tapvid_raw(dataset, data_root, query_mode=query_mode,
                                     resolution=TAPVID_RESOLUTION, convention="tapnet")
         return
-    for rec in iter_records(dataset, data_root, size=TAPVID_RESOLUTION, split=split):
+    for rec in iter_records(dataset, data_root, size=TAPVID_RESOLUTION, split=split,
+                            pips_selection=False):
         yield _tapvid_inputs(rec, query_mode)
 
 

@@ -126,6 +126,9 @@ def test_po_records_follow_the_selection(tmp_path):
     assert rec["valids"].sum() == t * 4 - 2
     assert next(evaluation.iter_records("pointodyssey", root, size=(128, 192),
                                         num_points=2))["trajs"].shape == (t, 2, 2)
+    every = next(evaluation.iter_records("pointodyssey", root, size=(128, 192),
+                                         pips_selection=False))  # the TAP-Vid protocol's records
+    assert every["trajs"].shape == (t, n, 2) and every["valids"][4, 2]
 
 
 # --------------------------------------------------------------------------------------------------
