@@ -86,7 +86,8 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="dataset split (default test; CroHD train)")
     p.add_argument("--max-videos", type=at_least(1), default=None)
     p.add_argument("--max-points", type=at_least(1), default=None,
-                   help="at most this many queries per video")
+                   help="at most this many queries per video (pips protocol on PointOdyssey: the "
+                        "N of PIPs++'s point selection, default 256)")
     p.add_argument("--max-frames", type=int, default=None,
                    help="pips protocol: the first this many frames of each video")
     p.add_argument("--chunk-size", type=at_least(1), default=None,
