@@ -67,15 +67,16 @@ from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker
 
 class OnlineState(NamedTuple):
     """The online tracker's state (shapes for ``P`` buffered frames, ``S`` the window, ``n`` the
-    capacity, ``h x w`` the feature map, ``C`` channels; ``fine_*`` only with a second pass,
-    else None). Frames in the buffers are oldest first: position ``P - 1`` is the last frame
-    seen, frame ``frame - 1``.
+    capacity, ``h x w`` the model resolution, ``C`` channels; ``fine_*`` only with a second pass,
+    else None). The per-slot buffers (``est``, ``vis``) are oldest first: position ``P - 1`` is
+    the last frame seen, frame ``frame - 1``.
 
     Attributes:
       frame: int32 ``[]``, frames seen so far (the next frame's index).
-      frames: ``[P, h, w, 3]`` float32, the last ``P`` frames at the model resolution (a
-        window's frames are encoded together when it runs, as the offline engine does: the
-        encoder's float rounding depends on how many frames it takes at once).
+      frames: ``[P, h, w, 3]`` float32, the last ``P`` frames at the model resolution, frame
+        ``f`` in row ``f % P`` (a ring: one row written per frame). A window's frames are
+        encoded together when it runs, as the offline engine does: the encoder's float rounding
+        depends on how many frames it takes at once.
       est: ``[P, n, 2]`` each slot's first-pass estimate at those frames (model pixels).
       vis: ``[P, n]`` visibility logits of the first pass at those frames.
       feats: ``(feats1, feats2, feats4)`` each ``[S, n, C]``: the carried templates.
@@ -268,11 +269,13 @@ class OnlineCore:
     # ----------------------------------------------------------------------------------------------
     # One window of the protocol (first or second pass), used by step and finish
 
-    def _window(self, params, frames_buf, pos, count, init, feats, fresh, fine: bool,
-                masked: bool):
-        """:func:`run_window` on frames ``pos .. pos + count - 1`` of the buffer (padded with
-        the last to ``S`` frames; the update net masked to ``count`` when ``masked``)."""
-        idx = pos + jnp.minimum(jnp.arange(self.window), count - 1)
+    def _window(self, params, st, fine: bool, pos, count, init, feats, fresh, masked: bool):
+        """:func:`run_window` on the frames at positions ``pos .. pos + count - 1`` (padded with
+        the last to ``S`` frames; the update net masked to ``count`` when ``masked``). The frame
+        buffers are rings: frame ``f`` sits at row ``f % P`` (one row written per frame)."""
+        p = self.buffered
+        frames_buf = st.fine_frames if fine else st.frames
+        idx = (st.frame - p + pos + jnp.minimum(jnp.arange(self.window), count - 1)) % p
         iters = int(self.fine_iters or self.iters) if fine else int(self.iters)
         return run_window(self.model, params, frames_buf[idx], init, feats, fresh, iters,
                           self.carry, count if masked else None)
@@ -345,18 +348,20 @@ class OnlineCore:
         t = st.frame
         new = st.active & (st.start == t)
         est_last = jnp.where(new[:, None], st.query, st.est[-1])  # zero-velocity fill
-        st = st._replace(frames=shift(st.frames, frame), est=shift(st.est, est_last),
+        st = st._replace(frames=st.frames.at[t % p].set(frame.astype(st.frames.dtype)),
+                         est=shift(st.est, est_last),
                          vis=shift(st.vis, jnp.zeros_like(st.vis[-1])))
         if self.two_pass:
-            st = st._replace(fine_frames=shift(st.fine_frames, fine_frame),
+            st = st._replace(fine_frames=st.fine_frames.at[t % p].set(
+                                 fine_frame.astype(st.fine_frames.dtype)),
                              fine_est=shift(st.fine_est, st.fine_est[-1]))
         st = st._replace(frame=t + 1)  # position P - 1 is frame t
         due = st.active & (t > st.start) & ((t - st.start) % (s - 1) == 0)
 
         def first_pass(st):
             pos = p - s
-            out = self._window(params, st.frames, pos, s, st.est[pos:], st.feats,
-                               (st.done == 0) | (self.carry == "none"), False, False)
+            out = self._window(params, st, False, pos, s, st.est[pos:], st.feats,
+                               (st.done == 0) | (self.carry == "none"), False)
             m = due[None, :, None]
             est = st.est.at[pos:].set(jnp.where(m, out.tracks[0], st.est[pos:]))
             vis = st.vis
@@ -377,8 +382,8 @@ class OnlineCore:
     def _fine_window(self, params, st, pos, count, which, masked):
         first = st.fine_done == 0
         init = self._fine_init(st, pos, count, first)
-        out = self._window(params, st.fine_frames, pos, count, init, st.fine_feats,
-                           first | (self.carry == "none"), True, masked)
+        out = self._window(params, st, True, pos, count, init, st.fine_feats,
+                           first | (self.carry == "none"), masked)
         s = self.window
         m = which[None, :, None]
         idx = pos + jnp.arange(s)  # rows written; a padded window writes only its real frames
@@ -479,8 +484,7 @@ class OnlineCore:
         s = self.window
         idx = pos + jnp.minimum(jnp.arange(s), count - 1)
         fresh = (st.done == 0) | (self.carry == "none")
-        out = self._window(params, st.frames, pos, count, st.est[idx], st.feats, fresh, False,
-                           masked)
+        out = self._window(params, st, False, pos, count, st.est[idx], st.feats, fresh, masked)
         keep = (jnp.arange(s) < count)[:, None, None] & which[None, :, None]
         rows = pos + jnp.arange(s)
         est = _scatter_rows(st.est, rows, jnp.where(keep, out.tracks[0], st.est[idx]))
@@ -527,7 +531,7 @@ def _finish_window_fn(core: OnlineCore):
 
 @functools.lru_cache(maxsize=16)
 def _step_fn(core: OnlineCore):
-    return jax.jit(core.step)
+    return jax.jit(core.step, donate_argnums=(1,))  # the state's buffers are updated in place
 
 
 def emitted_frames(core: OnlineCore, state_after: OnlineState, k: int) -> np.ndarray:

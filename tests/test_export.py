@@ -41,8 +41,10 @@ def inputs():
     return frames, xy
 
 
-def window_inputs(shipped, inputs):
-    """A carried window: the second of a clip, after a first window run in JAX."""
+@pytest.fixture(scope="module")
+def window_case(shipped, inputs):
+    """A carried window: the second of a clip, after a first window run in JAX; with the JAX
+    function's outputs on it."""
     import jax
 
     from objtrack_jax import export as ex
@@ -60,7 +62,7 @@ def window_inputs(shipped, inputs):
     init = np.repeat(tracks[-1:], WINDOW, 0)
     args = dict(frames=frames[-WINDOW:], init=init, feats1=feats[0], feats2=feats[1],
                 feats4=feats[2], fresh=fresh)
-    return fn, args
+    return args, [np.asarray(x) for x in fn(*args.values())]
 
 
 def run_artifact(tmp_path, fmt, folder, function, args):
@@ -74,7 +76,7 @@ def run_artifact(tmp_path, fmt, folder, function, args):
 
 
 @pytest.mark.parametrize("fmt", ["stablehlo", "savedmodel", "onnx"])
-def test_artifact_matches_jax(fmt, shipped, inputs, tmp_path):
+def test_artifact_matches_jax(fmt, shipped, inputs, window_case, tmp_path):
     missing = [m for m in NEEDS[fmt] if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{fmt} export needs {missing} (requirements.txt [export]; jax2onnx: "
@@ -96,8 +98,7 @@ def test_artifact_matches_jax(fmt, shipped, inputs, tmp_path):
     assert entry["symbolic_points"] == (fmt != "onnx")
     assert entry["bytes"] > 6e6  # the weights are in it
 
-    fn, args = window_inputs(shipped, inputs)
-    ref = [np.asarray(x) for x in fn(*args.values())]
+    args, ref = window_case
     out = run_artifact(tmp_path, fmt, folder, "window_step", args)
     assert np.abs(out["tracks"] - ref[0]).max() <= 1e-3
     assert np.abs(out["vis_logits"] - ref[1]).max() <= 1e-2
