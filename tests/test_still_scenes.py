@@ -172,3 +172,18 @@ def test_camel_static_selection():
     rep = cs.displacement_summary(tracks, q[:1])
     assert rep["median_px"] == pytest.approx(np.hypot(1, 2), abs=1e-3)
     assert rep["mean_dx"] == 1.0 and rep["mean_dy"] == -2.0
+
+
+def test_visibility_calibration():
+    cv = _load_script("calibrate_visibility")
+    rng = np.random.default_rng(0)
+    visible = rng.uniform(size=2000) < 0.9
+    # an informative head whose logits all sit above 0: the default threshold finds no occlusion
+    logits = np.where(visible, 4.0, 2.0) + rng.normal(0, 0.5, 2000)
+    rep = cv.calibrate(logits, visible)
+    assert rep["auc"] > 0.98
+    assert rep["default"]["occluded_recall"] == 0.0
+    assert rep["best"]["occluded_recall"] > 90 and 2.0 < rep["best"]["threshold"] < 4.0
+    assert cv.auc(np.array([1.0, 2.0]), np.array([1.0, 0.0])) == pytest.approx(0.875)
+    noise = cv.calibrate(rng.normal(size=2000), visible)
+    assert abs(noise["auc"] - 0.5) < 0.06
