@@ -1,9 +1,21 @@
-"""The long-video engine: the one window loop of the PIPs++ long-video protocol.
+"""The long-video engine: the window loop of the PIPs++ long-video protocol.
 
-Every caller that tracks through more frames than one window (``track_long_video`` below,
-:func:`objtrack_jax.tracking.track_queries`, hence ``objtrack eval``/``track``/``demo`` and the
-evaluation during training) runs :func:`track_windows`. The rules (docs/conventions.md,
-"Long videos"):
+Every caller that tracks through more frames than one window
+(:func:`objtrack_jax.tracking.track_queries`, hence ``objtrack eval``/``track``/``demo`` and the
+evaluation during training; :mod:`objtrack_jax.functional` for the in-memory function) follows the
+rules below (docs/conventions.md, "Long videos"), written once here as pieces that every driver
+uses: :func:`segment_windows` (the schedule), :func:`window_step` (one window: the model's
+refinement, pure, jit- and vmap-able), :func:`_carried` (the templates a window starts from) and
+:func:`_write_window` (write-back and zero-velocity fill). Two drivers run them on the host:
+:func:`track_windows` (one segment, frames streamed from a file a window at a time, each window
+encoded once for all its point chunks) and :func:`track_segments` (many short segments of one
+video side by side on its shared feature maps: the TAP-Vid protocol's query groups).
+:func:`track_long_video` is :func:`track_windows` with a progress bar, the entry the parity tests
+compare with the PyTorch original.
+
+A per-window step for other loops (streaming, export): ``window_step(model, params, fmaps
+[B, S, h, w, C], trajs [B, S, N, 2], iters, feat_init=None | (f1, f2, f4) each [B, S, N, C],
+num_valid=None | int | [B]) -> TrackerOutput`` (tracks, vis_logits, feats to carry).
 
 * windows of ``window`` frames; window k+1 starts at ``start_k + window - 1`` (one frame of
   overlap); the last window is shifted back to end at the last frame (:func:`window_starts`);
@@ -42,9 +54,9 @@ import numpy as np
 
 from objtrack_jax.memory import TrimmedJit, inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
+from objtrack_jax.settings import CARRY_MODES
 from objtrack_jax.video_io import FrameSource, as_frame_source
 
-CARRY_MODES = ("pips2", "paper", "none")
 MIN_CHUNK = 8
 
 
@@ -85,9 +97,30 @@ def window_starts(num_frames: int, window: int) -> list[tuple[int, int]]:
         cur = cur + window - 1
 
 
+def segment_windows(length: int, window: int) -> list[tuple[int, int]]:
+    """The windows both loops (:func:`track_windows`, :func:`track_segments`) run on a segment of
+    ``length`` frames: none for one frame, one (padded when short) for up to ``window`` frames,
+    else :func:`window_starts`."""
+    return [] if length < 2 else window_starts(length, window)
+
+
 def num_windows(num_frames: int, window: int) -> int:
     """How many windows :func:`track_windows` runs on ``num_frames`` frames (0 for one frame)."""
-    return len(window_starts(num_frames, window)) if num_frames > 1 else 0
+    return len(segment_windows(num_frames, window))
+
+
+def _write_window(trajs: np.ndarray, vis: np.ndarray, start: int, end: int, tracks, vis_logits,
+                  fill: bool = True) -> None:
+    """Writes one window's output into a segment's state, time on axis 0 (numpy views): its
+    estimate ``tracks [>= w, ...]`` over frames ``start .. end-1`` and, with ``fill`` (the PIPs++
+    protocol), the window's last estimate over every later frame (zero-velocity fill); its
+    visibility logits (``vis_logits``, None: kept) over the same frames."""
+    w = end - start
+    trajs[start:end] = tracks[:w]
+    if fill:
+        trajs[end:] = trajs[end - 1:end]
+    if vis_logits is not None:
+        vis[start:end] = vis_logits[:w]
 
 
 def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
@@ -248,7 +281,7 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
     short = bool(pad_short) and length < window  # one window, padded to `window` frames
     span = window if short else None
     num_valid = jnp.int32(length)
-    for start, end in window_starts(length, window):
+    for start, end in segment_windows(length, window):
         if features is not None:
             fmaps = jnp.asarray(_pad_time(features[:, start:end], span or 0))
         else:
@@ -259,12 +292,10 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
             refine = _refine_fn(model, int(iters), feat_init is not None, short)
             out = refine(params, fmaps, jnp.asarray(_pad_time(trajs[:, start:end, sl], span or 0)),
                          feat_init, num_valid)
-            w = end - start
-            trajs[:, start:end, sl] = np.asarray(out.tracks)[:, :w]
-            if not keep_init:
-                trajs[:, end:, sl] = trajs[:, end - 1:end, sl]
-            if out.vis_logits is not None:
-                vis[:, start:end, sl] = np.asarray(out.vis_logits)[:, :w]
+            _write_window(trajs[:, :, sl].swapaxes(0, 1), vis[:, :, sl].swapaxes(0, 1), start,
+                          end, np.asarray(out.tracks).swapaxes(0, 1),
+                          None if out.vis_logits is None else
+                          np.asarray(out.vis_logits).swapaxes(0, 1), fill=not keep_init)
             feats[c] = out.feats  # (a padded short video is one window: never carried)
         if on_window is not None:
             on_window()
@@ -326,8 +357,7 @@ class _Job:
             xy = np.concatenate([xy, np.repeat(xy[:1], size - len(xy), 0)], 0)
         self.trajs = np.repeat(xy[None].astype(np.float32), length, 0)  # [L, size, 2]
         self.vis = np.zeros((length, size), np.float32)
-        self.windows = ([] if length < 2 else
-                        [(0, length)] if length < window else window_starts(length, window))
+        self.windows = segment_windows(length, window)
         self.next = 0
         self.feats: Optional[tuple] = None
 
@@ -439,11 +469,7 @@ def _refine_batch(model, params, features, jobs, batch: int, window: int, iters:
     vis = None if out.vis_logits is None else np.asarray(out.vis_logits)
     feats = tuple(np.asarray(f) for f in out.feats)
     for i, (j, (s, e)) in enumerate(zip(jobs, spans)):
-        w = e - s
-        j.trajs[s:e] = tracks[i, :w]
-        j.trajs[e:] = j.trajs[e - 1:e]
-        if vis is not None:
-            j.vis[s:e] = vis[i, :w]
+        _write_window(j.trajs, j.vis, s, e, tracks[i], None if vis is None else vis[i])
         j.feats = tuple(f[i:i + 1] for f in feats)
         j.next += 1
         if on_window is not None and j.first:

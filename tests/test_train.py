@@ -21,7 +21,6 @@ from objtrack_jax.configs import (ablation_attention_only, ablation_objectness_o
 from objtrack_jax import model_io
 from objtrack_jax.settings import TrackingSettings, from_info, is_recorded
 from objtrack_jax.models.tracker import tracker_from_config
-from objtrack_jax.train import checkpoint as ckpt_lib
 from objtrack_jax.train import loop, optim
 from objtrack_jax.train import state as state_lib
 from objtrack_jax.train import step as step_lib
@@ -221,7 +220,7 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert rows[0]["step"] == 1 and "loss_obj" in rows[0] and "eval/d_avg" in rows[-1]
     assert os.listdir(tmp_path / "tensorboard")
-    params, step = ckpt_lib.load_params(str(tmp_path))
+    params, step = model_io.load_params(str(tmp_path))
     assert step == 1 and "attention" in params
     # `objtrack eval --checkpoint <workdir>` tracks at the run's own eval window / iterations
     _, _, winfo = model_io.load_model(str(tmp_path))

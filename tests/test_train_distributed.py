@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from objtrack_jax.configs import common, pips2_baseline
-from objtrack_jax.train import checkpoint as ckpt_lib
+from objtrack_jax import model_io
 from objtrack_jax.train import loop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,7 +127,7 @@ def test_distributed_1_device_4_devices_2_processes_same_params(tmp_path, data_r
         assert p.returncode == 0, f"process {i} failed:\n{logs[i][-4000:]}"
     assert "2 process(es)" in logs[0] and "'data': 4" in logs[0], logs[0][-3000:]
 
-    ref = {k: _flat(ckpt_lib.load_params(str(workdirs["1dev"]), k)[0]) for k in (1, 2, 3)}
+    ref = {k: _flat(model_io.load_params(str(workdirs["1dev"]), k)[0]) for k in (1, 2, 3)}
     assert ref[3].dtype == np.float64
     moved = float(np.abs(ref[3] - ref[1]).max())
     assert moved > 1e3 * PARAM_ATOL, moved  # training moved the weights far beyond the tolerance
@@ -135,7 +135,7 @@ def test_distributed_1_device_4_devices_2_processes_same_params(tmp_path, data_r
         rows = [json.loads(line) for line in open(workdirs[name] / "metrics.jsonl")]
         assert [r["step"] for r in rows] == [1, 2, 3]
         for k in (1, 2, 3):
-            params, step = ckpt_lib.load_params(str(workdirs[name]), k)
+            params, step = model_io.load_params(str(workdirs[name]), k)
             d = np.abs(_flat(params) - ref[k])
             print(f"{name} vs 1 device after step {k}: max|diff| {d.max():.3g}, "
                   f"L2 rel {np.linalg.norm(d) / np.linalg.norm(ref[k]):.3g} "
@@ -179,8 +179,8 @@ def test_resume_after_max_steps_this_run_matches_uninterrupted(tmp_path, data_ro
             np.testing.assert_allclose(r[name], (per_step[k - 1][name] + per_step[k][name]) / 2,
                                        rtol=1e-6, err_msg=name)
         assert r["lr"] == per_step[k]["lr"] and r["param_norm"] == per_step[k]["param_norm"]
-    a, step_a = ckpt_lib.load_params(str(tmp_path / "full"))
-    b, step_b = ckpt_lib.load_params(str(tmp_path / "split"))
+    a, step_a = model_io.load_params(str(tmp_path / "full"))
+    b, step_b = model_io.load_params(str(tmp_path / "split"))
     assert step_a == step_b == 4
     jax.tree.map(np.testing.assert_array_equal, a, b)
 
@@ -196,7 +196,7 @@ def uninterrupted_params(tmp_path_factory, data_root, cache_dir):
     work = tmp_path_factory.mktemp("uninterrupted")
     logs = _finish([_launch(work, data_root, 2, cache_dir, KILL_FLAGS)])
     assert f"'step': {KILL_STEPS}" in logs[0], logs[0][-3000:]
-    params, step = ckpt_lib.load_params(str(work))
+    params, step = model_io.load_params(str(work))
     assert step == KILL_STEPS
     return params
 
@@ -211,7 +211,7 @@ def _resume_and_compare(work, data_root, cache_dir, stopped_at, uninterrupted_pa
     logs = _finish([_launch(work, data_root, 2, cache_dir, KILL_FLAGS)])
     assert (f"'start_step': {stopped_at}" in logs[0]
             and f"'step': {KILL_STEPS}" in logs[0]), logs[0][-3000:]
-    b, step_b = ckpt_lib.load_params(str(work))
+    b, step_b = model_io.load_params(str(work))
     assert step_b == KILL_STEPS
     jax.tree.map(np.testing.assert_array_equal, uninterrupted_params, b)
 
@@ -259,7 +259,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, data_root, cache_dir,
     assert held, f"the run never reached the save of step {PAUSE_STEP}:\n{log[-3000:]}"
     expected_rc = 143 if sig == "SIGTERM" else -signal.SIGKILL
     assert proc.returncode == expected_rc, (proc.returncode, log[-3000:])
-    _, stopped_at = ckpt_lib.load_params(str(work))
+    _, stopped_at = model_io.load_params(str(work))
     print(f"{sig}: checkpoints left {sorted(os.listdir(work / 'checkpoints'))}, resuming at "
           f"{stopped_at}")
     if sig == "SIGTERM":
@@ -290,6 +290,6 @@ def test_sigkill_during_async_save_resumes_from_previous_checkpoint(
     tmp_dir = marker.read_text()
     assert os.path.isdir(tmp_dir) and os.listdir(tmp_dir), tmp_dir  # the partial save is there
     assert _finalized_steps(work) == [1, 2]
-    _, stopped_at = ckpt_lib.load_params(str(work))
+    _, stopped_at = model_io.load_params(str(work))
     assert stopped_at == 2
     _resume_and_compare(work, data_root, cache_dir, 2, uninterrupted_params)

@@ -27,9 +27,6 @@ from typing import Any, Callable, Optional
 import jax
 import orbax.checkpoint as ocp
 
-# The read-only loader lives with the rest of the weight I/O; re-exported for existing callers.
-from objtrack_jax.model_io import load_params  # noqa: F401  pylint: disable=unused-import
-
 log = logging.getLogger(__name__)
 
 

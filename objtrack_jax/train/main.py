@@ -202,10 +202,13 @@ def run(argv: Sequence[str]) -> int:
 def main(argv=None):
     """Parses ``argv`` (default ``sys.argv``; ``argv[0]`` is the program name), trains and exits
     with the status of :func:`run` (errors: 2 and one line, via the ``objtrack`` error path)."""
-    from objtrack_jax import cli
+    from objtrack_jax.cli_run import debug_enabled, run_guarded
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv if argv is None else argv)
-    sys.exit(cli.main(["train", *argv[1:]]))
+    rest = [a for a in argv[1:] if a != "--debug"]
+    sys.exit(run_guarded("objtrack train", lambda: run(["objtrack train", *rest]),
+                         debug_enabled(argv)))
 
 
 if __name__ == "__main__":
