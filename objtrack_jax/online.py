@@ -667,6 +667,30 @@ class OnlineTracker:
         """Frames between a frame's arrival and the emission of its final estimate."""
         return self.core.latency
 
+    def warm_up(self) -> float:
+        """Compiles every program the stream will run (the step, and each end-of-stream window
+        :meth:`finish` may need) by running each once on the empty state, then hands the
+        compiler's freed memory back to the OS: the stream then never stalls on a compilation
+        and its memory peak is here, whatever its length. Returns the seconds taken."""
+        import time
+
+        from objtrack_jax.memory import release_freed_memory
+
+        t0 = time.perf_counter()
+        core, p, s = self.core, self.core.buffered, self.core.window
+        zeros = np.zeros((self.chunk,) + tuple(self.size) + (3,), np.float32)
+        fine = None if self.fine_size is None else \
+            np.zeros((self.chunk,) + tuple(self.fine_size) + (3,), np.float32)
+        self.state, _, _ = self._step(self.params, self.state, zeros, fine, np.int32(0))
+        run = _finish_window_fn(core)
+        none = jnp.zeros((self.capacity,), bool)
+        for two in ((False, True) if core.two_pass else (False,)):
+            for masked in (False, True):
+                jax.block_until_ready(run(self.params, self.state, jnp.int32(p - s),
+                                          jnp.int32(s), none, two, masked))
+        release_freed_memory()
+        return time.perf_counter() - t0
+
     def free_slots(self) -> np.ndarray:
         return np.flatnonzero(~self._active)
 

@@ -147,3 +147,17 @@ def test_export_cli_rejects_bad_values(tmp_path):
 
     with pytest.raises(ValueError, match="multiples of 8"):
         ex.export(None, None, str(tmp_path), "stablehlo", window=8, iters=4, size=(100, 128))
+
+
+def test_export_cli_writes_the_sidecar(tmp_path):
+    """``objtrack export`` with the shipped weights: their validated window and iterations are
+    recorded, with the weights' name."""
+    from objtrack_jax import cli
+
+    out = tmp_path / "hlo"
+    assert cli.main(["export", "--format", "stablehlo", "--out", str(out), "--resolution",
+                     "128x128", "--functions", "window_step"]) == 0
+    side = json.loads((out / "export.json").read_text())
+    assert side["settings"]["window"] == 8 and side["settings"]["iters"] == 4
+    assert side["weights"]["name"] == "objprior_synth" and side["format"] == "stablehlo"
+    assert (out / "window_step.jaxexport").stat().st_size > 6e6
