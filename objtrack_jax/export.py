@@ -342,7 +342,8 @@ def export_parser():
                    help="frames per window (default: the weights' validated setting)")
     p.add_argument("--iters", type=at_least(1), default=None,
                    help="refinement iterations per window (default: the weights' validated setting)")
-    p.add_argument("--carry", default="pips2", choices=("pips2", "paper", "none"))
+    p.add_argument("--carry", default=None, choices=("pips2", "paper", "none"),
+                   help="template carry across windows (default: the weights' setting, pips2)")
     p.add_argument("--frames", type=at_least(2), default=24,
                    help="frames of the exported whole-clip function (track_clip)")
     p.add_argument("--points", type=at_least(1), default=64,
@@ -375,7 +376,7 @@ def export_main(argv=None) -> dict:
     weights["checkpoint"] = args.checkpoint or "shipped"
     try:
         side = export(model, params, args.out, args.format, window=window, iters=iters,
-                      size=size, carry=args.carry, functions=functions,
+                      size=size, carry=args.carry or rec.carry, functions=functions,
                       num_frames=args.frames, points=args.points, weights=weights)
     except ImportError as e:  # a converter not installed: say which, exit 2
         parser.error(str(e))
