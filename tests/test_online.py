@@ -130,7 +130,14 @@ def test_stream_200_frames_add_and_drop(shipped):
 
     events = {t: adder(t) for t in (0, 50, 120, 160)}
     events[150] = lambda tr: tr.drop([slots[0][1]])
+    seen = {}
+    events[100] = lambda tr: seen.update(latest=tr.latest())  # after frame 99
     tracks, visible = stream(tracker, video, events=events)
+    # the provisional estimate: the end of each query's last window (frame 98 for the queries
+    # at 0, whose windows end every 7 frames; 99 for those at 50), free slots NaN
+    assert np.array_equal(seen["latest"][slots[0]], tracks[slots[0], 98])
+    assert np.array_equal(seen["latest"][slots[50]], tracks[slots[50], 99])
+    assert np.isnan(seen["latest"][7]).all()
     assert [x.shape for x in jax.tree_util.tree_leaves(tracker.state)] == shapes0
     assert online._step_fn(tracker.core)._cache_size() == 1
     assert slots[160].tolist() == [slots[0][1]]  # the freed slot, reused
