@@ -8,8 +8,9 @@ explicit:
 * :class:`OnlineCore` (static settings) with the pure functions
   ``core.init(params, capacity) -> state`` and
   ``core.step(params, state, frames) -> (state, tracks, visible)``; ``state`` is an
-  :class:`OnlineState`, a pytree of fixed shapes: the feature maps of the last ``P`` frames, each
-  query slot's estimates over those frames, its carried templates, its start frame and a mask.
+  :class:`OnlineState`, a pytree of fixed shapes: the last ``P`` frames (encoded a window at
+  a time when the window runs, as offline), each query slot's estimates over those frames, its
+  carried templates, its start frame and a mask.
   Memory does not grow with the stream's length, and ``step`` compiles once per chunk size
   (``count`` masks a padded chunk, so a host loop can use one size for everything).
 * Query slots (fixed ``capacity``): :meth:`OnlineCore.add` starts queries at the next frame,
@@ -25,6 +26,10 @@ slots) with the zero-velocity initialisation and the carried templates (``carry`
 stream ends, :meth:`OnlineCore.finish` runs what the offline engine runs at the end of a video:
 the last window shifted back to end at the last frame, or one masked short window for a query
 added fewer than ``S`` frames before the end.
+The results are bit-equal when the refinement runs on as many points as offline (the host
+class rounds its capacity up to a power of two >= 8, as the offline engine pads a group): the
+same programs, the same float rounding. The backward half of ``track_queries`` (the frames
+before a query's frame) is not online: those frames are gone when the query arrives.
 
 **Latency.** A frame's estimate is final when the window containing it has run and no later
 window can change it. The end-of-stream window starts ``S - 1`` frames before the last frame:
