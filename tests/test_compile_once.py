@@ -61,7 +61,9 @@ def test_tapvid_queries_compile_once_per_shape_and_encode_once(small_model, monk
         fn = real(m)
         return lambda p, rgbs: (encoded.append(rgbs.shape[1]), fn(p, rgbs))[1]
 
-    kw = dict(window=8, iters=2, resize_to=(128, 128), progress=False)
+    # A fixed memory budget: the default is half the machine's memory, which would make the
+    # chunking (and so the programs and their float rounding) depend on the machine.
+    kw = dict(window=8, iters=2, resize_to=(128, 128), progress=False, max_memory_mb=2048)
     with count_compiles() as first:
         monkeypatch.setattr(inference, "_encode_fn", counting)
         tracks_a, _, _ = track_queries(model, params, _video(3, t), q, **kw)
@@ -73,8 +75,10 @@ def test_tapvid_queries_compile_once_per_shape_and_encode_once(small_model, monk
     assert second[0] == 0, f"second video of the same shape compiled {second[0]} programs"
     assert first[0] <= 16, first[0]  # measured 8: refine shapes x carry, encoder, eager slices
     # Encoding once changes nothing beyond float rounding: against per-window encoding.
-    per_window, _, _ = track_queries(model, params, _video(3, t), q, max_memory_mb=4, **kw)  # too small to share
-    np.testing.assert_allclose(tracks_a, per_window, atol=1e-3)
+    per_window, _, _ = track_queries(model, params, _video(3, t), q,
+                                     **dict(kw, max_memory_mb=4))  # too small to share
+    # random weights move points ~100 px: compare like the bucketing test below (rtol 1e-4)
+    np.testing.assert_allclose(tracks_a, per_window, rtol=1e-4, atol=1e-3)
 
 
 def test_tapvid_buckets_share_programs_across_videos_of_one_shape(small_model):
@@ -89,7 +93,7 @@ def test_tapvid_buckets_share_programs_across_videos_of_one_shape(small_model):
         f = np.repeat(frames, 6)
         return np.stack([f, rng.uniform(0, 127, f.size), rng.uniform(0, 127, f.size)], 1)
 
-    kw = dict(window=8, iters=2, resize_to=(128, 128), progress=False)
+    kw = dict(window=8, iters=2, resize_to=(128, 128), progress=False, max_memory_mb=2048)
     qa, qb = queries([0, 3, 9, 19]), queries([1, 5, 14, 18])  # short backward 4 / 2, 6; forward 6, 2
     with count_compiles() as first:
         track_queries(model, params, _video(6, t), qa, **kw)
