@@ -1,4 +1,4 @@
-"""Export benchmark: each format's artifact size and CPU latency per window, beside the JAX function.
+"""Export benchmark: each format's artifact size and CPU latency per window, beside JAX's.
 
 Exports ``window_step`` (one window of the PIPs++ protocol, docs/export.md) with the shipped
 weights at their validated settings (window 8, 4 iterations) and ``--hw`` (default 192x256, the
@@ -63,7 +63,8 @@ def main():
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*inputs.values()))
         times.append(time.perf_counter() - t0)
-    rows = [{"format": "jax (jit, in process)", "ms_per_window": round(1000 * float(np.median(times)), 1)}]
+    rows = [{"format": "jax (jit, in process)",
+             "ms_per_window": round(1000 * float(np.median(times)), 1)}]
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "in.npz")
         np.savez(src, **inputs)

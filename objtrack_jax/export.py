@@ -133,8 +133,10 @@ def io_spec(function: str, size: Sequence[int], window: int, latent_dim: int,
     s, c = int(window), int(latent_dim)
     f32 = "float32"
     if function == "window_step":
-        feat = "templates [S, n, C] carried from the previous window's output (any values where fresh = 1)"
-        ins = [("frames", [s, h, w, 3], "RGB frames of one window, values in [0, 255], channels last"),
+        feat = ("templates [S, n, C] carried from the previous window's output (any values "
+                "where fresh = 1)")
+        ins = [("frames", [s, h, w, 3],
+                "RGB frames of one window, values in [0, 255], channels last"),
                ("init", [s, "n", 2], "initial (x, y) model pixels; frame 0 is kept as given "
                                      "(the previous window's last estimate, or the query)"),
                ("feats1", [s, "n", c], feat), ("feats2", [s, "n", c], feat),
@@ -190,7 +192,8 @@ def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
     try:
         import tensorflow as tf
     except ImportError as e:
-        raise ImportError(f"SavedModel export needs TensorFlow ({e}): pip install -e .[export]") from e
+        raise ImportError(f"SavedModel export needs TensorFlow ({e}): "
+                          "pip install -e .[export]") from e
     from jax.experimental import jax2tf
 
     tf.config.set_visible_devices([], "GPU")
@@ -281,7 +284,8 @@ def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: i
         else:
             extra = _write_onnx(fn, spec, path, name, int(points))
         entries[name] = {"file": os.path.basename(path), **spec, **extra,
-                         "bytes": _size_of(path), "export_seconds": round(time.perf_counter() - t0, 2)}
+                         "bytes": _size_of(path),
+                         "export_seconds": round(time.perf_counter() - t0, 2)}
     side = {
         "format": fmt,
         "functions": entries,
@@ -341,7 +345,8 @@ def export_parser():
     p.add_argument("--window", type=at_least(2), default=None,
                    help="frames per window (default: the weights' validated setting)")
     p.add_argument("--iters", type=at_least(1), default=None,
-                   help="refinement iterations per window (default: the weights' validated setting)")
+                   help="refinement iterations per window (default: the weights' validated "
+                        "setting)")
     p.add_argument("--carry", default=None, choices=("pips2", "paper", "none"),
                    help="template carry across windows (default: the weights' setting, pips2)")
     p.add_argument("--frames", type=at_least(2), default=24,

@@ -187,7 +187,8 @@ class OnlineCore:
         if self.fine_size is not None:
             object.__setattr__(self, "fine_size", _check_size(self.fine_size,
                                                               "second-pass resolution"))
-        object.__setattr__(self, "input_size", tuple(int(v) for v in (self.input_size or self.size)))
+        object.__setattr__(self, "input_size",
+                           tuple(int(v) for v in (self.input_size or self.size)))
 
     # ----------------------------------------------------------------------------------------------
     # Shapes and delays
@@ -261,7 +262,8 @@ class OnlineCore:
             query=jnp.where(m2, xy, state.query),
             done=jnp.where(slots, 0, state.done))
         if self.two_pass:
-            fxy = self._fine_from_first(xy) if fine_xy is None else jnp.asarray(fine_xy, jnp.float32)
+            fxy = (self._fine_from_first(xy) if fine_xy is None
+                   else jnp.asarray(fine_xy, jnp.float32))
             out = out._replace(fine_query=jnp.where(m2, fxy, state.fine_query),
                                fine_done=jnp.where(slots, 0, state.fine_done),
                                fine_upto=jnp.where(slots, state.frame - 1, state.fine_upto))
@@ -322,10 +324,10 @@ class OnlineCore:
                              f"resolution, got {tuple(frames.shape)}")
         enc = frames.astype(jnp.float32)
         if self.two_pass:
-            if fine_frames is None or tuple(jnp.shape(fine_frames)) != (k,) + tuple(self.fine_size) + (3,):
+            got = None if fine_frames is None else tuple(jnp.shape(fine_frames))
+            if got != (k,) + tuple(self.fine_size) + (3,):
                 raise ValueError(f"fine_frames must be [{k}, {self.fine_size[0]}, "
-                                 f"{self.fine_size[1]}, 3] with a second pass, got "
-                                 f"{None if fine_frames is None else tuple(jnp.shape(fine_frames))}")
+                                 f"{self.fine_size[1]}, 3] with a second pass, got {got}")
             fenc = jnp.asarray(fine_frames, jnp.float32)
         else:
             fenc = jnp.zeros((k,), jnp.float32)
@@ -791,7 +793,8 @@ class OnlineTracker:
         idx, tracks, visible = idx[ok], tracks[:, ok], visible[:, ok]
         out = (tracks / self._out_scale).astype(np.float32)  # as offline: float64, then float32
         at_query = self._start[:, None] == idx[None, :]
-        out = np.where(at_query[..., None] & np.isfinite(out), self._query[:, None].astype(np.float32), out)
+        query = self._query[:, None].astype(np.float32)  # exactly the query at its frame
+        out = np.where(at_query[..., None] & np.isfinite(out), query, out)
         return Emitted(idx, out.astype(np.float32), visible)
 
     def finish(self) -> Emitted:
