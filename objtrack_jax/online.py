@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax.inference import CARRY_MODES, MIN_CHUNK
+from objtrack_jax.inference import CARRY_MODES, MIN_CHUNK, window_step
 from objtrack_jax.models.correlation import sample_features
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker
 
@@ -148,8 +148,7 @@ def run_window(model: PIPsTracker, params: Any, frames, init, feats, fresh, iter
     if carry == "none":
         pick = jnp.ones_like(pick)
     feat_init = tuple(jnp.where(pick, f1, c)[None] for c in (c1, c2, c4))
-    return model.apply({"params": params}, fm, init[None], int(iters), feat_init, num_valid,
-                       method=PIPsTracker.refine)
+    return window_step(model, params, fm, init[None], int(iters), feat_init, num_valid)
 
 
 @dataclasses.dataclass(frozen=True)
