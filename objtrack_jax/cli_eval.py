@@ -194,6 +194,10 @@ def track_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="a video that decodes fewer frames than its header reports is an error "
                         "(default: a warning naming both counts)")
+    p.add_argument("--online", action="store_true",
+                   help="track frame by frame with the online tracker (a file, a folder or '-' "
+                        "for raw RGB24 on stdin with --pipe-size HxW); reports per-frame latency; "
+                        "`objtrack track --online --help` lists its options (docs/online.md)")
     p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
                    help="frames per window (default: the weights' validated setting, shipped "
                         "weights 8; else 128)")

@@ -28,8 +28,6 @@ def online_parser():
                      "emitted a fixed number of frames later (one window; two windows less two "
                      "frames with the second pass); reports the per-frame latency. VIDEO may be "
                      "'-' for raw RGB24 frames on standard input (--pipe-size).")
-    p.add_argument("--online", action="store_true", required=True,
-                   help="stream the video through the online tracker")
     p.add_argument("--pipe-size", type=parse_hw, default=None, metavar="HxW",
                    help="frame size of raw RGB24 frames read from standard input (VIDEO '-')")
     return p
