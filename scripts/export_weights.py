@@ -48,7 +48,7 @@ def main(argv=None) -> str:
     p.add_argument("--out", required=True)
     p.add_argument("--previous", default=None, help="config.json of the warm-start weights")
     p.add_argument("--data", default="", help="what the run was trained on (free text)")
-    p.add_argument("--hardware", default="2-core CPU (no GPU lent)")
+    p.add_argument("--hardware", default="2-core CPU")
     p.add_argument("--result", action="append", default=[], metavar="NAME=EVAL.json")
     p.add_argument("--window", type=int, default=8)
     p.add_argument("--iters", type=int, default=4)

@@ -111,6 +111,7 @@ def test_require_names_the_extra(monkeypatch):
     from objtrack_jax import extras
 
     monkeypatch.setitem(sys.modules, "skimage", None)  # as if scikit-image were not installed
+    monkeypatch.setitem(sys.modules, "skimage.data", None)  # (also when an earlier test imported it)
     with pytest.raises(extras.MissingExtraError, match=r"the photos needs the 'data' extra "
                        r"\(skimage is not installed\): pip install 'objtrack_jax\[data\]'"):
         extras.require("skimage.data", "the photos")
