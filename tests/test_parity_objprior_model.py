@@ -37,6 +37,9 @@ F32_NOISE_FACTOR = 3.0
 # layer), and our float32 gradient within that distance plus our own noise (triangle
 # inequality) or 3x our noise, whichever is larger. A wrong gradient is off by O(1).
 REF_F32_NOISE_TOL = 6e-2
+# The last layer's float64 gradient can take the other sign of that 7.6e-6 px L1 component than
+# the reference's float32 forward did: 3.2e-3 relative on delta_block.dense.weight.
+L1_SIGN_FLIP_TOL = 4e-3
 ALPHA = 0.5 / 3          # objectness weight of the official code
 
 
@@ -161,8 +164,8 @@ def test_parity_objprior_train_loss_and_grads(ref, models, grad_fns, tag):
         e64 = rel(sd64[k], r)
         noise = max(rel(sd32[k], sd64[k]), rel(sd32[k], sdr[k]))
         floor = LAST_GRAD_REL_TOL if k.startswith("delta_block.dense") else DEEP_GRAD_REL_TOL
-        tol64 = max(floor, F32_NOISE_FACTOR * noise) if k.startswith("delta_block.dense") \
-            else REF_F32_NOISE_TOL
+        tol64 = (max(floor, F32_NOISE_FACTOR * noise, L1_SIGN_FLIP_TOL)
+                 if k.startswith("delta_block.dense") else REF_F32_NOISE_TOL)
         tol = max(floor, F32_NOISE_FACTOR * noise, e64 + noise)
         print(f"{tag} grad {k}: rel {e:.3e} (tol {tol:.3e}), float64-vs-ref {e64:.3e} (tol "
               f"{tol64:.3e}), own f32-vs-f64 {rel(sd32[k], sd64[k]):.3e}, rolled-vs-unrolled "
