@@ -59,7 +59,8 @@ def refine_scale_arg(text: str) -> float:
 
 
 def add_refine_args(parser: argparse.ArgumentParser) -> None:
-    """``--refine-scale`` / ``--refine-iters`` (the second pass of ``track_queries``)."""
+    """``--refine-scale`` / ``--refine-iters`` (the second pass of ``track_queries``) and
+    ``--anchor`` / ``--no-anchor``."""
     parser.add_argument("--refine-scale", type=refine_scale_arg, default=None, metavar="X",
                         help="a second pass refines the tracks at X times the model resolution, "
                              "starting from the first pass's (default: the weights' validated "
@@ -67,6 +68,11 @@ def add_refine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-iters", type=at_least(1), default=None,
                         help="iterations per window of the second pass (default: the weights' "
                              "validated setting, else --iters)")
+    parser.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
+                        help="re-align every estimate to its query frame's patch after the "
+                             "network (sub-pixel; no drift on still content; docs/drift.md). "
+                             "Default: the weights' validated setting (shipped weights: on; "
+                             "PyTorch checkpoints: off)")
 
 
 def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:

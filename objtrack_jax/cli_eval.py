@@ -134,7 +134,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         settings = None
     else:
         settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
-                           refine_scale=args.refine_scale, refine_iters=args.refine_iters,
+                           refine_scale=args.refine_scale, refine_iters=args.refine_iters, anchor=args.anchor,
                            chunk_size=args.chunk_size)
         args.window, args.iters, args.carry = settings.window, settings.iters, settings.carry
         args.refine_scale, args.refine_iters = settings.refine_scale, settings.refine_iters
@@ -235,7 +235,7 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     load_seconds = time.perf_counter() - t0
     settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
                        resolution=args.resolution, refine_scale=args.refine_scale,
-                       refine_iters=args.refine_iters, chunk_size=args.chunk_size,
+                       refine_iters=args.refine_iters, anchor=args.anchor, chunk_size=args.chunk_size,
                        max_memory_mb=args.max_memory)
     result = track_video(
         model, params, args.video, args.out, settings=settings, queries=queries, grid=args.grid,

@@ -124,6 +124,9 @@ class TrackingSettings:
       bucket: pad short segments to a full window and point counts to powers of two, and run the
         query groups side by side, so that videos of one shape share compiled programs (same
         results up to float rounding).
+      anchor: after the network, re-align every estimate to its query frame's patch
+        (:mod:`objtrack_jax.anchor`: sub-pixel, removes the drift that window restarts
+        accumulate). Not part of PIPs++: off by default and for the reproduction protocols.
     """
 
     window: int = 128
@@ -136,6 +139,7 @@ class TrackingSettings:
     chunk_size: Optional[int] = None
     max_memory_mb: Optional[int] = None
     bucket: bool = True
+    anchor: bool = False
 
     def __post_init__(self):
         def need_int(name, minimum, what, optional=False):
@@ -160,8 +164,10 @@ class TrackingSettings:
         object.__setattr__(self, "refine_scale", check_refine_scale(self.refine_scale))
         if self.carry not in CARRY_MODES:
             raise ValueError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
-        if not isinstance(self.bucket, bool):
-            raise ValueError(f"bucket must be True or False, got {self.bucket!r}")
+        for name in ("bucket", "anchor"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
 
     # ----------------------------------------------------------------------------------------------
 
@@ -204,11 +210,14 @@ class TrackingSettings:
                f"short side {self.short_side or DEFAULT_SHORT_SIDE}")
         second = (f", second pass x{self.refine_scale:g} ({self.second_pass_iters} iters)"
                   if self.refine_scale else "")
-        return f"window {self.window}, iters {self.iters}, {res}{second}, carry {self.carry}"
+        anchored = ", anchored to the query frame" if self.anchor else ""
+        return (f"window {self.window}, iters {self.iters}, {res}{second}, carry {self.carry}"
+                f"{anchored}")
 
 
 # Keys of config.json's info.inference that are tracking settings (the rest: provenance).
-_RECORDED_KEYS = ("window", "iters", "short_side", "refine_scale", "refine_iters", "carry")
+_RECORDED_KEYS = ("window", "iters", "short_side", "refine_scale", "refine_iters", "carry",
+                  "anchor")
 
 
 def recorded_inference(info: Optional[Mapping]) -> dict:

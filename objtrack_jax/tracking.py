@@ -16,6 +16,9 @@
   feature maps of more cells per object, places each point more precisely (the shipped weights:
   first pass at short side 192, second at twice that, chosen on the val split; README).
   Visibility comes from the first pass.
+* Optionally (``settings.anchor``, on for the shipped weights) every estimate is then re-aligned
+  to its query frame's patch at the input resolution (:mod:`objtrack_jax.anchor`): sub-pixel
+  placement, and the drift that the window restarts accumulate on still content is removed.
 
 Settings: one :class:`~objtrack_jax.settings.TrackingSettings` (window, iterations, resolution,
 second pass, carry, chunks, memory budget), by default the loaded weights' validated one:
@@ -44,6 +47,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from objtrack_jax import anchor
 from objtrack_jax.inference import (encode_frames, num_windows, to_point_major, to_time_major,
                                     track_segments, track_windows)
 from objtrack_jax.memory import check_memory, default_budget_mb, inference_model, point_chunk_size
@@ -401,6 +405,8 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
         total = sum(num_windows(num_frames - t, s.window) + num_windows(t + 1, s.window)
                     for t, _ in groups)
         total *= 2 if fine is not None else 1
+        if s.anchor:
+            total += anchor.num_chunks(num_frames, t_query)
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
     chunk_size = s.chunk_size or point_chunk_size(s.window, int(model.latent_dim), s.max_memory_mb)
@@ -409,6 +415,8 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
                     tracks, logits, s, chunk_size, tick)
         if fine is not None:
             _second_pass(model, params, source, tracks, groups, xy_query, fine, s, chunk_size, tick)
+        if s.anchor:
+            tracks = anchor.anchor_tracks(source, tracks, queries, on_chunk=tick)[0]
     finally:
         if bar is not None:
             bar.close()

@@ -1,0 +1,392 @@
+"""Template anchoring: a sub-pixel photometric refinement of tracks against the query frame.
+
+PIPs++ estimates each window from the previous window's last estimate, so any small bias of the
+network accumulates over a long video (a still scene slowly slides away, docs/drift.md). This
+module removes that accumulation after the network has run: every estimate ``p[n, t]`` is
+re-aligned, by Gauss-Newton (inverse-compositional Lucas-Kanade, translation only) on a
+coarse-to-fine image pyramid, to a patch of the **query frame** around the query point -- the
+one appearance that never drifts. The patches are compared after removing their mean and
+scaling to unit norm, so a brightness change (flicker, exposure) leaves the match unchanged.
+
+An estimate is replaced by the aligned position only when the match is good (normalised
+cross-correlation ``>= min_score``) and the correction is at most ``max_shift`` pixels;
+otherwise the network's estimate stays (a point that turned, deformed or is hidden does not
+match its query patch, and the network is then the better guess). Each frame is refined on its
+own: the result for frame ``t`` depends on frame ``t``, the query frame, ``p[n, t]`` and the point's
+last accepted correction (carried in time order), so the step streams and gives the same
+results for any chunking of the video.
+
+This is not part of the PIPs++ algorithm: ``TrackingSettings.anchor`` switches it on (the
+shipped weights' validated settings do; parity and the reproduction protocols run without it).
+
+Functions are pure JAX (``refine_frames`` is jit- and vmap-able); :func:`anchor_tracks` is the
+host driver over a video of any length, a chunk of frames at a time.
+
+Coordinates: ``(x, y)`` pixels, integer values at pixel centres (docs/conventions.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LUMA = (0.299, 0.587, 0.114)
+MIN_TEXTURE = 1e-4  # smallest structure-tensor eigenvalue of a normalised patch worth aligning
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorConfig:
+    """Parameters of the refinement (the defaults are the validated ones).
+
+    Attributes:
+      radius: the patch is ``(2 radius + 1)^2`` pixels at every pyramid level.
+      levels: pyramid levels (level l halves the resolution l times); the coarsest level lets a
+        correction of about ``radius * 2^(levels-1) / 2`` pixels converge.
+      iters: Gauss-Newton iterations per level.
+      min_score: the normalised cross-correlation (in [-1, 1]) the aligned patch must reach.
+      max_shift: the largest accepted correction, pixels of the input video.
+      chain: where the query patch does not match, align the previous frame's patch
+        (:func:`anchor_frame`).
+      chain_min_score: the normalised cross-correlation a frame-to-frame match must reach.
+    """
+
+    radius: int = 5
+    levels: int = 3
+    iters: int = 6
+    min_score: float = 0.75
+    max_shift: float = 8.0
+    chain: bool = True
+    chain_min_score: float = 0.8
+
+    def __post_init__(self):
+        for name, lo in (("radius", 1), ("levels", 1), ("iters", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"anchor {name} must be an integer >= {lo}, got {v!r}")
+        for name in ("min_score", "chain_min_score"):
+            if not -1.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"anchor {name} must be in [-1, 1], got {getattr(self, name)!r}")
+        if not float(self.max_shift) > 0:
+            raise ValueError(f"anchor max_shift must be > 0 pixels, got {self.max_shift!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure pieces
+# --------------------------------------------------------------------------------------------------
+
+def grey(frames: jax.Array) -> jax.Array:
+    """``[..., H, W, 3]`` RGB -> ``[..., H, W]`` float32 luma."""
+    return jnp.tensordot(jnp.asarray(frames, jnp.float32), jnp.asarray(LUMA, jnp.float32), 1)
+
+
+def _down(img: jax.Array) -> jax.Array:
+    """One pyramid step of ``[H, W]``: a [1 2 1]/4 blur in each direction, then every second
+    pixel. Pixel centres map as ``x_l+1 = x_l / 2``."""
+    k = jnp.asarray([0.25, 0.5, 0.25], jnp.float32)
+    p = jnp.pad(img, 1, mode="edge")
+    h = k[0] * p[:, :-2] + k[1] * p[:, 1:-1] + k[2] * p[:, 2:]
+    v = k[0] * h[:-2] + k[1] * h[1:-1] + k[2] * h[2:]
+    return v[::2, ::2]
+
+
+def pyramid(img: jax.Array, levels: int) -> list:
+    """``[img, img/2, ...]`` (``levels`` images) of one ``[H, W]`` image."""
+    out = [img]
+    for _ in range(levels - 1):
+        out.append(_down(out[-1]))
+    return out
+
+
+def _sample(img: jax.Array, xy: jax.Array) -> jax.Array:
+    """Bilinear samples of ``img [H, W]`` at ``xy [..., 2]`` (x, y), border values outside."""
+    h, w = img.shape
+    x = jnp.clip(xy[..., 0], 0.0, w - 1.0)
+    y = jnp.clip(xy[..., 1], 0.0, h - 1.0)
+    x0 = jnp.clip(jnp.floor(x), 0, w - 2).astype(jnp.int32) if w > 1 else jnp.zeros_like(x, jnp.int32)
+    y0 = jnp.clip(jnp.floor(y), 0, h - 2).astype(jnp.int32) if h > 1 else jnp.zeros_like(y, jnp.int32)
+    fx = x - x0
+    fy = y - y0
+    x1 = jnp.minimum(x0 + 1, w - 1)
+    y1 = jnp.minimum(y0 + 1, h - 1)
+    a = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    b = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return a * (1 - fy) + b * fy
+
+
+def _offsets(radius: int) -> jax.Array:
+    r = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    gy, gx = jnp.meshgrid(r, r, indexing="ij")
+    return jnp.stack([gx, gy], -1)  # [P, P, 2] (x, y)
+
+
+def _normalise(patch: jax.Array) -> jax.Array:
+    """Zero mean, unit norm over the last two axes (a flat patch stays zero)."""
+    p = patch - patch.mean(axis=(-2, -1), keepdims=True)
+    n = jnp.sqrt((p * p).sum(axis=(-2, -1), keepdims=True))
+    return p / jnp.maximum(n, 1e-6)
+
+
+def templates(pyr: list, xy: jax.Array, radius: int):
+    """The query patches of points ``xy [N, 2]`` in one frame's pyramid: per level ``(patch
+    [N, P, P], grad [N, P, P, 2], hessian_inv [N, 2, 2], texture [N])`` normalised, where texture
+    is the smaller eigenvalue of the normalised patch's structure tensor (0: nothing to align)."""
+    big = _offsets(radius + 1)
+    out = []
+    for lev, img in enumerate(pyr):
+        c = xy / (2.0 ** lev)
+        p = _sample(img, c[:, None, None, :] + big[None])  # [N, P+2, P+2]
+        mean = p[:, 1:-1, 1:-1].mean(axis=(-2, -1), keepdims=True)
+        cen = p - mean
+        norm = jnp.sqrt((cen[:, 1:-1, 1:-1] ** 2).sum(axis=(-2, -1), keepdims=True))
+        cen = cen / jnp.maximum(norm, 1e-6)
+        patch = cen[:, 1:-1, 1:-1]
+        gx = 0.5 * (cen[:, 1:-1, 2:] - cen[:, 1:-1, :-2])
+        gy = 0.5 * (cen[:, 2:, 1:-1] - cen[:, :-2, 1:-1])
+        g = jnp.stack([gx, gy], -1)  # [N, P, P, 2]
+        hxx = (gx * gx).sum((-2, -1))
+        hxy = (gx * gy).sum((-2, -1))
+        hyy = (gy * gy).sum((-2, -1))
+        det = hxx * hyy - hxy * hxy
+        tr = hxx + hyy
+        lam_min = 0.5 * (tr - jnp.sqrt(jnp.maximum(tr * tr - 4 * det, 0.0)))
+        safe = jnp.maximum(det, 1e-12)
+        hinv = jnp.stack([jnp.stack([hyy, -hxy], -1), jnp.stack([-hxy, hxx], -1)], -2) / safe[:, None, None]
+        out.append((patch, g, hinv, lam_min))
+    return out
+
+
+def refine_frame(pyr: list, tmpl: list, xy: jax.Array, radius: int, iters: int):
+    """Aligns the ``N`` template patches ``tmpl`` (from :func:`templates`) in one frame's
+    pyramid, starting at ``xy [N, 2]``. Returns ``(xy [N, 2], score [N])``: the aligned
+    positions and their normalised cross-correlation with the template at level 0."""
+    off = _offsets(radius)
+    d = jnp.zeros_like(xy)  # correction, level-0 pixels
+    for lev in range(len(pyr) - 1, -1, -1):
+        img = pyr[lev]
+        patch, g, hinv, _ = tmpl[lev]
+        s = 2.0 ** lev
+
+        def body(_, d):
+            c = (xy + d) / s
+            cur = _normalise(_sample(img, c[:, None, None, :] + off[None]))
+            err = cur - patch  # [N, P, P]
+            b = (g * err[..., None]).sum((1, 2))  # [N, 2]
+            step = jnp.einsum("nij,nj->ni", hinv, b)
+            return d - step * s
+
+        d = jax.lax.fori_loop(0, iters, body, d)
+    c = xy + d
+    cur = _normalise(_sample(pyr[0], c[:, None, None, :] + off[None]))
+    score = (cur * tmpl[0][0]).sum((1, 2))
+    return c, score
+
+
+def _accept(cfg: "AnchorConfig", new, score, start, texture):
+    return ((score >= cfg.min_score) & (jnp.linalg.norm(new - start, axis=-1) <= cfg.max_shift)
+            & (texture > MIN_TEXTURE) & jnp.all(jnp.isfinite(new), -1))
+
+
+def init_carry(tmpl):
+    """The per-point state :func:`anchor_frame` carries from frame to frame, at a query frame:
+    ``(offset [N, 2] zeros, previous-frame templates (the query's), previous accepted [N])``."""
+    n = tmpl[0][0].shape[0]
+    return (jnp.zeros((n, 2), jnp.float32), tmpl, jnp.ones((n,), bool))
+
+
+def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
+    """One frame of the refinement, pure (jit- and vmap-able).
+
+    Args:
+      frame: ``[H, W, 3]`` RGB; tmpl: the points' query templates (:func:`templates`, ``N``
+        rows); xy: ``[N, 2]`` the network's estimates in this frame; active: ``[N]`` bool, the
+        points refined here (the others pass through, their carry unchanged); carry: from
+        :func:`init_carry` or the previous frame.
+    Returns:
+      ``(xy [N, 2], score [N], accepted [N], carry)``.
+
+    The query patch is aligned from two starts, the network's estimate and that estimate moved
+    by the point's last accepted correction (the network's drift changes slowly, so the second
+    start stays within reach when the drift has grown beyond the pyramid's); the better accepted
+    match wins. Where the query patch does not match (the point turned, scaled or changed
+    lighting locally), the previous frame's patch at the previous output is aligned instead
+    (``cfg.chain``; Lucas-Kanade from frame to frame, accepted only within ``max_shift`` of the
+    network's estimate, so it cannot run away from it). Otherwise the network's estimate stays.
+    """
+    offset, prev, prev_ok = carry
+    pyr = pyramid(grey(frame), cfg.levels)
+    texture = tmpl[0][3]
+    best = xy
+    best_score = jnp.full(xy.shape[:1], -1.0, jnp.float32)
+    for start in (xy, xy + offset):
+        new, score = refine_frame(pyr, tmpl, start, cfg.radius, cfg.iters)
+        ok = _accept(cfg, new, score, start, texture) & active
+        take = ok & (score > best_score)
+        best = jnp.where(take[:, None], new, best)
+        best_score = jnp.where(take, score, best_score)
+    anchored = best_score > -1.0
+    if cfg.chain:
+        new, score = refine_frame(pyr, prev, xy + offset, cfg.radius, cfg.iters)
+        ok = (prev_ok & active & ~anchored & (score >= cfg.chain_min_score)
+              & (jnp.linalg.norm(new - xy, axis=-1) <= cfg.max_shift)
+              & (prev[0][3] > MIN_TEXTURE) & jnp.all(jnp.isfinite(new), -1))
+        best = jnp.where(ok[:, None], new, best)
+        best_score = jnp.where(ok, score, best_score)
+    accepted = best_score > -1.0
+    offset = jnp.where(accepted[:, None], best - xy, offset)
+    if cfg.chain:
+        here = templates(pyr, best, cfg.radius)
+        keep = lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa
+        prev = jax.tree_util.tree_map(keep, here, prev)
+        prev_ok = jnp.where(active, accepted, prev_ok)
+    return best, best_score, accepted, (offset, prev, prev_ok)
+
+
+def anchor_frames(cfg: "AnchorConfig", frames, tmpl, xy, active, carry):
+    """:func:`anchor_frame` over ``frames [F, H, W, 3]`` in order (``xy [F, N, 2]``, ``active
+    [F, N]``), carrying ``carry``: the same results for any split of a video into chunks."""
+    def body(c, xs):
+        frame, p, act = xs
+        new, score, ok, c = anchor_frame(cfg, frame, tmpl, p, act, c)
+        return c, (new, score, ok)
+
+    carry, (new, score, ok) = jax.lax.scan(body, carry, (frames, xy, active))
+    return new, score, ok, carry
+
+
+# --------------------------------------------------------------------------------------------------
+# Host driver
+# --------------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _template_fn(cfg: AnchorConfig):
+    return jax.jit(lambda frame, xy: templates(pyramid(grey(frame), cfg.levels), xy, cfg.radius))
+
+
+@functools.lru_cache(maxsize=None)
+def _frames_fn(cfg: AnchorConfig):
+    return jax.jit(functools.partial(anchor_frames, cfg))
+
+
+def padded_count(n: int) -> int:
+    """Point counts are padded to a power of two >= 8 (a few compiled shapes)."""
+    return max(8, 1 << int(np.ceil(np.log2(max(n, 1)))))
+
+
+def point_templates(read, query_points: np.ndarray, cfg: AnchorConfig, size: int):
+    """Templates of every query (``[N, 3]`` ``(t, y, x)``), padded to ``size`` rows: each query
+    frame read once (``read(start, end) -> [F, H, W, 3]``)."""
+    q = np.asarray(query_points, np.float64)
+    t_query = np.round(q[:, 0]).astype(np.int64)
+    xy_query = q[:, [2, 1]].astype(np.float32)
+    fn = _template_fn(cfg)
+    parts, order = [], []
+    for t in np.unique(t_query):
+        idx = np.flatnonzero(t_query == t)
+        xy = np.zeros((padded_count(len(idx)), 2), np.float32)
+        xy[: len(idx)] = xy_query[idx]
+        parts.append(jax.tree_util.tree_map(lambda a, m=len(idx): np.asarray(a)[:m],
+                                            fn(jnp.asarray(read(int(t), int(t) + 1)[0], jnp.float32),
+                                               jnp.asarray(xy))))
+        order.append(idx)
+    order = np.concatenate(order)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+
+    def assemble(*leaves):
+        a = np.concatenate(leaves, 0)[inv]
+        pad = np.zeros((size - len(a),) + a.shape[1:], a.dtype)
+        return jnp.asarray(np.concatenate([a, pad], 0))
+
+    return jax.tree_util.tree_map(assemble, *parts)
+
+
+def anchor_tracks(video, tracks: np.ndarray, query_points: np.ndarray,
+                  config: Optional[AnchorConfig] = None, chunk: int = 16, on_chunk=None):
+    """Refines ``tracks [N, T, 2]`` (x, y input pixels) against each point's query patch.
+
+    Frames after a point's query frame are refined in time order, those before it in reverse
+    order (the direction its track was estimated in), each carrying the point's last accepted
+    correction (:func:`anchor_frame`).
+
+    Args:
+      video: ``[T, H, W, 3]`` RGB frames (array or :class:`~objtrack_jax.video_io.FrameSource`,
+        read ``chunk`` frames at a time), at the resolution of ``tracks``.
+      tracks: the network's tracks.
+      query_points: ``[N, 3]`` ``(t, y, x)``, the queries the tracks start from.
+      config: :class:`AnchorConfig` (None: its defaults).
+      on_chunk: called after each chunk of frames (progress; :func:`num_chunks` calls).
+    Returns:
+      ``(tracks [N, T, 2] float32, accepted [N, T] bool, score [N, T] float32)``: refined tracks
+      (the query frames keep their queries exactly), where the refinement was accepted, and its
+      normalised cross-correlation (-1 where not accepted; 1 at the query frame).
+    """
+    cfg = config or AnchorConfig()
+    tracks = np.asarray(tracks, np.float32)
+    q = np.asarray(query_points, np.float64)
+    n, num_frames = tracks.shape[:2]
+    out = tracks.copy()
+    accepted = np.zeros((n, num_frames), bool)
+    scores = np.full((n, num_frames), -1.0, np.float32)
+    if n == 0 or num_frames == 0:
+        return out, accepted, scores
+    if hasattr(video, "read"):
+        read = video.read
+    else:
+        arr = video
+        read = lambda a, b: np.asarray(arr[a:b])  # noqa: E731
+    t_query = np.round(q[:, 0]).astype(np.int64)
+    size = padded_count(n)
+    tmpl = point_templates(read, q, cfg, size)
+    fn = _frames_fn(cfg)
+    tq = np.full(size, num_frames, np.int64)  # padding rows: never active
+    tq[:n] = t_query
+    for backward in (False, True):
+        if backward and not (t_query > 0).any():
+            break
+        carry = init_carry(tmpl)
+        starts = list(range(0, num_frames, chunk))
+        for start in (starts[::-1] if backward else starts):
+            end = min(num_frames, start + chunk)
+            m = end - start
+            t = np.arange(start, end)
+            frames = np.asarray(read(start, end), np.float32)
+            xy = np.zeros((chunk, size, 2), np.float32)
+            xy[:m, :n] = np.swapaxes(tracks[:, start:end], 0, 1)
+            active = np.zeros((chunk, size), bool)
+            active[:m] = (t[:, None] < tq[None]) if backward else (t[:, None] > tq[None])
+            active[:m, n:] = False
+            if backward:  # frames in the order the track was estimated in
+                frames = frames[::-1]
+                xy[:m] = xy[:m][::-1].copy()
+                active[:m] = active[:m][::-1].copy()
+            if m < chunk:  # one compiled shape: pad with inactive copies of the last frame
+                frames = np.concatenate([frames, np.repeat(frames[-1:], chunk - m, 0)])
+            new, score, ok, carry = fn(jnp.asarray(frames), tmpl, jnp.asarray(xy),
+                                       jnp.asarray(active), carry)
+            new, score, ok = (np.asarray(a)[:m] for a in (new, score, ok))
+            if backward:
+                new, score, ok = new[::-1], score[::-1], ok[::-1]
+            sel = np.swapaxes(ok[:, :n], 0, 1)  # [n, m]
+            blk = out[:, start:end]
+            blk[sel] = np.swapaxes(new[:, :n], 0, 1)[sel]
+            accepted[:, start:end] |= sel
+            scores[:, start:end] = np.where(sel, np.swapaxes(score[:, :n], 0, 1),
+                                            scores[:, start:end])
+            if on_chunk is not None:
+                on_chunk()
+    rows = np.arange(n)
+    out[rows, t_query] = q[:, [2, 1]]
+    accepted[rows, t_query] = True
+    scores[rows, t_query] = 1.0
+    return out, accepted, scores
+
+
+def num_chunks(num_frames: int, query_frames, chunk: int = 16) -> int:
+    """How many times :func:`anchor_tracks` calls ``on_chunk``."""
+    per = -(-int(num_frames) // chunk)
+    return per * (2 if (np.round(np.asarray(query_frames)) > 0).any() else 1)

@@ -1,0 +1,189 @@
+"""Template anchoring (objtrack_jax.anchor): sub-pixel re-alignment of tracks to the query patch.
+
+Content: a smooth random texture moved by known sub-pixel translations (exact ground truth); the
+"network" estimates are the truth plus a slowly growing bias (the drift the anchoring removes).
+"""
+
+import argparse
+
+import cv2
+import numpy as np
+import pytest
+
+from objtrack_jax import anchor
+from objtrack_jax.settings import TrackingSettings, from_info
+
+H, W, T = 96, 128, 24
+
+
+def texture(seed=0, h=H + 40, w=W + 40):
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(0, 255, (h // 4, w // 4, 3)).astype(np.float32)
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(img, (0, 0), 1.2)
+
+
+def moving_clip(shifts, seed=0):
+    """Frames of the texture translated by ``shifts [T, 2]`` (x, y) px; a point at p in frame 0
+    is at p + shifts[t] in frame t."""
+    base = texture(seed)
+    frames = []
+    for dx, dy in shifts:
+        m = np.float32([[1, 0, dx - 20], [0, 1, dy - 20]])
+        frames.append(cv2.warpAffine(base, m, (W, H), flags=cv2.INTER_CUBIC,
+                                     borderMode=cv2.BORDER_REFLECT))
+    return np.clip(np.stack(frames), 0, 255)
+
+
+def grid_queries(t=0, n=5):
+    ys, xs = np.meshgrid(np.linspace(20, H - 21, n), np.linspace(20, W - 21, n), indexing="ij")
+    return np.stack([np.full(ys.size, t, np.float32), ys.ravel(), xs.ravel()], 1).astype(np.float32)
+
+
+def truth_tracks(queries, shifts):
+    t0 = int(queries[0, 0])
+    xy = queries[:, [2, 1]]
+    return (xy[:, None] + (shifts - shifts[t0])[None]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def slow_clip():
+    rng = np.random.default_rng(1)
+    shifts = np.cumsum(rng.uniform(-0.4, 0.4, (T, 2)), 0)
+    shifts -= shifts[0]
+    return moving_clip(shifts), shifts
+
+
+def drifted(truth, t0=0, per_frame=(-0.15, -0.25)):
+    """The truth plus a bias growing with the distance from the query frame (up to ~6 px)."""
+    d = np.abs(np.arange(truth.shape[1]) - t0)[None, :, None] * np.asarray(per_frame)
+    return (truth + d).astype(np.float32)
+
+
+def test_removes_drift_to_subpixel(slow_clip):
+    video, shifts = slow_clip
+    q = grid_queries()
+    truth = truth_tracks(q, shifts)
+    est = drifted(truth)
+    out, ok, score = anchor.anchor_tracks(video, est, q)
+    err_before = np.linalg.norm(est - truth, axis=-1)
+    err = np.linalg.norm(out - truth, axis=-1)
+    assert err_before[:, -1].min() > 5.0
+    assert ok.mean() > 0.95, ok.mean()
+    assert np.median(err) < 0.05 and err.max() < 0.3, (np.median(err), err.max())
+    assert score[ok].min() >= anchor.AnchorConfig().min_score
+    np.testing.assert_array_equal(out[:, 0], q[:, [2, 1]])  # the query frame keeps the query
+
+
+def test_brightness_change_does_not_move_points(slow_clip):
+    video, shifts = slow_clip
+    q = grid_queries()
+    truth = truth_tracks(q, shifts)
+    gain = 1.0 + 0.15 * np.sin(np.arange(T))[:, None, None, None]
+    lit = np.clip(video * gain * 0.8 + 12.0, 0, 255)
+    out, ok, _ = anchor.anchor_tracks(lit, drifted(truth), q)
+    assert ok.mean() > 0.95
+    assert np.median(np.linalg.norm(out - truth, axis=-1)) < 0.08
+
+
+def test_occluded_point_keeps_the_network_estimate(slow_clip):
+    video, shifts = slow_clip
+    q = grid_queries()
+    truth = truth_tracks(q, shifts)
+    est = drifted(truth)
+    hidden = video.copy()
+    x, y = truth[12, 10:16].mean(0).round().astype(int)  # the centre point, frames 10-15
+    hidden[10:16, y - 12:y + 13, x - 12:x + 13] = texture(seed=7)[:25, :25]  # another texture
+    out, ok, score = anchor.anchor_tracks(hidden, est, q)
+    assert not ok[12, 10:16].any(), score[12, 10:16]
+    np.testing.assert_array_equal(out[12, 10:16], est[12, 10:16])
+    assert ok[12, 16:].all()  # found again once uncovered (the carried correction)
+
+
+def test_flat_patch_is_not_moved():
+    video = np.full((6, H, W, 3), 128.0, np.float32)
+    q = grid_queries(n=2)
+    est = np.repeat(q[:, None, [2, 1]], 6, 1) + 1.5
+    est[:, 0] = q[:, [2, 1]]
+    out, ok, _ = anchor.anchor_tracks(video, est, q)
+    assert not ok[:, 1:].any()
+    np.testing.assert_array_equal(out[:, 1:], est[:, 1:])
+
+
+def test_queries_after_frame_zero_refine_both_directions(slow_clip):
+    video, shifts = slow_clip
+    q = np.concatenate([grid_queries(t=9, n=3), grid_queries(t=0, n=2)])
+    truth = np.concatenate([truth_tracks(q[:9], shifts), truth_tracks(q[9:], shifts)])
+    est = np.concatenate([drifted(truth[:9], t0=9), drifted(truth[9:])])
+    out, ok, _ = anchor.anchor_tracks(video, est, q)
+    err = np.linalg.norm(out - truth, axis=-1)
+    assert ok.mean() > 0.95
+    assert err[:9, :9].max() < 0.3 and err[:9, 10:].max() < 0.3  # backward and forward of t=9
+    np.testing.assert_array_equal(out[:9, 9], q[:9, [2, 1]])
+
+
+def test_same_result_for_any_chunking(slow_clip):
+    video, shifts = slow_clip
+    q = np.concatenate([grid_queries(t=5, n=3), grid_queries(t=0, n=3)])
+    est = drifted(np.concatenate([truth_tracks(q[:9], shifts), truth_tracks(q[9:], shifts)]),
+                  per_frame=(0.3, -0.2))
+    a = anchor.anchor_tracks(video, est, q, chunk=16)
+    b = anchor.anchor_tracks(video, est, q, chunk=5)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-4)
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_empty_inputs():
+    video = np.zeros((3, H, W, 3), np.uint8)
+    out, ok, score = anchor.anchor_tracks(video, np.zeros((0, 3, 2), np.float32),
+                                          np.zeros((0, 3), np.float32))
+    assert out.shape == (0, 3, 2) and ok.shape == (0, 3) and score.shape == (0, 3)
+
+
+@pytest.mark.parametrize("kw,word", [({"radius": 0}, "radius"), ({"levels": 1.5}, "levels"),
+                                     ({"min_score": 2.0}, "min_score"),
+                                     ({"max_shift": 0.0}, "max_shift")])
+def test_config_checked(kw, word):
+    with pytest.raises(ValueError, match=word):
+        anchor.AnchorConfig(**kw)
+
+
+def test_setting_is_recorded_and_checked():
+    assert TrackingSettings().anchor is False  # weights that record nothing: PIPs++ as it is
+    assert from_info({"inference": {"window": 8, "iters": 4, "anchor": True}}).anchor is True
+    with pytest.raises(ValueError, match="anchor"):
+        TrackingSettings(anchor="yes")
+    with pytest.raises(ValueError, match="config.json.*anchor"):
+        from_info({"inference": {"anchor": 1}}, where="w/config.json")
+    assert "anchored" in TrackingSettings(anchor=True).describe()
+
+
+def test_cli_flag():
+    from objtrack_jax.cli_args import add_refine_args
+
+    p = argparse.ArgumentParser()
+    add_refine_args(p)
+    assert p.parse_args([]).anchor is None  # the weights' setting
+    assert p.parse_args(["--no-anchor"]).anchor is False
+    assert p.parse_args(["--anchor"]).anchor is True
+
+
+def test_track_queries_anchors_when_set(slow_clip, small_model):
+    """The engine applies it after the network (random weights: the network's tracks are poor,
+    the anchored ones sit on the truth wherever the patch matches)."""
+    from objtrack_jax.tracking import track_queries
+
+    video, shifts = slow_clip
+    video = np.clip(cv2.resize(video.reshape(T * H, W, 3), (W * 2, T * H * 2)), 0, 255)
+    video = video.reshape(T, 2 * H, 2 * W, 3)[:10]
+    q = grid_queries(n=3) * np.float32([1, 2, 2])
+    truth = truth_tracks(q, 2 * shifts[:10])
+    model, params = small_model
+    base = TrackingSettings(window=8, iters=1, resolution=(2 * H, 2 * W))
+    off, _, _ = track_queries(model, params, video, q, settings=base, progress=False)
+    on, _, _ = track_queries(model, params, video, q, settings=base.replace(anchor=True),
+                             progress=False)
+    ref, ok, _ = anchor.anchor_tracks(video, off, q)
+    np.testing.assert_allclose(on, ref, atol=1e-5)
+    err_on = np.linalg.norm(on - truth, axis=-1)
+    assert np.median(err_on[ok]) < 0.1
