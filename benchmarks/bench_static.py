@@ -2,7 +2,8 @@
 scenes, for the model beside zero motion, Lucas-Kanade and DIS.
 
     python benchmarks/bench_static.py [--data-root data/real_static] [--checkpoint RUN]
-        [--trackers model,zero,lk,dis] [--max-videos 6] [--max-points 128] [--out static.json]
+        [--trackers model,zero,lk,dis] [--max-videos 6] [--max-points 128] [--[no-]anchor]
+        [--out static.json]
 
 The data is ``objtrack synth --preset real-static`` (generated into ``--data-root`` when it is
 missing): 6 test sequences of 200 frames at 192x256 from the held-out evaluation photos, every one
@@ -76,6 +77,8 @@ def main(argv=None) -> dict:
     p.add_argument("--max-videos", type=int, default=6)
     p.add_argument("--max-points", type=int, default=128)
     p.add_argument("--refine-scale", type=float, default=None)
+    p.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
+                   help="anchoring to the query frame (default: the weights' setting)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if not os.path.isdir(os.path.join(args.data_root, args.split)):
@@ -92,7 +95,8 @@ def main(argv=None) -> dict:
         from objtrack_jax.tracking import track_queries
 
         model, params, info = load_model(args.checkpoint)
-        kw = {} if args.refine_scale is None else {"refine_scale": args.refine_scale}
+        kw = {k: v for k, v in dict(refine_scale=args.refine_scale, anchor=args.anchor).items()
+              if v is not None}
 
         def model_fn(video, q):
             tracks, visible, _ = track_queries(model, params, info, video, q, progress=False, **kw)
@@ -118,7 +122,8 @@ def main(argv=None) -> dict:
     result = dict(
         benchmark="static", data_root=args.data_root, split=args.split,
         checkpoint=args.checkpoint or "shipped", refine_scale=args.refine_scale,
-        max_points=args.max_points, videos=len(rows[trackers[0]]) if trackers else 0,
+        anchor=args.anchor, max_points=args.max_points,
+        videos=len(rows[trackers[0]]) if trackers else 0,
         mean={t: average_metrics(r) for t, r in rows.items()},
         seconds={t: round(s, 1) for t, s in seconds.items()},
         per_video=rows, machine=machine(loadavg_start=load0), peak_rss_mb=peak_rss_mb())

@@ -1,7 +1,8 @@
 """Drift on a real static-camera video: camel.mp4's motionless background.
 
     python scripts/camel_static.py [--video ../shared/data/camel.mp4] [--frames 200] [--grid 16] \
-        [--checkpoint RUN] [--refine-scale X] [--out camel_static.json] [--png camel_static.png]
+        [--checkpoint RUN] [--refine-scale X] [--[no-]anchor] [--out camel_static.json] \
+        [--png camel_static.png]
 
 camel.mp4 (960x540, a static camera; ``$OBJTRACK_SHARED_DIR/data/camel.mp4``, default
 ``../shared``) holds a walking camel in front of sky, palm trees, a hedge, sand and a road that do
@@ -62,6 +63,8 @@ def main(argv=None) -> dict:
     p.add_argument("--static-px", type=float, default=1.0)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--refine-scale", type=float, default=None)
+    p.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
+                   help="anchoring to the query frame (default: the weights' setting)")
     p.add_argument("--out", default=None)
     p.add_argument("--png", default=None)
     args = p.parse_args(argv)
@@ -81,7 +84,8 @@ def main(argv=None) -> dict:
     lk_s = time.perf_counter() - t0
     still = static_points(lk, alive, queries, args.static_px)
     model, params, info = load_model(args.checkpoint)
-    kw = {} if args.refine_scale is None else {"refine_scale": args.refine_scale}
+    kw = {k: v for k, v in dict(refine_scale=args.refine_scale, anchor=args.anchor).items()
+          if v is not None}
     t0 = time.perf_counter()
     tracks, visible, _ = track_queries(model, params, info, video, queries, progress=False, **kw)
     model_s = time.perf_counter() - t0

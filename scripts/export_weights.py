@@ -61,6 +61,9 @@ def main(argv=None) -> str:
     p.add_argument("--still-drift", default=None, metavar="JSON",
                    help="scripts/still_drift.py --out report of this workdir (else it is run)")
     p.add_argument("--still-photos", type=int, default=2)
+    p.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=True,
+                   help="record anchoring to the query frame (objtrack_jax.anchor) as validated "
+                        "(default: on; pick it on val)")
     args = p.parse_args(argv)
 
     model, params, _ = model_io.load_model(args.workdir)
@@ -109,7 +112,8 @@ def main(argv=None) -> str:
         still = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(still)
         settings = ["--window", str(args.window), "--iters", str(args.iters),
-                    "--refine-scale", str(args.refine_scale or 0)]
+                    "--refine-scale", str(args.refine_scale or 0),
+                    "--anchor" if args.anchor else "--no-anchor"]
         drift = still.main(["--checkpoint", args.workdir, "--photos", str(args.still_photos)]
                            + settings)
     results["still_drift"] = {"by_frame": drift["by_frame"], "jitter_px": drift["jitter_px"],
@@ -128,6 +132,7 @@ def main(argv=None) -> str:
                       **({"refine_scale": args.refine_scale,
                           "refine_iters": args.refine_iters or args.iters}
                          if args.refine_scale else {}),
+                      "anchor": bool(args.anchor),
                       "trained": model_io.trained_settings(cfg)},
         "results": results,
     }

@@ -1,7 +1,7 @@
 """Still-clip drift check: how far a tracker's points slide when nothing moves.
 
     python scripts/still_drift.py [--checkpoint RUN] [--frames 100] [--size 384x512] \
-        [--grid 12] [--photos 3] [--refine-scale X] [--out still.json]
+        [--grid 12] [--photos 3] [--refine-scale X] [--[no-]anchor] [--out still.json]
 
 One photograph of the held-out evaluation photo set (never a training photo) is repeated for
 ``--frames`` frames with fresh sensor noise (sigma 2), a slow 3 % brightness flicker and JPEG
@@ -99,6 +99,8 @@ def main(argv=None) -> dict:
     p.add_argument("--grid", type=int, default=12)
     p.add_argument("--photos", type=int, default=3)
     p.add_argument("--refine-scale", type=float, default=None)
+    p.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=None,
+                   help="anchoring to the query frame (default: the weights' setting)")
     p.add_argument("--window", type=int, default=None)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--corr-centered", choices=("on", "off"), default=None,
@@ -113,7 +115,7 @@ def main(argv=None) -> dict:
     if args.corr_centered is not None:
         model = model.clone(corr_centered=args.corr_centered == "on")
     kw = {k: v for k, v in dict(refine_scale=args.refine_scale, window=args.window,
-                                iters=args.iters).items() if v is not None}
+                                iters=args.iters, anchor=args.anchor).items() if v is not None}
 
     def tracker(video, queries):
         tracks, _, _ = track_queries(model, params, info, video, queries, progress=False, **kw)
