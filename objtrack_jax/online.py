@@ -45,6 +45,13 @@ end-of-stream window could still rewrite them). So it runs one window behind the
 the same frames at the finer resolution, and the delay becomes ``D = 2 (S - 1)`` frames
 (window 8: 14). Visibility comes from the first pass, as offline.
 
+**Anchoring** (``TrackingSettings.anchor``, :mod:`objtrack_jax.anchor`) runs in the host
+class on each emitted frame, as ``track_queries`` runs it after the passes: the query's template
+is taken from the input frame at the query when that frame arrives, each slot carries its
+correction forward in time, and the input frames are kept until their estimates are emitted (at
+most ``D`` + one chunk of them). A frame's refinement needs only that frame, so the latency is
+unchanged; the results equal the forward half of :func:`objtrack_jax.anchor.anchor_tracks`.
+
 **Provisional estimates.** :meth:`OnlineCore.latest` gives each slot's latest position (the end
 of its last window, the zero-velocity estimate of every frame after it) without delay.
 
@@ -65,6 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from objtrack_jax import anchor as anchor_mod
 from objtrack_jax.inference import CARRY_MODES, MIN_CHUNK, window_step
 from objtrack_jax.models.correlation import sample_features
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker
@@ -592,6 +600,99 @@ def _setting(settings, name, default=None):
     return getattr(settings, name, default)
 
 
+class _Anchoring:
+    """The anchoring stage (:mod:`objtrack_jax.anchor`) of :class:`OnlineTracker`, on the host
+    side of the core: each emitted estimate is re-aligned to its query's patch in the input
+    frame, as :func:`objtrack_jax.tracking.run_tracking` does after the passes.
+
+    Fixed-size state, whatever the stream's length: the input frames not yet emitted (a ring of
+    ``latency + chunk`` frames), each slot's query templates (``capacity`` rows, computed from
+    the input frame at the query when that frame arrives) and each slot's carry
+    (:func:`objtrack_jax.anchor.init_carry`, reset when a query starts in the slot). The frames a
+    window emits are refined in time order, ``piece`` frames per jitted call (one compiled
+    shape), the slots active where they track and the frame is after their query frame (the
+    forward half of :func:`objtrack_jax.anchor.anchor_tracks`)."""
+
+    def __init__(self, capacity: int, frame_size: tuple, ring: int, piece: int,
+                 config: Optional["anchor_mod.AnchorConfig"] = None):
+        self.cfg = config or anchor_mod.AnchorConfig()
+        self.capacity, self.frame_size = int(capacity), tuple(frame_size)
+        self.ring, self.piece = int(ring), int(piece)
+        self.frames: Optional[np.ndarray] = None  # [ring, H, W, 3], allocated at the first push
+        self._template = anchor_mod._template_fn(self.cfg)
+        self._refine = anchor_mod._frames_fn(self.cfg)
+        zero = jnp.zeros(self.frame_size + (3,), jnp.float32)
+        self.tmpl = self._template(zero, jnp.zeros((self.capacity, 2), jnp.float32))
+        self.carry = anchor_mod.init_carry(self.tmpl)
+        self.pending = np.zeros(self.capacity, bool)  # templates due from the next frame
+        self.query = np.zeros((self.capacity, 2), np.float32)  # (x, y) input pixels
+
+    def add(self, slots, xy) -> None:
+        """Queries at ``xy`` (input pixels) start in ``slots`` at the next frame to arrive."""
+        self.pending[slots] = True
+        self.query[slots] = np.asarray(xy, np.float32)
+
+    def drop(self, mask) -> None:
+        self.pending &= ~mask
+
+    def store(self, first: int, frames: np.ndarray) -> None:
+        """Keeps ``frames`` (``[k, H, W, 3]``, frames ``first ..``) until emitted; the pending
+        queries (at frame ``first``) take their templates from ``frames[0]``."""
+        if self.frames is None or (frames.dtype != self.frames.dtype
+                                   and self.frames.dtype != np.float32):
+            old = self.frames
+            dt = np.uint8 if frames.dtype == np.uint8 and old is None else np.float32
+            self.frames = np.zeros((self.ring,) + self.frame_size + (3,), dt)
+            if old is not None:
+                self.frames[:] = old
+        rows = np.arange(first, first + len(frames)) % self.ring
+        self.frames[rows] = frames
+        if self.pending.any():
+            new = self._template(jnp.asarray(frames[0], jnp.float32), jnp.asarray(self.query))
+            mask = jnp.asarray(self.pending)
+
+            def pick(a, b):
+                return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+            self.tmpl = jax.tree_util.tree_map(pick, new, self.tmpl)
+            fresh = anchor_mod.init_carry(self.tmpl)
+            self.carry = jax.tree_util.tree_map(pick, fresh, self.carry)
+            self.pending[:] = False
+
+    def apply(self, idx: np.ndarray, tracks: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Anchors the emitted ``tracks [capacity, k, 2]`` (input pixels, NaN where a slot was
+        not tracking) of frames ``idx`` (ascending), slots with query frames ``start``."""
+        out = tracks.copy()
+        f = self.piece
+        for a in range(0, len(idx), f):
+            sub = idx[a:a + f]
+            m = len(sub)
+            frames = self.frames[sub % self.ring].astype(np.float32)
+            if m < f:  # one compiled shape: inactive copies of the last frame
+                frames = np.concatenate([frames, np.repeat(frames[-1:], f - m, 0)])
+            cur = np.swapaxes(tracks[:, a:a + m], 0, 1)  # [m, capacity, 2]
+            active = np.zeros((f, self.capacity), bool)
+            active[:m] = np.isfinite(cur).all(-1) & (sub[:, None] > start[None, :])
+            xy = np.zeros((f, self.capacity, 2), np.float32)
+            xy[:m] = np.where(active[:m, :, None], cur, 0.0)
+            new, _, ok, self.carry = self._refine(jnp.asarray(frames), self.tmpl, jnp.asarray(xy),
+                                                  jnp.asarray(active), self.carry)
+            ok = np.swapaxes(np.asarray(ok)[:m], 0, 1)
+            new = np.swapaxes(np.asarray(new)[:m], 0, 1)
+            out[:, a:a + m] = np.where(ok[..., None], new, out[:, a:a + m])
+        return out
+
+    def warm_up(self) -> None:
+        """Compiles the template and refinement programs (nothing in the state changes)."""
+        zero = jnp.zeros(self.frame_size + (3,), jnp.float32)
+        jax.block_until_ready(self._template(zero, jnp.asarray(self.query)))
+        frames = jnp.zeros((self.piece,) + self.frame_size + (3,), jnp.float32)
+        jax.block_until_ready(self._refine(frames, self.tmpl,
+                                           jnp.zeros((self.piece, self.capacity, 2), jnp.float32),
+                                           jnp.zeros((self.piece, self.capacity), bool),
+                                           self.carry))
+
+
 class OnlineTracker:
     """Frames in, final tracks out, ``latency`` frames later (module docstring).
 
@@ -614,6 +715,10 @@ class OnlineTracker:
       window, iters, carry, refine_scale, refine_iters: tracking settings (as
         :func:`~objtrack_jax.tracking.track_queries`); ``refine_scale`` None/0/1: one pass.
       resolution: model ``(h, w)``; default: aspect kept, short side ``short_side`` (384).
+      anchor: re-align every emitted estimate to its query frame's patch
+        (:mod:`objtrack_jax.anchor`, as ``track_queries`` does after the passes; None: the
+        ``anchor`` of ``settings``, False for the dict form). Same latency: the refinement of a
+        frame needs only that frame, the query's template and the carry from the frame before.
       chunk: frames per call of the jitted step (inputs are padded to it, one compilation).
     """
 
@@ -622,7 +727,8 @@ class OnlineTracker:
                  iters: Optional[int] = None, carry: Optional[str] = None,
                  resolution: Optional[Sequence[int]] = None, short_side: Optional[int] = None,
                  refine_scale: Optional[float] = None, refine_iters: Optional[int] = None,
-                 max_memory_mb: Optional[int] = None, chunk: int = 1):
+                 max_memory_mb: Optional[int] = None, anchor: Optional[bool] = None,
+                 chunk: int = 1):
         try:
             from objtrack_jax.settings import default_resolution, refine_size
         except ImportError:  # before the settings module
@@ -640,6 +746,10 @@ class OnlineTracker:
         resolution = resolution or _setting(settings, "resolution")
         short_side = short_side or _setting(settings, "short_side") or 384
         max_memory_mb = max_memory_mb or _setting(settings, "max_memory_mb")
+        if anchor is None:
+            anchor = _setting(settings, "anchor", False)
+        if not isinstance(anchor, (bool, np.bool_)):
+            raise ValueError(f"anchor must be True or False, got {anchor!r}")
         hw = tuple(int(v) for v in frame_size)
         if len(hw) != 2 or min(hw) < 1:
             raise ValueError(f"frame_size must be (H, W) of the input frames, got {frame_size}")
@@ -665,6 +775,9 @@ class OnlineTracker:
         self._start = np.full(self.capacity, -1, np.int64)
         self._active = np.zeros(self.capacity, bool)
         self._step = _step_fn(self.core)
+        # the anchoring stage: frames kept until emitted (latency + one chunk of the step)
+        self.anchor = (_Anchoring(self.capacity, hw, self.core.latency + self.chunk, self.chunk)
+                       if anchor else None)
         self.frames_seen = 0
         self.step_seconds: list[float] = []  # wall time of each push, per frame
 
@@ -694,6 +807,8 @@ class OnlineTracker:
             for masked in (False, True):
                 jax.block_until_ready(run(self.params, self.state, jnp.int32(p - s),
                                           jnp.int32(s), none, two, masked))
+        if self.anchor is not None:
+            self.anchor.warm_up()
         release_freed_memory()
         return time.perf_counter() - t0
 
@@ -736,6 +851,8 @@ class OnlineTracker:
         self._query[slots] = xy_in
         self._start[slots] = self.frames_seen
         self._active[slots] = True
+        if self.anchor is not None:
+            self.anchor.add(slots, xy_in)
         return slots
 
     def drop(self, slots) -> None:
@@ -744,6 +861,8 @@ class OnlineTracker:
         mask[np.asarray(slots, np.int64)] = True
         self.state = self.core.drop(self.state, mask)
         self._active &= ~mask
+        if self.anchor is not None:
+            self.anchor.drop(mask)
 
     def _resize(self, frames, size):
         from objtrack_jax.video_io import resize_video
@@ -767,6 +886,8 @@ class OnlineTracker:
             t0 = time.perf_counter()
             part = frames[a:a + self.chunk]
             k = len(part)
+            if self.anchor is not None:
+                self.anchor.store(self.frames_seen, part)
             if k < self.chunk:
                 part = np.concatenate([part, np.repeat(part[-1:], self.chunk - k, 0)], 0)
             small = self._resize(part, self.size).astype(np.float32)
@@ -777,8 +898,8 @@ class OnlineTracker:
             tracks, visible = np.asarray(tracks)[:, :k], np.asarray(visible)[:, :k]
             idx = np.arange(self.frames_seen, self.frames_seen + k) - self.latency
             self.frames_seen += k
-            self.step_seconds += [(time.perf_counter() - t0) / k] * k
             emitted.append(self._to_input(idx, tracks, visible))
+            self.step_seconds += [(time.perf_counter() - t0) / k] * k
         keep = [e for e in emitted if len(e.frames)]
         if not keep:
             return Emitted(np.zeros(0, np.int64), np.zeros((self.capacity, 0, 2), np.float32),
@@ -793,8 +914,10 @@ class OnlineTracker:
         out = (tracks / self._out_scale).astype(np.float32)  # as offline: float64, then float32
         at_query = self._start[:, None] == idx[None, :]
         query = self._query[:, None].astype(np.float32)  # exactly the query at its frame
-        out = np.where(at_query[..., None] & np.isfinite(out), query, out)
-        return Emitted(idx, out.astype(np.float32), visible)
+        out = np.where(at_query[..., None] & np.isfinite(out), query, out).astype(np.float32)
+        if self.anchor is not None and len(idx):
+            out = self.anchor.apply(idx, out, self._start)
+        return Emitted(idx, out, visible)
 
     def finish(self) -> Emitted:
         """Ends the stream: the final estimates of the last :attr:`latency` frames."""
@@ -802,7 +925,8 @@ class OnlineTracker:
         return self._to_input(idx, np.asarray(tracks), np.asarray(visible))
 
     def latest(self) -> np.ndarray:
-        """Provisional ``[capacity, 2]`` input pixels at the last frame seen (NaN: free slot)."""
+        """Provisional ``[capacity, 2]`` input pixels at the last frame seen (NaN: free slot;
+        not anchored)."""
         xy = np.asarray(self.core.latest(self.state), np.float64)
         return (xy / self._out_scale).astype(np.float32)
 

@@ -25,14 +25,14 @@ def shipped():
     return model_io.load_model(None)
 
 
-def offline(shipped, video, queries, refine_scale=None):
+def offline(shipped, video, queries, refine_scale=None, anchor=False):
     """``track_queries`` at :data:`SETTINGS` (the offline engine)."""
     from objtrack_jax.settings import TrackingSettings
     from objtrack_jax.tracking import track_queries
 
     model, params, _ = shipped
     settings = TrackingSettings(**SETTINGS, refine_scale=refine_scale,
-                                refine_iters=SETTINGS["iters"])
+                                refine_iters=SETTINGS["iters"], anchor=anchor)
     tracks, visible, _ = track_queries(model, params, video, queries, settings=settings,
                                        progress=False)
     return tracks, visible
@@ -160,6 +160,71 @@ def test_stream_200_frames_add_and_drop(shipped):
             got, got_vis, ref, ref_vis = got[keep], got_vis[keep], ref[keep], ref_vis[keep]
         assert np.abs(got - ref).max() <= TOL, (t, np.abs(got - ref).max())
         assert (got_vis == ref_vis).all()
+
+
+def test_anchored_equals_offline(shipped):
+    """With anchoring (``TrackingSettings.anchor``) the emitted tracks equal ``track_queries``'s
+    anchored ones: queries at frame 0 (one dropped at frame 12, its slot reused at 13) and at
+    frame 5 (the forward part), frames in chunks of 1 to 3; the anchoring moved the points; the
+    frames kept for it are a fixed ring."""
+    video = photo_clip(18, H, W, speed=0.8)
+    groups = {0: queries_at(0, 4, seed=20), 5: queries_at(5, 2, seed=21),
+              13: queries_at(13, 1, seed=22)}
+    tracker = make_tracker(shipped, 8, chunk=2, anchor=True)
+    assert tracker.anchor is not None and tracker.latency == SETTINGS["window"]
+    slots = {}
+
+    def adder(t):
+        def add(tr):
+            slots[t] = tr.add(groups[t])
+        return add
+
+    events = {t: adder(t) for t in groups}
+    events[12] = lambda tr: tr.drop([slots[0][3]])
+    tracks, visible = stream(tracker, video, chunks=[1, 3, 2, 1, 3, 2, 1, 2, 3], events=events)
+    assert tracker.anchor.frames.shape[0] == tracker.latency + tracker.chunk
+    assert slots[13].tolist() == [slots[0][3]]
+    cut = 12 - tracker.latency  # frames of the dropped query emitted before the drop
+    moved = 0.0
+    for t, q in groups.items():
+        q0 = np.concatenate([np.zeros((len(q), 1)), q[:, 1:]], 1)
+        ref, ref_vis = offline(shipped, video[t:], q0, anchor=True)
+        plain, _ = offline(shipped, video[t:], q0)
+        moved = max(moved, float(np.abs(ref - plain).max()))
+        got, got_vis = tracks[slots[t], t:], visible[slots[t], t:]
+        if t == 0:
+            err = np.abs(got[3, :cut] - ref[3, :cut]).max()
+            print(f"dropped query, frames 0..{cut - 1}: max |online - offline| {err:.2e} px")
+            assert err <= TOL
+            got, got_vis, ref, ref_vis = got[:3], got_vis[:3], ref[:3], ref_vis[:3]
+        err = np.abs(got - ref).max()
+        print(f"queries at frame {t}: max |online - offline| anchored {err:.2e} px")
+        assert err <= TOL
+        assert (got_vis == ref_vis).all()
+    print(f"anchoring moved the offline tracks by up to {moved:.2f} px")
+    assert moved > 0.05
+
+
+def test_anchor_follows_the_settings(shipped):
+    """``anchor`` comes from a TrackingSettings (the shipped weights record it); the dict form
+    of the settings does not anchor unless it says so; the keyword overrides both."""
+    from objtrack_jax.online import OnlineTracker
+    from objtrack_jax.settings import TrackingSettings
+
+    model, params, _ = shipped
+    res = SETTINGS["resolution"]
+
+    def anchored(**kw):
+        return OnlineTracker(model, params, (H, W), 2, **kw).anchor is not None
+
+    assert anchored(settings=TrackingSettings(window=8, iters=4, resolution=res, anchor=True))
+    assert not anchored(settings=TrackingSettings(window=8, iters=4, resolution=res))
+    assert not anchored(settings={"window": 8, "iters": 4, "resolution": res})
+    assert anchored(settings={"window": 8, "iters": 4, "resolution": res}, anchor=True)
+    assert not anchored(settings=TrackingSettings(window=8, iters=4, resolution=res, anchor=True),
+                        anchor=False)
+    with pytest.raises(ValueError, match="anchor must be True or False"):
+        anchored(settings={"window": 8, "iters": 4, "resolution": res}, anchor="yes")
 
 
 def test_core_state_is_a_fixed_pytree(shipped):
