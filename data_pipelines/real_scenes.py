@@ -1,7 +1,8 @@
 """Training and evaluation clips made of real photographs, in the PointOdyssey v1.2 layout.
 
 The procedural generator (:mod:`data_pipelines.synthetic`) draws every texture; a tracker trained
-only on those textures does not transfer to real video. Here the same scene machinery is fed with
+only on those textures does not transfer to real video. Here the same scene machinery
+(:mod:`data_pipelines.scene_common`) is fed with
 **real photographs** that registry packages ship (scikit-image's ``skimage/data`` folder and
 scikit-learn's sample images; nothing is downloaded):
 
@@ -35,7 +36,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from objtrack_jax.data_pipelines import synthetic
+from objtrack_jax.data_pipelines import scene_common
 from objtrack_jax.extras import require
 
 # (package, file) pairs. Grey-scale photos are tinted at random when used.
@@ -135,7 +136,7 @@ def homography_path(rng: np.random.Generator, frames: int, size: tuple[int, int]
     h, w = size
     short = float(min(h, w))
     s = np.linspace(0.0, 1.0, frames)
-    wob = synthetic._smooth_wobble  # pylint: disable=protected-access
+    wob = scene_common.smooth_wobble
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-9
     travel = motion * rng.uniform(0.0, 0.35) * short
@@ -175,7 +176,7 @@ def photometric(rng: np.random.Generator, rgbs: np.ndarray, hom: np.ndarray,
     Gaussian blur (sigma 0.3-0.8) on a random 20 % of the frames."""
     frames, h, w = rgbs.shape[:3]
     s = np.linspace(0.0, 1.0, frames)
-    wob = synthetic._smooth_wobble  # pylint: disable=protected-access
+    wob = scene_common.smooth_wobble
     gain = np.exp(rng.uniform(-0.25, 0.25) * s + wob(rng, s, 0.06))
     bias = rng.uniform(-15, 15) * s + wob(rng, s, 4.0)
     cast = 1.0 + rng.uniform(-0.08, 0.08, 3)[None] * s[:, None]
@@ -257,7 +258,7 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
 
     def texture(th, tw, zoom=(0.5, 1.6)):
         if rng.uniform() < procedural_share:
-            return synthetic._make_texture(rng, th, tw)  # pylint: disable=protected-access
+            return scene_common.make_texture(rng, th, tw)
         return photo_view(rng, bank, th, tw, zoom)
 
     camera_motion, object_scale = motion, None
@@ -274,7 +275,7 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
     # Objects move in image coordinates (no camera in their transforms).
     img_c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
     still = np.ones(frames)
-    objects = synthetic._make_objects(  # pylint: disable=protected-access
+    objects = scene_common.make_objects(
         rng, frames, (h, w), num_objects, num_distractors, still,
         np.broadcast_to(img_c, (frames, 2)), img_c)
     replaced: dict[int, np.ndarray] = {}
@@ -306,9 +307,9 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
     for t in range(frames):
         rgb = cv2.warpPerspective(bg_tex, hom[t] @ shift, (w, h), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REFLECT_101)
-        ids = np.full((h, w), synthetic.BACKGROUND_ID, np.uint8)
+        ids = np.full((h, w), scene_common.BACKGROUND_ID, np.uint8)
         dep = np.full((h, w), bg_depth, np.float32)
-        synthetic.composite_objects(rgb, ids, dep, objects, t, xs, ys)
+        scene_common.composite_objects(rgb, ids, dep, objects, t, xs, ys)
         rgbs[t], masks[t], depths[t] = rgb, ids, dep
     if realism:
         rgbs = photometric(rng, rgbs, hom, flicker)
@@ -320,8 +321,8 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (192,
         q_ref = np.stack([rng.uniform(0, w - 1, n_bg), rng.uniform(0, h - 1, n_bg)], -1)
         wpts = _apply_h(inv[t_ref], q_ref[:, None])[:, 0]  # frame-0 coordinates
         trajs.append(_apply_h(hom, np.broadcast_to(wpts, (frames, n_bg, 2))))
-        owners.append(np.full(n_bg, synthetic.BACKGROUND_ID))
+        owners.append(np.full(n_bg, scene_common.BACKGROUND_ID))
         pdepth.append(np.full((frames, n_bg), bg_depth))
-    ot, oo, od = synthetic.object_tracks(rng, objects, num_points - n_bg)
-    return synthetic.finish_tracks(trajs + ot, owners + oo, pdepth + od, masks, depths, rgbs,
-                                   distractor_of)
+    ot, oo, od = scene_common.object_tracks(rng, objects, num_points - n_bg)
+    return scene_common.finish_tracks(trajs + ot, owners + oo, pdepth + od, masks, depths, rgbs,
+                                      distractor_of)

@@ -25,8 +25,11 @@ Ground truth (all exact, computed from the same transforms that render the frame
   -- ``trajs_3d`` is the point unprojected with its layer depth in the camera frame of that time step,
   ``extrinsics`` are identities. Do not use them for geometry.
 
-Object points are sampled at least ``_ERODE`` canonical pixels inside their object's shape, so a point
-that is in the image is either visible or covered by a layer that is nearer to the camera.
+Object points are sampled at least ``scene_common.ERODE`` canonical pixels inside their object's
+shape, so a point that is in the image is either visible or covered by a layer that is nearer to the
+camera. The layers, their motion, compositing and the tracks are :mod:`data_pipelines.scene_common`
+(shared with :mod:`data_pipelines.real_scenes`); this module adds the procedural camera and
+background, and writes datasets (both scene kinds) to disk.
 
 Everything is deterministic given the seed (``np.random.default_rng``); each sequence's seed derives
 from ``(seed, split, index)`` so the splits are disjoint and stable when counts change.
@@ -42,7 +45,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import time
 from typing import Any, Mapping, Sequence
@@ -50,12 +52,12 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-BACKGROUND_ID = 1
-FIRST_OBJECT_ID = 2
+from objtrack_jax.data_pipelines.scene_common import (
+    BACKGROUND_ID, composite_objects, finish_tracks, make_objects, make_texture, object_tracks,
+    smooth_wobble)
+
 SPLITS = ("train", "val", "test")
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "sample": 3}
-_ERODE = 3            # object points are sampled this many canonical pixels inside the shape
-_UNDEFORM_ITERS = 10  # fixed-point iterations to invert the sinusoidal warp (contraction <= 0.55)
 _DEPTH_SCALE = 65535.0 / 1000.0  # PointOdyssey: metres = png_value / 65535 * 1000
 _JPEG_QUALITY = 95
 
@@ -89,234 +91,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # ----------------------------------------------------------------------------------------------
-# Textures and shapes
+# Camera and rendering (the layers, their motion and the tracks: data_pipelines.scene_common)
 # ----------------------------------------------------------------------------------------------
-
-def _make_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A colourful multi-scale texture, uint8 [h, w, 3], with features at all scales."""
-    img = np.zeros((h, w, 3), np.float32)
-    base = rng.uniform(40, 215, 3)
-    chroma = rng.uniform(0.2, 0.6)  # share of colour (vs. brightness) variation
-    for cells, amp in ((3, 45.0), (8, 35.0), (20, 25.0)):
-        gh, gw = max(2, h * cells // 64), max(2, w * cells // 64)
-        noise = rng.normal(0.0, 1.0, (gh, gw, 4)).astype(np.float32)
-        noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
-        img += amp * ((1 - chroma) * noise[..., :1] + chroma * noise[..., 1:])
-    img += base
-    # Sprinkle strokes, discs and boxes so that there are corners to track.
-    n_shapes = max(4, h * w // 400)
-    for _ in range(n_shapes):
-        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
-        kind = rng.integers(3)
-        x0, y0 = int(rng.integers(w)), int(rng.integers(h))
-        s = int(rng.integers(2, max(3, min(min(h, w) // 8, 12))))
-        if kind == 0:
-            cv2.circle(img, (x0, y0), s, colour, -1)
-        elif kind == 1:
-            cv2.rectangle(img, (x0, y0), (x0 + s, y0 + int(rng.integers(2, s + 2))), colour, -1)
-        else:
-            cv2.line(img, (x0, y0), (x0 + int(rng.integers(-2 * s, 2 * s)),
-                                     y0 + int(rng.integers(-2 * s, 2 * s))), colour, 1 + s // 6)
-    img += rng.normal(0.0, 6.0, img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def _make_shape(rng: np.random.Generator, kind: str, h: int, w: int, pad: int) -> np.ndarray:
-    """Binary alpha float32 [h, w] of one shape filling the canvas minus `pad` pixels."""
-    alpha = np.zeros((h, w), np.uint8)
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    rx, ry = (w - 1) / 2.0 - pad, (h - 1) / 2.0 - pad
-    if kind == "rect":
-        alpha[pad:h - pad, pad:w - pad] = 1
-    elif kind == "ellipse":
-        cv2.ellipse(alpha, (int(round(cx)), int(round(cy))), (int(rx), int(ry)), 0, 0, 360, 1, -1)
-    else:
-        if kind == "polygon":  # convex-ish polygon with 5..8 vertices
-            k = int(rng.integers(5, 9))
-            ang = np.sort(rng.uniform(0, 2 * np.pi, k))
-            rad = rng.uniform(0.75, 1.0, k)
-        else:  # "blob": star-convex radial Fourier shape
-            ang = np.linspace(0, 2 * np.pi, 72, endpoint=False)
-            rad = np.ones_like(ang)
-            for f in range(2, 5):
-                rad += rng.uniform(0.0, 0.15) * np.cos(f * ang + rng.uniform(0, 2 * np.pi))
-            rad /= rad.max()
-        pts = np.stack([cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)], -1)
-        cv2.fillPoly(alpha, [np.round(pts).astype(np.int32)], 1)
-    return alpha.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------
-# Layers and motion
-# ----------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class _Layer:
-    """One object: texture/alpha on a canonical canvas and per-frame canvas→image transforms."""
-    instance_id: int
-    texture: np.ndarray     # uint8 [h, w, 3]
-    alpha: np.ndarray       # float32 [h, w] in {0, 1}
-    affine: np.ndarray      # float64 [T, 2, 3]: deformed canvas coords -> image pixels
-    depth: np.ndarray       # float64 [T] metres
-    amp: np.ndarray         # (ax, ay) sinusoidal warp amplitude in canvas pixels (0 = rigid)
-    wavelength: float
-    phase: np.ndarray       # [T] warp phase per frame
-    psi: float
-
-    def deform(self, ux, uy, t: int | np.ndarray):
-        """Canonical -> deformed canvas coordinates (the non-rigid part)."""
-        if not np.any(self.amp):
-            return ux, uy
-        k = 2.0 * np.pi / self.wavelength
-        ph = self.phase[t]
-        cy, cx = (self.alpha.shape[0] - 1) / 2.0, (self.alpha.shape[1] - 1) / 2.0
-        dx = self.amp[0] * np.sin(k * (uy - cy) + ph)
-        dy = self.amp[1] * np.sin(k * (ux - cx) + ph + self.psi)
-        return ux + dx, uy + dy
-
-    def undeform(self, dx_, dy_, t: int):
-        """Inverse of `deform` by fixed-point iteration (the warp is a contraction)."""
-        if not np.any(self.amp):
-            return dx_, dy_
-        ux, uy = dx_, dy_
-        for _ in range(_UNDEFORM_ITERS):
-            fx, fy = self.deform(ux, uy, t)
-            ux, uy = dx_ - (fx - ux), dy_ - (fy - uy)
-        return ux, uy
-
-    def project(self, u: np.ndarray) -> np.ndarray:
-        """Canonical canvas points [n, 2] -> image positions [T, n, 2] at every frame."""
-        t = np.arange(self.affine.shape[0])[:, None]
-        ux, uy = self.deform(u[None, :, 0], u[None, :, 1], t)
-        a = self.affine
-        x = a[:, 0, 0, None] * ux + a[:, 0, 1, None] * uy + a[:, 0, 2, None]
-        y = a[:, 1, 0, None] * ux + a[:, 1, 1, None] * uy + a[:, 1, 2, None]
-        return np.stack([x, y], -1)
-
-
-def _smooth_wobble(rng: np.random.Generator, s: np.ndarray, amp: float) -> np.ndarray:
-    """A smooth random 1D function of normalised time s in [0, 1] with zero mean-ish."""
-    f = rng.uniform(0.3, 1.5)
-    return amp * np.sin(2 * np.pi * f * s + rng.uniform(0, 2 * np.pi))
-
 
 def _camera(rng: np.random.Generator, frames: int, size: tuple[int, int]):
     """World->image camera: q = zoom[t] * (w - centre[t]) + image_centre. World = frame-0 pixels."""
     h, w = size
     s = np.linspace(0.0, 1.0, frames)
-    zoom = np.exp(rng.uniform(-0.15, 0.15) * s + _smooth_wobble(rng, s, 0.03))
+    zoom = np.exp(rng.uniform(-0.15, 0.15) * s + smooth_wobble(rng, s, 0.03))
     zoom /= zoom[0]
     img_c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-9
     travel = rng.uniform(0.0, 0.3) * min(h, w)
     centre = img_c[None] + travel * s[:, None] * direction[None]
-    centre[:, 0] += _smooth_wobble(rng, s, 0.02 * w)
-    centre[:, 1] += _smooth_wobble(rng, s, 0.02 * h)
+    centre[:, 0] += smooth_wobble(rng, s, 0.02 * w)
+    centre[:, 1] += smooth_wobble(rng, s, 0.02 * h)
     centre -= centre[0] - img_c  # frame 0 sees world [0, W) x [0, H)
     return zoom, centre, img_c
-
-
-def _make_objects(rng, frames, size, num_objects, num_distractors, zoom, centre, img_c):
-    h, w = size
-    s = np.linspace(0.0, 1.0, frames)
-    short = min(h, w)
-    objects: list[_Layer] = []
-    kinds = ("rect", "ellipse", "polygon", "blob")
-    for k in range(num_objects):
-        copy_of = None
-        n_originals = num_objects - num_distractors
-        if k >= n_originals:  # the last `num_distractors` objects copy an original one
-            copy_of = objects[int(rng.integers(0, n_originals))]
-        if copy_of is None:
-            diam = rng.uniform(0.15, 0.45) * short
-            aspect = np.exp(rng.uniform(-0.5, 0.5))
-            pad = 2
-            cw = int(np.clip(diam * np.sqrt(aspect), 12, 2 * short)) + 2 * pad
-            ch = int(np.clip(diam / np.sqrt(aspect), 12, 2 * short)) + 2 * pad
-            texture = _make_texture(rng, ch, cw)
-            alpha = _make_shape(rng, kinds[int(rng.integers(len(kinds)))], ch, cw, pad)
-        else:  # distractor: same look, independent motion
-            texture, alpha = copy_of.texture, copy_of.alpha
-            ch, cw = alpha.shape
-        # Path in world coordinates (frame-0 pixels); some objects enter or leave the frame.
-        inside = lambda: np.array([rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h])
-        start, end = inside(), inside()
-        mode = rng.uniform()
-        if mode < 0.35:  # enter or leave through a random side
-            side = int(rng.integers(4))
-            out = (start if rng.uniform() < 0.5 else end).copy()  # never an alias of end
-            r = 0.6 * max(ch, cw)
-            if side == 0:
-                out[0] = -r
-            elif side == 1:
-                out[0] = w - 1 + r
-            elif side == 2:
-                out[1] = -r
-            else:
-                out[1] = h - 1 + r
-            if rng.uniform() < 0.5:
-                start = out
-            else:
-                end = out
-        path = start[None] + (end - start)[None] * s[:, None]
-        path[:, 0] += _smooth_wobble(rng, s, 0.06 * short)
-        path[:, 1] += _smooth_wobble(rng, s, 0.06 * short)
-        theta = rng.uniform(-np.pi, np.pi) + rng.uniform(-np.pi / 3, np.pi / 3) * s
-        scale = rng.uniform(0.75, 1.25) * np.exp(rng.uniform(-0.3, 0.3) * s + _smooth_wobble(rng, s, 0.05))
-        depth = rng.uniform(2.0, 20.0) + rng.uniform(-8.0, 8.0) * s
-        depth = np.clip(depth, 1.0, 25.0)
-        # canvas (deformed) -> world -> image
-        uc = np.array([(cw - 1) / 2.0, (ch - 1) / 2.0])
-        cos, sin = np.cos(theta), np.sin(theta)
-        lin = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # [T,2,2]
-        lin = lin * (scale * zoom)[:, None, None]
-        trans = zoom[:, None] * (path - centre) + img_c[None] - np.einsum("tij,j->ti", lin, uc)
-        affine = np.concatenate([lin, trans[:, :, None]], -1)
-        rigid = rng.uniform() < 0.4
-        if rigid:
-            amp, wavelength = np.zeros(2), 1.0
-        else:
-            wavelength = rng.uniform(0.6, 1.0) * max(ch, cw)
-            # contraction factor 2*pi*amp/wavelength <= 0.55 keeps the warp invertible
-            amp = rng.uniform(0.3, 1.0, 2) * 0.55 * wavelength / (2 * np.pi) * 0.5
-        phase = rng.uniform(0, 2 * np.pi) + rng.uniform(0.1, 0.4) * np.arange(frames)
-        objects.append(_Layer(FIRST_OBJECT_ID + k, texture, alpha, affine, depth, amp,
-                              float(wavelength), phase, float(rng.uniform(0, 2 * np.pi))))
-    return objects
-
-
-# ----------------------------------------------------------------------------------------------
-# Rendering
-# ----------------------------------------------------------------------------------------------
-
-def composite_objects(rgb: np.ndarray, ids: np.ndarray, dep: np.ndarray, objects, t: int,
-                      xs: np.ndarray, ys: np.ndarray) -> None:
-    """Paints ``objects`` at frame ``t`` far to near into ``rgb`` [H,W,3], ``ids`` [H,W] and
-    ``dep`` [H,W] in place (``xs``/``ys``: the pixel grids). Shared by every scene generator."""
-    h, w = ids.shape
-    for obj in sorted(objects, key=lambda o: -o.depth[t]):  # far to near
-        ch, cw = obj.alpha.shape
-        m = float(np.max(obj.amp)) + 1.0
-        corners = np.array([[-m, -m], [cw - 1 + m, -m], [-m, ch - 1 + m], [cw - 1 + m, ch - 1 + m]])
-        a = obj.affine[t]
-        q = corners @ a[:, :2].T + a[:, 2]
-        x0, y0 = np.maximum(np.floor(q.min(0)).astype(int), 0)
-        x1, y1 = np.minimum(np.ceil(q.max(0)).astype(int) + 1, (w, h))
-        if x0 >= x1 or y0 >= y1:
-            continue
-        inv = cv2.invertAffineTransform(a)
-        bx, by = xs[y0:y1, x0:x1], ys[y0:y1, x0:x1]
-        dx_ = inv[0, 0] * bx + inv[0, 1] * by + inv[0, 2]
-        dy_ = inv[1, 0] * bx + inv[1, 1] * by + inv[1, 2]
-        ux, uy = obj.undeform(dx_, dy_, t)
-        ux, uy = ux.astype(np.float32), uy.astype(np.float32)
-        cover = cv2.remap(obj.alpha, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0) > 0.5
-        col = cv2.remap(obj.texture, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        rgb[y0:y1, x0:x1][cover] = col[cover]
-        ids[y0:y1, x0:x1][cover] = obj.instance_id
-        dep[y0:y1, x0:x1][cover] = obj.depth[t]
 
 
 def _render(size, zoom, centre, img_c, bg_tex, bg_origin, bg_depth_coef, objects):
@@ -338,57 +130,6 @@ def _render(size, zoom, centre, img_c, bg_tex, bg_origin, bg_depth_coef, objects
         composite_objects(rgb, ids, dep, objects, t, xs, ys)
         rgbs[t], masks[t], depths[t] = rgb, ids, dep
     return rgbs, masks, depths
-
-
-def object_tracks(rng: np.random.Generator, objects, n_obj: int):
-    """``n_obj`` points on ``objects`` (shared by area^0.5), at least ``_ERODE`` canonical pixels
-    inside their shape: (trajs [T, n, 2], owner ids [n], depths [T, n]) lists, one per object."""
-    trajs, owners, pdepth = [], [], []
-    if not n_obj or not objects:
-        return trajs, owners, pdepth
-    frames = objects[0].affine.shape[0]
-    areas = np.array([o.alpha.sum() for o in objects])
-    share = np.sqrt(areas) / np.sqrt(areas).sum()
-    counts = np.floor(share * n_obj).astype(int)
-    counts[: n_obj - counts.sum()] += 1
-    for o, c in zip(objects, counts):
-        if c == 0:
-            continue
-        inner = cv2.erode(o.alpha, np.ones((2 * _ERODE + 1, 2 * _ERODE + 1), np.uint8))
-        yy, xx = np.nonzero(inner > 0.5)
-        if yy.size == 0:
-            yy, xx = np.nonzero(o.alpha > 0.5)
-        pick = rng.integers(0, yy.size, c)
-        u = np.stack([xx[pick], yy[pick]], -1) + rng.uniform(-0.5, 0.5, (c, 2))
-        trajs.append(o.project(u))
-        owners.append(np.full(c, o.instance_id))
-        pdepth.append(np.broadcast_to(o.depth[:, None], (frames, c)))
-    return trajs, owners, pdepth
-
-
-def finish_tracks(trajs, owners, pdepth, masks: np.ndarray, depths: np.ndarray, rgbs: np.ndarray,
-                  distractor_of: np.ndarray) -> dict[str, Any]:
-    """Concatenates per-layer tracks and adds visibility (in the image and front-most at its
-    pixel), validity and the placeholder camera: the sequence dict of :func:`generate_sequence`."""
-    frames, h, w = masks.shape
-    trajs_2d = np.concatenate(trajs, 1).astype(np.float32)
-    instance_ids = np.concatenate(owners).astype(np.uint8)
-    zpts = np.concatenate(pdepth, 1).astype(np.float32)
-    x, y = trajs_2d[..., 0], trajs_2d[..., 1]
-    in_img = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    xi = np.clip(np.round(x), 0, w - 1).astype(np.int64)
-    yi = np.clip(np.round(y), 0, h - 1).astype(np.int64)
-    front = masks[np.arange(frames)[:, None], yi, xi]
-    visibs = in_img & (front == instance_ids[None])
-    valids = np.ones_like(visibs)
-    f = float(w)
-    intr = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]], np.float32)
-    intrinsics = np.broadcast_to(intr, (frames, 3, 3)).copy()
-    extrinsics = np.broadcast_to(np.eye(4, dtype=np.float32), (frames, 4, 4)).copy()
-    trajs_3d = np.stack([(x - intr[0, 2]) * zpts / f, (y - intr[1, 2]) * zpts / f, zpts], -1)
-    return dict(rgbs=rgbs, masks=masks, depths=depths, trajs_2d=trajs_2d, visibs=visibs,
-                valids=valids, instance_ids=instance_ids, trajs_3d=trajs_3d.astype(np.float32),
-                intrinsics=intrinsics, extrinsics=extrinsics, distractor_of=distractor_of)
 
 
 def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (128, 160),
@@ -427,10 +168,10 @@ def generate_sequence(seed: int, frames: int = 24, size: tuple[int, int] = (128,
     world = (corners[None] - img_c) / zoom[:, None, None] + centre[:, None]
     lo = np.floor(world.reshape(-1, 2).min(0)) - 8
     hi = np.ceil(world.reshape(-1, 2).max(0)) + 8
-    bg_tex = _make_texture(rng, int(hi[1] - lo[1]) + 1, int(hi[0] - lo[0]) + 1)
+    bg_tex = make_texture(rng, int(hi[1] - lo[1]) + 1, int(hi[0] - lo[0]) + 1)
     bg_depth_coef = np.array([rng.uniform(40.0, 60.0), rng.uniform(-0.02, 0.02), rng.uniform(0.0, 0.05)])
 
-    objects = _make_objects(rng, frames, (h, w), num_objects, num_distractors, zoom, centre, img_c)
+    objects = make_objects(rng, frames, (h, w), num_objects, num_distractors, zoom, centre, img_c)
     distractor_of = np.zeros(num_objects, np.int32)
     for i, o in enumerate(objects):
         for j in range(i):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from objtrack_jax.data_pipelines import pipeline, real_scenes, synthetic, transforms
+from objtrack_jax.data_pipelines import pipeline, real_scenes, scene_common, transforms
 from objtrack_jax.models.correlation import build_pyramid, level_coords, pyramid_correlation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,9 +80,9 @@ def test_entering_objects_travel():
     travel = []
     for seed in range(60):
         rng = np.random.default_rng(seed)
-        objs = synthetic._make_objects(rng, 12, (96, 128), 4, 0, np.ones(12),  # pylint: disable=protected-access
-                                       np.broadcast_to(np.array([63.5, 47.5]), (12, 2)),
-                                       np.array([63.5, 47.5]))
+        objs = scene_common.make_objects(rng, 12, (96, 128), 4, 0, np.ones(12),
+                                         np.broadcast_to(np.array([63.5, 47.5]), (12, 2)),
+                                         np.array([63.5, 47.5]))
         for o in objs:
             d = o.affine[-1, :, 2] - o.affine[0, :, 2]
             travel.append(np.hypot(*d))
