@@ -26,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from objtrack_jax.data_pipelines import pipeline  # pylint: disable=wrong-import-position
+from objtrack_jax.data_pipelines import (  # pylint: disable=wrong-import-position
+    pipeline, sources, transforms)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine, peak_rss_mb  # noqa: E402
@@ -85,10 +86,10 @@ def main(argv=None):
     gen_s = time.perf_counter() - t0
 
     c = _config(tmp.name, args)
-    src = pipeline.in_memory_source(seqs, c) if source == "memory" else pipeline.make_source(c)
+    src = sources.in_memory_source(seqs, c) if source == "memory" else sources.make_source(c)
 
     # Per clip, in this thread: loading vs processing.
-    maker = pipeline.ExampleMaker(src, c)
+    maker = sources.ExampleMaker(src, c)
     load_s, proc_s, skipped = [], [], 0
     for g in range(args.per_clip):
         ci = maker.clip_index(g, 0)
@@ -96,7 +97,7 @@ def main(argv=None):
         t1 = time.perf_counter()
         clip = src.load(si, start, fs, c.clip_len)
         t2 = time.perf_counter()
-        ex = pipeline.process_clip(clip, c, np.random.default_rng([c.seed, g, 0]))
+        ex = transforms.process_clip(clip, c, np.random.default_rng([c.seed, g, 0]))
         t3 = time.perf_counter()
         skipped += ex is None
         load_s.append(t2 - t1)

@@ -2,8 +2,7 @@
 
 The job is split in three modules: :mod:`data_pipelines.transforms` (augmentations, point filters,
 farthest-point sampling), :mod:`data_pipelines.sources` (clip tables, sources, example ``g`` of the
-stream) and this one (config, tf.data, batches, :class:`TrainIterator`). Every public name of the
-other two is re-exported here, so ``data_pipelines.pipeline.X`` keeps working.
+stream) and this one (config, tf.data, batches, :class:`TrainIterator`).
 
 Everything per example is numpy/OpenCV code driven by one ``numpy.random.Generator`` that is a pure
 function of ``(config.seed, global example index, attempt)``; tf.data only runs it in parallel
@@ -45,14 +44,9 @@ from typing import Any, Callable, Iterator, Mapping
 import ml_collections
 import numpy as np
 
-# Re-exported: the pipeline's public names (tests, benchmarks and configs use pipeline.X).
-from objtrack_jax.data_pipelines.sources import (  # noqa: F401  pylint: disable=unused-import
-    ClipSource, ExampleMaker, clip_table, dir_source, fitting_strides, in_memory_source, make_source,
-    tfds_builder, tfds_source)
-from objtrack_jax.data_pipelines.transforms import (  # noqa: F401  pylint: disable=unused-import
-    add_noise, augment, blur, color_jitter, erase, farthest_point_sampling, flip, fps_features,
-    in_bounds, mask_edge_map, point_filter, process_clip, reverse_time, sanitize, scale_crop,
-    select_points, swap_xy)
+from objtrack_jax.data_pipelines.sources import (
+    ClipSource, ExampleMaker, fitting_strides, make_source, tfds_builder, tfds_source)
+from objtrack_jax.data_pipelines.transforms import process_clip, swap_xy
 
 FIELDS = ("rgbs", "masks", "trajs", "vis", "valids", "point_valid", "point_index", "example_index",
           "clip_index",

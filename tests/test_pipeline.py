@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from objtrack_jax.data_pipelines import pipeline
+from objtrack_jax.data_pipelines import pipeline, sources, transforms
 
 S, N = 8, 16
 CROP = (64, 80)
@@ -94,9 +94,9 @@ def _clip(seq, start=0, frames=S):
 def test_mask_edge_map():
     m = np.ones((6, 7), np.uint8)
     m[2:4, 3:5] = 2
-    e = pipeline.mask_edge_map(m)
+    e = transforms.mask_edge_map(m)
     assert e[2, 3] and e[1, 2] and e[4, 5] and not e[0, 0] and not e[5, 0] and not e[1, 0]
-    assert not pipeline.mask_edge_map(np.ones((5, 5), np.uint8)).any()  # image border is no edge
+    assert not transforms.mask_edge_map(np.ones((5, 5), np.uint8)).any()  # image border is no edge
 
 
 def test_point_filter_hand_built():
@@ -114,9 +114,9 @@ def test_point_filter_hand_built():
     trajs[:, 5] = trajs[0, 5]  # 5: static -> motion filter
     valids[0, 6] = vis[0, 6] = False  # 6: invalid at frame 0
     trajs[5:, 7, 0] += 30  # 7: a 30 px jump between frames 4 and 5 (> 0.5 * 40 / 2)
-    keep = pipeline.point_filter(trajs, vis, valids, mask0, motion_min_px=1.0, motion_max_step_px=10)
+    keep = transforms.point_filter(trajs, vis, valids, mask0, motion_min_px=1.0, motion_max_step_px=10)
     np.testing.assert_array_equal(keep, [1, 0, 0, 1, 0, 0, 0, 0])
-    keep = pipeline.point_filter(trajs, vis, valids, mask0, edge=False, motion_min_px=0.0)
+    keep = transforms.point_filter(trajs, vis, valids, mask0, edge=False, motion_min_px=0.0)
     np.testing.assert_array_equal(keep, [1, 0, 0, 1, 1, 1, 0, 1])
 
 
@@ -124,18 +124,18 @@ def test_fps_deterministic_and_spread():
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0, 0, 0], [100, 0, 0, 0], [0, 100, 0, 0], [0, 0, 50, 50.0]])
     feats = np.concatenate([c + rng.normal(size=(20, 4)) for c in centres])
-    a = pipeline.farthest_point_sampling(feats, 4, first=3)
-    np.testing.assert_array_equal(a, pipeline.farthest_point_sampling(feats, 4, first=3))
+    a = transforms.farthest_point_sampling(feats, 4, first=3)
+    np.testing.assert_array_equal(a, transforms.farthest_point_sampling(feats, 4, first=3))
     assert sorted(i // 20 for i in a) == [0, 1, 2, 3]  # one point per cluster
-    assert len(pipeline.farthest_point_sampling(feats, 500)) == 80  # all, without repeats
-    assert len(set(pipeline.farthest_point_sampling(feats, 80).tolist())) == 80
+    assert len(transforms.farthest_point_sampling(feats, 500)) == 80  # all, without repeats
+    assert len(set(transforms.farthest_point_sampling(feats, 80).tolist())) == 80
 
 
 def test_padding_when_few_points_survive():
     seq, _, _ = _block_sequence()
     c = _cfg()
     c.num_points = 64  # > 36 moving points
-    ex = pipeline.process_clip(_clip(seq), c, np.random.default_rng(0))
+    ex = transforms.process_clip(_clip(seq), c, np.random.default_rng(0))
     k = int(ex["point_valid"].sum())
     assert 4 <= k < 64
     assert ex["point_valid"][:k].all() and not ex["point_valid"][k:].any()
@@ -148,15 +148,15 @@ def test_clip_with_too_few_points_is_skipped_and_counted():
     good, _, _ = _block_sequence(0)
     bad, _, _ = _block_sequence(1, static=True)  # nothing moves: the motion filter removes everything
     c = _cfg()
-    src = pipeline.in_memory_source([bad, good], c)
-    maker = pipeline.ExampleMaker(src, c)
+    src = sources.in_memory_source([bad, good], c)
+    maker = sources.ExampleMaker(src, c)
     exs = [maker(g) for g in range(len(src))]
     assert all(int(e["seq_index"]) == 1 for e in exs)
     assert sum(int(e["num_skipped"]) > 0 for e in exs) >= len(src) // 2 - 1
-    assert pipeline.process_clip(_clip(bad), c, np.random.default_rng(0)) is None
+    assert transforms.process_clip(_clip(bad), c, np.random.default_rng(0)) is None
     c.max_retries = 0
     with pytest.raises(RuntimeError, match="min_points"):
-        pipeline.ExampleMaker(pipeline.in_memory_source([bad], c), c)(0)
+        sources.ExampleMaker(sources.in_memory_source([bad], c), c)(0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_example_shapes_and_dtypes():
     c = _cfg()
     c.aug = pipeline.default_data_config().aug
     c.aug.xy_swap = "none"
-    ex = pipeline.ExampleMaker(pipeline.in_memory_source([seq], c), c)(3)
+    ex = sources.ExampleMaker(sources.in_memory_source([seq], c), c)(3)
     want = dict(rgbs=((S, *CROP, 3), np.uint8), masks=((S, *CROP), np.int32),
                 trajs=((S, N, 2), np.float32), vis=((S, N), np.float32), valids=((S, N), np.float32),
                 point_valid=((N,), np.float32), point_index=((N,), np.int32))
@@ -182,14 +182,14 @@ def test_determinism_by_seed():
     c = _cfg()
     c.aug = pipeline.default_data_config().aug
     c.aug.xy_swap = "none"
-    src = pipeline.in_memory_source([seq], c)
-    a = [pipeline.ExampleMaker(src, c)(g) for g in (0, 5, 17)]
-    b = [pipeline.ExampleMaker(src, c)(g) for g in (17, 5, 0)][::-1]  # order-independent
+    src = sources.in_memory_source([seq], c)
+    a = [sources.ExampleMaker(src, c)(g) for g in (0, 5, 17)]
+    b = [sources.ExampleMaker(src, c)(g) for g in (17, 5, 0)][::-1]  # order-independent
     for x, y in zip(a, b):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
     c.seed = 1
-    d = pipeline.ExampleMaker(src, c)(5)
+    d = sources.ExampleMaker(src, c)(5)
     assert not all(np.array_equal(d[k], a[1][k]) for k in ("rgbs", "trajs"))
 
 
@@ -217,7 +217,7 @@ def test_augmentations_keep_masks_frames_and_tracks_aligned(name):
     colour_kept = name not in ("color_noise", "all")  # "all" blurs after downscaling: edges bleed
     n_checked = 0
     for seed in range(3):
-        ex = pipeline.process_clip(_clip(seq, start=seed), c, np.random.default_rng(seed))
+        ex = transforms.process_clip(_clip(seq, start=seed), c, np.random.default_rng(seed))
         k = int(ex["point_valid"].sum())
         own = owner[ex["point_index"][:k]]
         cod = code[ex["point_index"][:k]]
@@ -244,8 +244,8 @@ def test_eraser_hides_points_and_leaves_masks():
     seq, _, _ = _block_sequence()
     c = _cfg(eraser_prob=1.0, eraser_frame_prob=1.0, eraser_size=(0.4, 0.6))
     clip = _clip(seq)
-    out = pipeline.augment(clip, c, np.random.default_rng(0))
-    ref = pipeline.augment(clip, _cfg(), np.random.default_rng(0))  # same crop offsets drawn first
+    out = transforms.augment(clip, c, np.random.default_rng(0))
+    ref = transforms.augment(clip, _cfg(), np.random.default_rng(0))  # same crop offsets drawn first
     np.testing.assert_array_equal(out["masks"], ref["masks"])
     np.testing.assert_array_equal(out["trajs"], ref["trajs"])
     assert (out["vis"] <= ref["vis"]).all() and out["vis"][1:].sum() < ref["vis"][1:].sum()
@@ -256,7 +256,7 @@ def test_eraser_hides_points_and_leaves_masks():
             x, y = out["trajs"][t, i]
             assert changed[t, int(round(y)), int(round(x))]
     c.aug.eraser_mask_id = 200
-    out2 = pipeline.augment(clip, c, np.random.default_rng(0))
+    out2 = transforms.augment(clip, c, np.random.default_rng(0))
     assert (out2["masks"][1:] == 200).any() and not (out2["masks"][0] == 200).any()
 
 
@@ -264,29 +264,29 @@ def test_flips_time_reversal_and_xy_swap_are_exact():
     seq, _, _ = _block_sequence()
     clip = _clip(seq)
     h, w = H0, W0
-    f = pipeline.flip(clip, True, True)
+    f = transforms.flip(clip, True, True)
     np.testing.assert_array_equal(f["rgbs"], clip["rgbs"][:, ::-1, ::-1])
     np.testing.assert_array_equal(f["masks"], clip["masks"][:, ::-1, ::-1])
     np.testing.assert_array_equal(f["trajs"][..., 0], w - 1 - clip["trajs"][..., 0])
     np.testing.assert_array_equal(f["trajs"][..., 1], h - 1 - clip["trajs"][..., 1])
-    r = pipeline.reverse_time(clip)
+    r = transforms.reverse_time(clip)
     for k in ("rgbs", "masks", "trajs", "vis", "valids"):
         np.testing.assert_array_equal(r[k], clip[k][::-1])
-    sw = pipeline.swap_xy(clip)
+    sw = transforms.swap_xy(clip)
     np.testing.assert_array_equal(sw["rgbs"], clip["rgbs"].transpose(0, 2, 1, 3))
     np.testing.assert_array_equal(sw["masks"], clip["masks"].transpose(0, 2, 1))
     np.testing.assert_array_equal(sw["trajs"], clip["trajs"][..., ::-1])
-    np.testing.assert_array_equal(pipeline.swap_xy(sw)["rgbs"], clip["rgbs"])
+    np.testing.assert_array_equal(transforms.swap_xy(sw)["rgbs"], clip["rgbs"])
     # Through `augment` with a full-size crop: the same exact maps.
     c = _cfg(hflip_prob=1.0, time_reverse_prob=1.0)
     c.crop_size = (h, w)
-    out = pipeline.augment(clip, c, np.random.default_rng(0))
+    out = transforms.augment(clip, c, np.random.default_rng(0))
     np.testing.assert_array_equal(out["rgbs"], clip["rgbs"][::-1, :, ::-1])
     np.testing.assert_array_equal(out["trajs"][..., 0], w - 1 - clip["trajs"][::-1, :, 0])
     np.testing.assert_array_equal(out["trajs"][..., 1], clip["trajs"][::-1, :, 1])
     # Batch-level swap on a batch (numpy; the same code works on jax arrays).
     batch = {k: np.stack([v, v]) for k, v in clip.items()}
-    sb = pipeline.swap_xy(batch)
+    sb = transforms.swap_xy(batch)
     assert sb["rgbs"].shape == (2, S, w, h, 3) and sb["masks"].shape == (2, S, w, h)
 
 
@@ -297,8 +297,8 @@ def test_points_leaving_the_crop_become_invisible_but_stay_valid():
     clip = _clip(seq)
     n_in = n_out = 0
     for seed in range(4):
-        out = pipeline.augment(clip, c, np.random.default_rng(seed))
-        inb = pipeline.in_bounds(out["trajs"], 48, 64)
+        out = transforms.augment(clip, c, np.random.default_rng(seed))
+        inb = transforms.in_bounds(out["trajs"], 48, 64)
         n_in, n_out = n_in + inb.sum(), n_out + (~inb).sum()
         np.testing.assert_array_equal(out["valids"], clip["valids"])
         assert not out["vis"][~inb].any()
@@ -312,7 +312,7 @@ def test_scale_crop_track_mapping_matches_opencv_resampling():
                 trajs=np.array([[[13.0, 9.0]]], np.float32), vis=np.ones((1, 1), bool),
                 valids=np.ones((1, 1), bool))
     clip["rgbs"][0, 9, 13] = 255
-    out = pipeline.scale_crop(clip, (50, 60), 2.0, 2.0, 3.0, 4.0)
+    out = transforms.scale_crop(clip, (50, 60), 2.0, 2.0, 3.0, 4.0)
     img = out["rgbs"][0, ..., 0].astype(float)
     yy, xx = np.mgrid[:50, :60]
     centroid = np.array([(img * xx).sum(), (img * yy).sum()]) / img.sum()
@@ -338,7 +338,7 @@ def test_stream_is_resumable_and_seeded():
     seq, _, _ = _block_sequence()
     c = _cfg(hflip_prob=0.5, scale_prob=0.5, eraser_prob=0.5, xy_swap="batch", xy_swap_prob=0.5)
     c.crop_size = (64, 64)
-    src = pipeline.in_memory_source([seq], c)
+    src = sources.in_memory_source([seq], c)
     it = pipeline.make_train_iterator(c, 2, source=src, process_index=0, process_count=1)
     full = [next(it) for _ in range(4)]
     assert it.state()["step"] == 4 and it.position == 4
@@ -353,12 +353,12 @@ def test_stream_is_resumable_and_seeded():
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     np.testing.assert_array_equal(np.concatenate([b["example_index"] for b in full]), np.arange(8))
     # The stream equals the per-example function (batching/parallelism change nothing).
-    maker = pipeline.ExampleMaker(src, c)
+    maker = sources.ExampleMaker(src, c)
     ex = maker(5)
     b = full[2]
     swapped = bool(b["xy_swapped"][0])
     if swapped:
-        ex = pipeline.swap_xy(ex)
+        ex = transforms.swap_xy(ex)
     np.testing.assert_array_equal(b["rgbs"][1], ex["rgbs"])
     np.testing.assert_array_equal(b["trajs"][1], ex["trajs"])
 
@@ -370,7 +370,7 @@ def test_make_global_batch_single_process():
     mesh = jax.make_mesh((jax.device_count(),), ("data",),
                          axis_types=(jax.sharding.AxisType.Explicit,))
     gb = 2 * jax.device_count()
-    it = pipeline.make_train_iterator(c, gb, mesh=mesh, source=pipeline.in_memory_source([seq], c))
+    it = pipeline.make_train_iterator(c, gb, mesh=mesh, source=sources.in_memory_source([seq], c))
     batch = next(it)
     it.close()
     assert batch["rgbs"].shape == (gb, S, *CROP, 3)
@@ -386,7 +386,7 @@ def test_dir_source_matches_reader_clips(tmp_path):
     c = _cfg()
     c.root, c.clip_len, c.clip_stride, c.frame_strides = str(tmp_path), 4, 2, (1, 2)
     c.crop_size = (48, 64)
-    src = pipeline.dir_source(c)
+    src = sources.dir_source(c)
     seq_dir = pointodyssey.list_sequences(str(tmp_path), "train")[0]
     for fs in (1, 2):
         ref = list(pointodyssey.iter_clips(seq_dir, 4, 2, frame_stride=fs))
@@ -398,7 +398,7 @@ def test_dir_source_matches_reader_clips(tmp_path):
                           ("valids", "valids")):
                 np.testing.assert_array_equal(got[k], cl[k2])
     c.min_points = 1
-    ex = pipeline.ExampleMaker(src, c)(0)
+    ex = sources.ExampleMaker(src, c)(0)
     assert ex["rgbs"].shape == (4, 48, 64, 3) and ex["point_valid"].sum() >= 1
 
 
@@ -422,7 +422,7 @@ def test_tfds_tfrecord_stream_is_resumable(tiny_root, tmp_path):
     tp = pytest.importorskip("objtrack_jax.data_pipelines.tfds_pointodyssey")
     builder = tp.build(tiny_root, str(tmp_path / "tfds"), clip_len=8, clip_stride=4)
     c = _tfds_cfg()
-    assert pipeline.tfds_source(c, builder) is None  # TFRecord: streamed
+    assert sources.tfds_source(c, builder) is None  # TFRecord: streamed
     it = pipeline.make_train_iterator(c, 2, builder=builder, process_index=0, process_count=1)
     full = [next(it) for _ in range(3)]
     st = it.state()
@@ -446,13 +446,13 @@ def test_tfds_array_record_is_random_access(tiny_root, tmp_path):
                                    file_format="array_record")
     builder.download_and_prepare(download_config=download.DownloadConfig(manual_dir=tiny_root))
     c = _tfds_cfg()
-    src = pipeline.tfds_source(c, builder)
+    src = sources.tfds_source(c, builder)
     assert src is not None and len(src) == 4 * builder.info.splits["train"].num_examples  # 3+1 rows
     it = pipeline.make_train_iterator(c, 2, start_step=1, builder=builder, process_index=0,
                                       process_count=1)
     b = next(it)
     it.close()
     np.testing.assert_array_equal(b["example_index"], [2, 3])
-    ex = pipeline.ExampleMaker(src, c)(3)
+    ex = sources.ExampleMaker(src, c)(3)
     for k in ("rgbs", "masks", "trajs", "vis"):
         np.testing.assert_array_equal(b[k][1], ex[k])
