@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from objtrack_jax import anchor as _anchor
 from objtrack_jax.inference import num_windows, window_step
 from objtrack_jax.memory import inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
@@ -112,12 +113,86 @@ def _direction(model, params, fmaps, b_idx, t_q, xy, length, window, iters, carr
     return trajs, vis, has_vis
 
 
+def _anchor_clip(cfg: "_anchor.AnchorConfig", video, t_q, xy_q, tracks):
+    """:func:`objtrack_jax.anchor.anchor_tracks` as a pure function of one clip: ``video
+    [T, H, W, 3]``, ``t_q [N]`` int32 query frames in [0, T), ``xy_q [N, 2]`` the queries (x, y),
+    ``tracks [N, T, 2]``. Returns ``(tracks, accepted [N, T])``.
+
+    Two scans over the frames, forward (points active after their query frame) and backward
+    (before it), each carrying :func:`objtrack_jax.anchor.init_carry`; a point's template is
+    taken from its query frame when the scan reaches it, which both scans do before the point's
+    first active frame (so nothing but the frames, one at a time, is gathered)."""
+    num_frames = video.shape[0]
+    xy_q = xy_q.astype(jnp.float32)
+    tracks = tracks.astype(jnp.float32)
+
+    def make(frame):
+        return _anchor.templates(_anchor.pyramid(_anchor.grey(frame), cfg.levels), xy_q,
+                                 cfg.radius)
+
+    shapes = jax.eval_shape(make, video[0])
+    tmpl0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+    def scan(order, backward):
+        def body(state, t):
+            tmpl, carry = state
+            frame = video[t]
+            here = t_q == t
+
+            def pick(a, b):
+                return jnp.where(here.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+            def start(tc):  # the points whose query frame this is: template, fresh carry
+                tmpl = jax.tree_util.tree_map(pick, make(frame), tc[0])
+                return tmpl, jax.tree_util.tree_map(pick, _anchor.init_carry(tmpl), tc[1])
+
+            tmpl, carry = jax.lax.cond(jnp.any(here), start, lambda tc: tc, (tmpl, carry))
+            active = (t < t_q) if backward else (t > t_q)
+            new, _, ok, carry = _anchor.anchor_frame(cfg, frame, tmpl, tracks[:, t], active,
+                                                     carry)
+            return (tmpl, carry), (new, ok)
+
+        _, (new, ok) = jax.lax.scan(body, (tmpl0, _anchor.init_carry(tmpl0)), order)
+        return new, ok  # [T, N, 2], [T, N] in the scan's order
+
+    frames = jnp.arange(num_frames, dtype=jnp.int32)
+    fwd, fok = scan(frames, False)
+    bwd, bok = scan(frames[::-1], True)
+    bwd, bok = bwd[::-1], bok[::-1]
+    fwd, fok, bwd, bok = (jnp.swapaxes(a, 0, 1) for a in (fwd, fok, bwd, bok))  # point-major
+    out = jnp.where(fok[..., None], fwd, jnp.where(bok[..., None], bwd, tracks))
+    at_query = jnp.arange(num_frames)[None] == t_q[:, None]  # the query itself, exactly
+    out = jnp.where(at_query[..., None], xy_q[:, None], out)
+    return out, fok | bok | at_query
+
+
+def anchor_clips(video, queries, tracks, config: Optional["_anchor.AnchorConfig"] = None):
+    """The anchoring stage (:mod:`objtrack_jax.anchor`) as a pure function: ``tracks [B, N, T,
+    2]`` of ``queries [B, N, 3]`` in ``video [B, T, H, W, 3]`` (the module's conventions)
+    re-aligned to each query's patch. Returns ``(tracks, accepted [B, N, T])`` as
+    :func:`objtrack_jax.anchor.anchor_tracks` returns them for each clip (the query frames hold
+    the queries, accepted). Clips one at a time (``lax.map``)."""
+    cfg = config or _anchor.AnchorConfig()
+    num_frames = video.shape[1]
+    q = jnp.asarray(queries, jnp.float32)
+    t_q = jnp.clip(jnp.round(q[..., 0]), 0, num_frames - 1).astype(jnp.int32)
+
+    def one(args):
+        v, tq, xy, tr = args
+        return _anchor_clip(cfg, v.astype(jnp.float32), tq, xy, tr)
+
+    return jax.lax.map(one, (jnp.asarray(video), t_q, q[..., 2:0:-1], jnp.asarray(tracks)))
+
+
 def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters: int,
-          carry: str = "pips2", point_chunk: int = 16) -> dict:
+          carry: str = "pips2", point_chunk: int = 16,
+          anchor: Union[bool, "_anchor.AnchorConfig"] = False) -> dict:
     """Tracks ``queries`` through ``video``: a pure function of ``params``, ``video`` and
     ``queries`` (module docstring for shapes and conventions). ``model``, ``window``, ``iters``,
-    ``carry`` and ``point_chunk`` (points refined at once) are static: bind them with
-    :func:`make_tracker` (or ``functools.partial``) before ``jax.jit`` / ``jax.vmap``."""
+    ``carry``, ``point_chunk`` (points refined at once) and ``anchor`` (True or an
+    :class:`~objtrack_jax.anchor.AnchorConfig`: the anchoring stage, :func:`anchor_clips`) are
+    static: bind them with :func:`make_tracker` (or ``functools.partial``) before ``jax.jit`` /
+    ``jax.vmap``."""
     b, num_frames, height, width, _ = video.shape
     if queries.ndim != 3 or queries.shape[0] != b or queries.shape[-1] != 3:
         raise ValueError(f"queries must be [B, N, 3] as (t, y, x) with B = {b} (the video's), got "
@@ -158,6 +233,9 @@ def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters
     tracks, logits = jax.lax.map(one_chunk, (split(b_idx), split(t_q), split(xy)))
     tracks = tracks.reshape((-1, num_frames, 2))[:rows].reshape(b, n, num_frames, 2)
     logits = logits.reshape((-1, num_frames))[:rows].reshape(b, n, num_frames)
+    if anchor is not False and anchor is not None:
+        cfg = anchor if isinstance(anchor, _anchor.AnchorConfig) else None
+        tracks = anchor_clips(video, queries, tracks, cfg)[0]
     if not model.visibility_head:
         return {"tracks": tracks, "occlusion": None, "visible": None}
     at_query = jnp.arange(num_frames)[None, None] == t_q[:rows].reshape(b, n)[..., None]
@@ -166,16 +244,21 @@ def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters
 
 def make_tracker(model: PIPsTracker,
                  settings: Union[None, Mapping, TrackingSettings] = None,
-                 point_chunk: int = 16):
+                 point_chunk: int = 16,
+                 anchor: Union[None, bool, "_anchor.AnchorConfig"] = None):
     """``fn(params, video, queries) -> dict``: :func:`track` with ``model`` and the window,
-    iterations and carry of ``settings`` bound (a :class:`~objtrack_jax.settings.TrackingSettings`
-    or the weights' ``info``; None: the defaults of weights that record nothing). Pure: wrap it
-    in ``jax.jit`` / ``jax.vmap`` as needed."""
+    iterations, carry and anchoring of ``settings`` bound (a
+    :class:`~objtrack_jax.settings.TrackingSettings` or the weights' ``info``; None: the defaults
+    of weights that record nothing). ``anchor`` (None: ``settings.anchor``) switches the
+    anchoring stage on or off. Pure: wrap it in ``jax.jit`` / ``jax.vmap`` as needed."""
     s = from_info(settings)
+    use_anchor = s.anchor if anchor is None else anchor
+    if not isinstance(use_anchor, (bool, _anchor.AnchorConfig)):
+        raise ValueError(f"anchor must be True, False or an AnchorConfig, got {anchor!r}")
 
     def tracker(params, video, queries):
         return track(model, params, video, queries, window=s.window, iters=s.iters,
-                     carry=s.carry, point_chunk=point_chunk)
+                     carry=s.carry, point_chunk=point_chunk, anchor=use_anchor)
 
     return tracker
 

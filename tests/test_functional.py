@@ -106,3 +106,76 @@ def test_functional_tracker_through_the_protocols(small_model, tmp_path):
     _, mean_host = evaluation.evaluate("synthetic", str(tmp_path), model, params, settings=s, **kw)
     for k in ("average_pts_within_thresh", "average_jaccard", "occlusion_accuracy"):
         assert mean_fn[k] == pytest.approx(mean_host[k], abs=1e-6), k
+
+
+def _drifted_truth(queries, frames, per_frame=(0.15, -0.25)):
+    """Ground truth of :func:`_video` (content moves 2 px left per frame) for ``queries
+    [N, 3]``, plus a bias growing with the distance from each query frame (the drift the
+    anchoring removes; up to ~2.5 px here)."""
+    t = np.arange(frames)[None]
+    t_q = queries[:, :1]
+    truth = np.stack([queries[:, 2:3] - 2.0 * (t - t_q), np.broadcast_to(queries[:, 1:2],
+                                                                         (len(queries), frames))],
+                     -1)
+    bias = np.abs(t - t_q)[..., None] * np.asarray(per_frame)
+    return truth.astype(np.float32), (truth + bias).astype(np.float32)
+
+
+def test_anchor_clips_equals_anchor_tracks():
+    """The pure anchoring stage (two scans, templates taken at the query frames) equals the
+    host driver objtrack_jax.anchor.anchor_tracks on each clip of a batch, in both directions
+    from queries at frames 0, 2 and 5; it removes the drift; it runs under jax.vmap."""
+    from objtrack_jax import anchor
+    from objtrack_jax.functional import anchor_clips
+
+    frames = 9
+    videos = np.stack([_video(4, frames), _video(5, frames)])
+    queries = np.stack([QUERIES, QUERIES[::-1] + np.array([0, 3.0, 12.0], np.float32)])
+    queries[..., 2] = np.clip(queries[..., 2], 30, 120)  # in view for all 9 frames (x - 2t)
+    pairs = [_drifted_truth(q, frames) for q in queries]
+    est = np.stack([p[1] for p in pairs])
+    got, ok = jax.jit(anchor_clips)(videos, queries, est)
+    # vmap-able: over a leading axis (one clip per batch), the same up to float rounding
+    mapped, mapped_ok = jax.jit(jax.vmap(anchor_clips))(videos[:, None], queries[:, None],
+                                                         est[:, None])
+    err = float(np.abs(np.asarray(mapped[:, 0]) - np.asarray(got)).max())
+    print(f"vmap vs jit: max |diff| {err:.2e} px")
+    assert err <= 1e-3
+    np.testing.assert_array_equal(np.asarray(mapped_ok[:, 0]), np.asarray(ok))
+    for b in range(2):
+        ref, ref_ok, _ = anchor.anchor_tracks(videos[b], est[b], queries[b])
+        err = float(np.abs(np.asarray(got[b]) - ref).max())
+        print(f"clip {b}: anchor_clips vs anchor_tracks max |diff| {err:.2e} px, "
+              f"accepted {ref_ok.mean():.2f}")
+        assert err <= 1e-4
+        np.testing.assert_array_equal(np.asarray(ok[b]), ref_ok)
+        before = np.linalg.norm(est[b] - pairs[b][0], axis=-1)
+        after = np.linalg.norm(np.asarray(got[b]) - pairs[b][0], axis=-1)
+        assert ref_ok.mean() > 0.8 and before.max() > 2.0
+        assert np.median(after[ref_ok]) < 0.1, np.median(after[ref_ok])
+
+
+def test_make_tracker_anchors_as_the_settings_say(small_model):
+    """Weights whose settings record ``anchor`` get the anchoring stage from make_tracker: the
+    tracks equal objtrack_jax.anchor.anchor_tracks applied to the network's tracks (the same
+    tracker with ``anchor=False``)."""
+    from objtrack_jax import anchor
+
+    model, params = small_model
+    info = {"inference": {"window": 8, "iters": 2, "anchor": True}}
+    frames = 6
+    videos = np.stack([_video(6, frames)])
+    queries = QUERIES[None].copy()
+    plain = jax.jit(make_tracker(model, info, anchor=False))(params, videos, queries)
+    out = jax.jit(make_tracker(model, info))(params, videos, queries)
+    net = np.asarray(plain["tracks"][0])
+    ref, ok, _ = anchor.anchor_tracks(videos[0], net, queries[0])
+    err = float(np.abs(np.asarray(out["tracks"][0]) - ref).max())
+    moved = float(np.abs(ref - net).max())
+    print(f"make_tracker anchored vs anchor_tracks on its network tracks: max |diff| {err:.2e} px; "
+          f"anchoring moved points by up to {moved:.2f} px, accepted {ok.mean():.2f}")
+    assert err <= 1e-4
+    assert moved > 0.05
+    np.testing.assert_array_equal(np.asarray(out["occlusion"]), np.asarray(plain["occlusion"]))
+    with pytest.raises(ValueError, match="anchor must be"):
+        make_tracker(model, info, anchor="yes")
