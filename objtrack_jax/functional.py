@@ -8,7 +8,7 @@ for files of any length::
     from objtrack_jax.functional import make_tracker
 
     model, params, info = load_model()
-    track = jax.jit(make_tracker(model, info))          # the weights' window / iterations / carry
+    track = jax.jit(make_tracker(model, info))  # the weights' window, iterations, carry, anchor
     out = track(params, video, queries)                 # video [B, T, H, W, 3], queries [B, N, 3]
     out["tracks"], out["occlusion"]                     # [B, N, T, 2] (x, y), [B, N, T] logits
 
@@ -35,6 +35,15 @@ once; each point then reads its windows' feature maps (points in chunks of ``poi
 settings up to float rounding (tests/test_functional.py). Not here: the second, finer pass
 (``settings.refine_scale``, which needs the video at a second resolution) and the memory
 bounding of the host loop; its memory grows with ``B·T`` frames of feature maps.
+
+The anchoring stage is applied when ``settings.anchor`` says so (the shipped weights' settings
+do; ``make_tracker(..., anchor=False)`` leaves it out): after the network, every estimate is
+re-aligned to its query frame's patch (:mod:`objtrack_jax.anchor`), in the frames given, i.e. at
+the model's resolution (``track_queries`` anchors at the input video's). :func:`anchor_clips`
+does it as a pure function: per clip a forward ``lax.scan`` over the frames (points after their
+query frame) and a backward one (before it), each carrying
+:func:`objtrack_jax.anchor.init_carry`; its tracks equal
+:func:`objtrack_jax.anchor.anchor_tracks` on the same network tracks (tests/test_functional.py).
 
 Every window is one call of :func:`objtrack_jax.inference.window_step`, the engine's per-window
 step shared with the host loop.
