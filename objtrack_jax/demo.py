@@ -10,7 +10,7 @@ Scene mode (default, no download, about a minute on a 2-core CPU):
    :func:`objtrack_jax.tracking.track_queries`, at the window / iterations the weights were
    validated at) and with the zero-motion, Lucas-Kanade and DIS baselines
    (:mod:`objtrack_jax.baselines`) on the same queries;
-3. prints d_avg / survival / MTE for each (and the model's AJ / OA when it has a visibility head);
+3. prints d_1 / d_2 / d_avg / survival / MTE for each (and the model's AJ / OA when it has a visibility head);
 4. writes ``demo.mp4`` (model | ground truth, side by side, same colour per point), ``demo.png``
    (a contact sheet of it) and ``demo.json`` (the numbers) into ``--out`` (default: here).
 
@@ -162,9 +162,11 @@ def run_synthetic(model, params, settings, args) -> dict:
         mean["model"].update(metrics_lib.average_metrics(vis_rows))
     print()
     print(metrics_lib.format_table([{"video": k, **v} for k, v in mean.items()],
-                                   ("d_avg", "survival", "median_l2"), add_mean=False))
-    print("d_avg: % of points within 1-16 px (higher is better); survival: % of frames before a "
-          "point first drifts > 16 px; median_l2 (MTE): median error in px (lower is better).")
+                                   ("d_1", "d_2", "d_avg", "survival", "median_l2"),
+                                   add_mean=False))
+    print("d_1, d_2: % of points within 1 and 2 px; d_avg: mean of d_1..d_16 (higher is better); "
+          "survival: % of frames before a point first drifts > 16 px; median_l2 (MTE): median "
+          "error in px (lower is better).")
     if vis_rows:
         m = mean["model"]
         print(f"model visibility (TAP-Vid definitions): AJ {100 * m['average_jaccard']:.1f}, "
