@@ -3,15 +3,19 @@
 Every caller that tracks through more frames than one window
 (:func:`objtrack_jax.tracking.track_queries`, hence ``objtrack eval``/``track``/``demo`` and the
 evaluation during training; :mod:`objtrack_jax.functional` for the in-memory function) follows the
-rules below (docs/conventions.md, "Long videos"), written once here as pieces that every driver
-uses: :func:`segment_windows` (the schedule), :func:`window_step` (one window: the model's
-refinement, pure, jit- and vmap-able), :func:`_carried` (the templates a window starts from) and
-:func:`_write_window` (write-back and zero-velocity fill). Two drivers run them on the host:
-:func:`track_windows` (one segment, frames streamed from a file a window at a time, each window
-encoded once for all its point chunks) and :func:`track_segments` (many short segments of one
-video side by side on its shared feature maps: the TAP-Vid protocol's query groups).
-:func:`track_long_video` is :func:`track_windows` with a progress bar, the entry the parity tests
-compare with the PyTorch original.
+rules below (docs/conventions.md, "Long videos"), written once here: :func:`segment_windows` (the
+schedule), :func:`window_step` (one window: the model's refinement, pure, jit- and vmap-able),
+:func:`_carried` (the templates a window starts from), :func:`_write_window` (write-back and
+zero-velocity fill). On the host, a segment's points go through their windows as jobs (``_Job``,
+one per chunk of points: its estimate, visibility logits and carried templates; ``inputs`` for the
+next window, ``advance`` with its output) and :func:`_run_windows` is the one window loop: it
+runs the next window of a group of jobs until none has windows left. Its two drivers differ only
+in which jobs run together and where their feature maps come from: :func:`track_windows` (one
+segment, every chunk at the same window, the window's frames read from the video, streamed from a
+file, and encoded once for all its chunks) and :func:`track_segments` (the same window of many
+short segments of one video in one call, gathered from its shared feature maps on the device: the
+TAP-Vid protocol's query groups). :func:`track_long_video` is :func:`track_windows` with a
+progress bar, the entry the parity tests compare with the PyTorch original.
 
 A per-window step for other loops (streaming, export): ``window_step(model, params, fmaps
 [B, S, h, w, C], trajs [B, S, N, 2], iters, feat_init=None | (f1, f2, f4) each [B, S, N, C],
@@ -31,7 +35,8 @@ num_valid=None | int | [B]) -> TrackerOutput`` (tracks, vis_logits, feats to car
 Each window of frames is encoded **once**, then the points are refined in chunks of at most
 ``chunk_size`` on those feature maps (bounded memory for dense grids; PIPs++ tracks every point
 independently, so chunking changes nothing beyond float rounding). Chunks are padded to a
-power-of-two size (at least 8) so that different point counts share a few compiled shapes. The
+power-of-two size (at least 8; :func:`track_segments`: two sizes, :func:`segment_chunks`) so that
+different point counts share a few compiled shapes. The
 jitted encoder and refinement are cached per (model, iters): windows of equal shape never
 recompile.
 
@@ -219,6 +224,87 @@ def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]
     return (feats[0],) * 3 if carry == "paper" else feats
 
 
+class _Job:
+    """One chunk of a segment's points on its way through the segment's windows: its state
+    (estimate ``trajs [b, L, size, 2]``, visibility logits ``vis [b, L, size]``, carried
+    templates), its windows (:func:`segment_windows`) and the next one to run. Every window of
+    both drivers goes through :meth:`inputs` (the estimate to start from, the carried templates)
+    and :meth:`advance` (write-back, zero-velocity fill, carry): the protocol's rules live here
+    and in :func:`_write_window` / :func:`_carried` only."""
+
+    def __init__(self, trajs: np.ndarray, windows: list[tuple[int, int]], *, seg: int = 0,
+                 frames: Optional[np.ndarray] = None, first: bool = True):
+        self.trajs = trajs
+        self.vis = np.zeros(trajs.shape[:3], np.float32)
+        self.windows = windows
+        self.next = 0
+        self.feats: Optional[tuple] = None
+        self.seg, self.frames, self.first = seg, frames, first
+
+    @property
+    def size(self) -> int:
+        """Points (padding included)."""
+        return self.trajs.shape[2]
+
+    @property
+    def left(self) -> int:
+        """Windows still to run."""
+        return len(self.windows) - self.next
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """``(start, end)`` of the next window, in the segment's frames."""
+        return self.windows[self.next]
+
+    def inputs(self, carry: str, length: int = 0) -> tuple[np.ndarray, Optional[tuple]]:
+        """The next window's starting estimate ``[b, S, size, 2]`` (padded to ``length`` frames
+        with its last frame when shorter) and the templates it starts from (None: its own)."""
+        start, end = self.span
+        return (_pad_time(self.trajs[:, start:end], length),
+                _carried(self.feats, end - start, carry))
+
+    def advance(self, tracks, vis_logits, feats: Optional[tuple], fill: bool = True) -> None:
+        """Takes the next window's output (``tracks [b, >= S, size, 2]``, ``vis_logits`` or None,
+        the templates to carry) and moves on to the following window."""
+        start, end = self.span
+        _write_window(self.trajs.swapaxes(0, 1), self.vis.swapaxes(0, 1), start, end,
+                      np.asarray(tracks).swapaxes(0, 1),
+                      None if vis_logits is None else np.asarray(vis_logits).swapaxes(0, 1), fill)
+        self.feats = feats
+        self.next += 1
+
+
+def _chunk_jobs(init: np.ndarray, chunks, windows, **kwargs) -> list[_Job]:
+    """The jobs of one segment's points ``init [b, L, n, 2]`` split as ``chunks [(start, size),
+    ...]``; a chunk short of ``size`` points is padded with copies of its first point (finite;
+    points are tracked independently, and the padding is dropped by :func:`_joined`)."""
+    jobs = []
+    for c, (start, size) in enumerate(chunks):
+        part = np.array(init[:, :, start:start + size], np.float32)
+        if part.shape[2] < size:
+            part = np.concatenate([part, np.repeat(part[:, :, :1], size - part.shape[2], 2)], 2)
+        jobs.append(_Job(part, windows, first=c == 0, **kwargs))
+    return jobs
+
+
+def _joined(jobs: list[_Job], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A segment's ``(tracks [b, L, n, 2], vis_logits [b, L, n])`` from its chunks' jobs."""
+    return (np.concatenate([j.trajs for j in jobs], 2)[:, :, :n],
+            np.concatenate([j.vis for j in jobs], 2)[:, :, :n])
+
+
+def _run_windows(jobs: list[_Job], next_group: Callable[[list], list],
+                 run_group: Callable[[list], None]) -> None:
+    """The window loop of both drivers: while a job has windows left, the group
+    ``next_group(jobs with windows left)`` runs its next window (``run_group(group)``, which
+    calls :meth:`_Job.advance` on each)."""
+    while True:
+        live = [j for j in jobs if j.left > 0]
+        if not live:
+            return
+        run_group(next_group(live))
+
+
 def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: int, iters: int,
                   carry: str = "pips2", chunk_size: Optional[int] = None,
                   on_window: Optional[Callable[[], None]] = None, features=None,
@@ -271,35 +357,31 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
     if length == 1 or n == 0:
         return init.copy(), (np.zeros((b, length, n), np.float32) if has_vis else None)
     size = padded_chunk_size(n, chunk_size)
-    num_chunks = -(-n // size)
-    pad = num_chunks * size - n
-    trajs = np.concatenate([init, np.repeat(init[:, :, :1], pad, axis=2)], 2) if pad else init.copy()
-    vis = np.zeros(trajs.shape[:3], np.float32)
+    jobs = _chunk_jobs(init, [(c, size) for c in range(0, n, size)],
+                       segment_windows(length, window))
     model = inference_model(model, shape[2], shape[3], max_memory_mb)
     encode = _encode_fn(model)
-    feats: list[Optional[tuple]] = [None] * num_chunks
     short = bool(pad_short) and length < window  # one window, padded to `window` frames
-    span = window if short else None
+    span = window if short else 0
     num_valid = jnp.int32(length)
-    for start, end in segment_windows(length, window):
+
+    def run_group(group):  # every chunk, at the same window: its frames encoded once
+        start, end = group[0].span
         if features is not None:
-            fmaps = jnp.asarray(_pad_time(features[:, start:end], span or 0))
+            fmaps = jnp.asarray(_pad_time(features[:, start:end], span))
         else:
-            fmaps = encode(params, jnp.asarray(_pad_time(read(start, end), span or 0), jnp.float32))
-        for c in range(num_chunks):
-            sl = slice(c * size, (c + 1) * size)
-            feat_init = _carried(feats[c], end - start, carry)
+            fmaps = encode(params, jnp.asarray(_pad_time(read(start, end), span), jnp.float32))
+        for job in group:
+            trajs, feat_init = job.inputs(carry, span)
             refine = _refine_fn(model, int(iters), feat_init is not None, short)
-            out = refine(params, fmaps, jnp.asarray(_pad_time(trajs[:, start:end, sl], span or 0)),
-                         feat_init, num_valid)
-            _write_window(trajs[:, :, sl].swapaxes(0, 1), vis[:, :, sl].swapaxes(0, 1), start,
-                          end, np.asarray(out.tracks).swapaxes(0, 1),
-                          None if out.vis_logits is None else
-                          np.asarray(out.vis_logits).swapaxes(0, 1), fill=not keep_init)
-            feats[c] = out.feats  # (a padded short video is one window: never carried)
+            out = refine(params, fmaps, jnp.asarray(trajs), feat_init, num_valid)
+            job.advance(out.tracks, out.vis_logits, out.feats, fill=not keep_init)
         if on_window is not None:
             on_window()
-    return trajs[:, :, :n], (vis[:, :, :n] if has_vis else None)
+
+    _run_windows(jobs, lambda live: live, run_group)
+    trajs, vis = _joined(jobs, n)
+    return trajs, (vis if has_vis else None)
 
 
 MAX_SEGMENT_BATCH = 64
@@ -341,29 +423,6 @@ def segment_chunks(n: int, chunk_size: Optional[int] = None) -> list[tuple[int, 
     else:
         out += [(s, MIN_SEGMENT_POINTS) for s in range(start, n, MIN_SEGMENT_POINTS)]
     return out
-
-
-class _Job:
-    """One segment's chunk of points in :func:`track_segments`: its frames (indices into the
-    feature maps), its windows, the next one to run and its state (estimate, visibility
-    logits, carried templates)."""
-
-    def __init__(self, seg: int, frames: np.ndarray, xy0: np.ndarray, points: slice, size: int,
-                 window: int, first: bool):
-        self.seg, self.frames, self.first = seg, frames, first
-        length = len(frames)
-        xy = xy0[points]
-        if len(xy) < size:  # padded with copies of the chunk's first point (finite, dropped)
-            xy = np.concatenate([xy, np.repeat(xy[:1], size - len(xy), 0)], 0)
-        self.trajs = np.repeat(xy[None].astype(np.float32), length, 0)  # [L, size, 2]
-        self.vis = np.zeros((length, size), np.float32)
-        self.windows = segment_windows(length, window)
-        self.next = 0
-        self.feats: Optional[tuple] = None
-
-    @property
-    def left(self) -> int:
-        return len(self.windows) - self.next
 
 
 def track_segments(model: PIPsTracker, params: Any, features: np.ndarray, segments, *,
@@ -413,30 +472,30 @@ def track_segments(model: PIPsTracker, params: Any, features: np.ndarray, segmen
     for i, (frames, xy0) in enumerate(segments):
         frames = np.asarray(frames, np.int64)
         xy0 = np.asarray(xy0, np.float32).reshape(-1, 2)
-        for c, (start, size) in enumerate(segment_chunks(len(xy0), chunk_size)):
-            jobs.append(_Job(i, frames, xy0, slice(start, start + size), size, window, c == 0))
+        init = np.broadcast_to(xy0, (1, len(frames)) + xy0.shape)
+        jobs += _chunk_jobs(init, segment_chunks(len(xy0), chunk_size),
+                            segment_windows(len(frames), window), seg=i, frames=frames)
     sizes = {}
-    for n in {j.trajs.shape[1] for j in jobs}:
+    for n in {j.size for j in jobs}:
         b = segment_batch_size(window, features.shape[1:], n, max_memory_mb, itemsize)
         sizes[n] = b if max_batch is None else max(1, min(b, int(max_batch)))
-    while True:
+
+    def next_group(live):  # the fullest class (point count, first or carried window) first
         classes: dict[tuple, list] = {}
-        for j in jobs:
-            if j.left > 0:
-                classes.setdefault((j.trajs.shape[1], j.next > 0), []).append(j)
-        if not classes:
-            break
+        for j in live:
+            classes.setdefault((j.size, j.next > 0), []).append(j)
         key = max(classes, key=lambda k: (len(classes[k]) / sizes[k[0]], -k[1]))
-        ready = sorted(classes[key], key=lambda j: -j.left)[:sizes[key[0]]]
-        _refine_batch(model, params, device_features, ready, sizes[key[0]], window, int(iters),
-                      carry, on_window)
+        return sorted(classes[key], key=lambda j: -j.left)[:sizes[key[0]]]
+
+    _run_windows(jobs, next_group, lambda group: _refine_batch(
+        model, params, device_features, group, sizes[group[0].size], window, int(iters), carry,
+        on_window))
     out = []
     for i, (frames, xy0) in enumerate(segments):
         mine = [j for j in jobs if j.seg == i]
-        n = len(np.reshape(xy0, (-1, 2)))
         if mine:
-            tracks = np.concatenate([j.trajs for j in mine], 1)[:, :n]
-            vis = np.concatenate([j.vis for j in mine], 1)[:, :n]
+            tracks, vis = _joined(mine, len(np.reshape(xy0, (-1, 2))))
+            tracks, vis = tracks[0], vis[0]
         else:
             tracks = np.zeros((len(frames), 0, 2), np.float32)
             vis = tracks[..., 0]
@@ -447,31 +506,28 @@ def track_segments(model: PIPsTracker, params: Any, features: np.ndarray, segmen
 def _refine_batch(model, params, features, jobs, batch: int, window: int, iters: int,
                   carry: str, on_window) -> None:
     """The next window of each of ``jobs`` (equal point counts, all first or all carried windows)
-    in one refinement call of ``batch`` segments (padded with copies of the last job, dropped)."""
-    pad = batch - len(jobs)
-    spans = [j.windows[j.next] for j in jobs]
-    idx = [j.frames[s:e] for j, (s, e) in zip(jobs, spans)]
-    idx = [np.concatenate([i, np.repeat(i[-1:], window - len(i))]) for i in idx]
-    idx = np.stack(idx + idx[-1:] * pad).astype(np.int32)  # [B, S] frames of the windows
-    trajs = np.stack([_pad_time(j.trajs[None, s:e], window)[0] for j, (s, e) in zip(jobs, spans)])
-    trajs = np.concatenate([trajs, np.repeat(trajs[-1:], pad, 0)], 0)
-    num_valid = np.array([e - s for s, e in spans + spans[-1:] * pad], np.int32)
+    in one refinement call of ``batch`` segments (padded with copies of the last job, dropped),
+    each window's frames gathered from the device's feature maps and padded to ``window``."""
+    padded = jobs + jobs[-1:] * (batch - len(jobs))
+    spans = [j.span for j in padded]
+    idx = [j.frames[s:e] for j, (s, e) in zip(padded, spans)]
+    idx = np.stack([np.concatenate([i, np.repeat(i[-1:], window - len(i))]) for i in idx])
+    num_valid = np.array([e - s for s, e in spans], np.int32)
+    inputs = [j.inputs(carry, window) for j in padded]
     feat_init = None
-    if jobs[0].next > 0 and carry != "none":  # a carried window is a full one (window_starts)
-        stacked = tuple(np.concatenate([j.feats[k] for j in jobs + jobs[-1:] * pad], 0)
-                        for k in range(3))
-        feat_init = _carried(stacked, window, carry)
+    if inputs[0][1] is not None:  # a carried window is a full one (window_starts)
+        feat_init = tuple(jnp.asarray(np.concatenate([f[k] for _, f in inputs], 0))
+                          for k in range(3))
     refine = _refine_gather_fn(model, iters, feat_init is not None)
-    out = refine(params, features, jnp.asarray(idx), jnp.asarray(trajs),
-                 None if feat_init is None else tuple(jnp.asarray(f) for f in feat_init),
+    out = refine(params, features, jnp.asarray(idx.astype(np.int32)),
+                 jnp.asarray(np.concatenate([t for t, _ in inputs], 0)), feat_init,
                  jnp.asarray(num_valid))
     tracks = np.asarray(out.tracks)
     vis = None if out.vis_logits is None else np.asarray(out.vis_logits)
     feats = tuple(np.asarray(f) for f in out.feats)
-    for i, (j, (s, e)) in enumerate(zip(jobs, spans)):
-        _write_window(j.trajs, j.vis, s, e, tracks[i], None if vis is None else vis[i])
-        j.feats = tuple(f[i:i + 1] for f in feats)
-        j.next += 1
+    for i, j in enumerate(jobs):
+        j.advance(tracks[i:i + 1], None if vis is None else vis[i:i + 1],
+                  tuple(f[i:i + 1] for f in feats))
         if on_window is not None and j.first:
             on_window()
 
