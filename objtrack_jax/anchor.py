@@ -3,24 +3,28 @@
 PIPs++ estimates each window from the previous window's last estimate, so any small bias of the
 network accumulates over a long video (a still scene slowly slides away, docs/drift.md). This
 module removes that accumulation after the network has run: every estimate ``p[n, t]`` is
-re-aligned, by Gauss-Newton (inverse-compositional Lucas-Kanade, translation only) on a
-coarse-to-fine image pyramid, to a patch of the **query frame** around the query point -- the
-one appearance that never drifts. The patches are compared after removing their mean and
-scaling to unit norm, so a brightness change (flicker, exposure) leaves the match unchanged.
+re-aligned, by Gauss-Newton (inverse-compositional Lucas-Kanade with a similarity warp: shift,
+scale and rotation) on a coarse-to-fine image pyramid, to a patch of the **query frame** around
+the query point -- the one appearance that never drifts. The patches are compared after
+removing their mean and scaling to unit norm, so a brightness change (flicker, exposure) leaves
+the match unchanged.
 
 An estimate is replaced by the aligned position only when the match is good (normalised
-cross-correlation ``>= min_score``) and the correction is at most ``max_shift`` pixels;
-otherwise the network's estimate stays (a point that turned, deformed or is hidden does not
-match its query patch, and the network is then the better guess). Each frame is refined on its
-own: the result for frame ``t`` depends on frame ``t``, the query frame, ``p[n, t]`` and the point's
-last accepted correction (carried in time order), so the step streams and gives the same
-results for any chunking of the video.
+cross-correlation ``>= min_score``) and the correction is at most ``max_shift`` pixels. Where
+the query patch does not match, the previous frame's patch is aligned instead (frame-to-frame
+Lucas-Kanade, kept within ``max_shift`` of the network's estimate); otherwise the network's
+estimate stays (a point that is hidden, or changed beyond a similarity, matches neither, and the
+network is then the better guess). The result for frame ``t`` depends on frame ``t``, the query
+frame, ``p[n, t]`` and a small per-point state carried in time order away from the query frame
+(last correction, last scale and rotation, previous patch): the step streams, and any chunking
+of the video gives the same result.
 
 This is not part of the PIPs++ algorithm: ``TrackingSettings.anchor`` switches it on (the
 shipped weights' validated settings do; parity and the reproduction protocols run without it).
+Conventions and parameters: docs/conventions.md, "Anchoring to the query frame".
 
-Functions are pure JAX (``refine_frames`` is jit- and vmap-able); :func:`anchor_tracks` is the
-host driver over a video of any length, a chunk of frames at a time.
+:func:`anchor_frame` / :func:`anchor_frames` are pure JAX (jit- and vmap-able);
+:func:`anchor_tracks` is the host driver over a video of any length, a chunk of frames at a time.
 
 Coordinates: ``(x, y)`` pixels, integer values at pixel centres (docs/conventions.md).
 """
@@ -107,8 +111,8 @@ def _sample(img: jax.Array, xy: jax.Array) -> jax.Array:
     h, w = img.shape
     x = jnp.clip(xy[..., 0], 0.0, w - 1.0)
     y = jnp.clip(xy[..., 1], 0.0, h - 1.0)
-    x0 = jnp.clip(jnp.floor(x), 0, w - 2).astype(jnp.int32) if w > 1 else jnp.zeros_like(x, jnp.int32)
-    y0 = jnp.clip(jnp.floor(y), 0, h - 2).astype(jnp.int32) if h > 1 else jnp.zeros_like(y, jnp.int32)
+    x0 = jnp.clip(jnp.floor(x), 0, max(w - 2, 0)).astype(jnp.int32)
+    y0 = jnp.clip(jnp.floor(y), 0, max(h - 2, 0)).astype(jnp.int32)
     fx = x - x0
     fy = y - y0
     x1 = jnp.minimum(x0 + 1, w - 1)
@@ -133,8 +137,11 @@ def _normalise(patch: jax.Array) -> jax.Array:
 
 def templates(pyr: list, xy: jax.Array, radius: int):
     """The query patches of points ``xy [N, 2]`` in one frame's pyramid: per level ``(patch
-    [N, P, P], grad [N, P, P, 2], hessian_inv [N, 2, 2], texture [N])`` normalised, where texture
-    is the smaller eigenvalue of the normalised patch's structure tensor (0: nothing to align)."""
+    [N, P, P], grad [N, P, P, 2], hessian_inv [N, 2, 2], texture [N], sd [N, P, P, 4],
+    hessian4_inv [N, 4, 4])`` normalised, where texture is the smaller eigenvalue of the
+    normalised patch's structure tensor (0: nothing to align) and ``sd`` / ``hessian4_inv`` the
+    steepest-descent images and inverse Hessian of the similarity warp (shift x, shift y, a, b:
+    ``u -> [[1 + a, -b], [b, 1 + a]] u + shift``)."""
     big = _offsets(radius + 1)
     out = []
     for lev, img in enumerate(pyr):
@@ -155,9 +162,54 @@ def templates(pyr: list, xy: jax.Array, radius: int):
         tr = hxx + hyy
         lam_min = 0.5 * (tr - jnp.sqrt(jnp.maximum(tr * tr - 4 * det, 0.0)))
         safe = jnp.maximum(det, 1e-12)
-        hinv = jnp.stack([jnp.stack([hyy, -hxy], -1), jnp.stack([-hxy, hxx], -1)], -2) / safe[:, None, None]
-        out.append((patch, g, hinv, lam_min))
+        hinv = jnp.stack([jnp.stack([hyy, -hxy], -1), jnp.stack([-hxy, hxx], -1)], -2)
+        hinv = hinv / safe[:, None, None]
+        u = _offsets(radius)
+        ux, uy = u[..., 0], u[..., 1]
+        sd = jnp.stack([gx, gy, gx * ux + gy * uy, -gx * uy + gy * ux], -1)  # [N, P, P, 4]
+        h4 = jnp.einsum("npqi,npqj->nij", sd, sd) + 1e-6 * jnp.eye(4)
+        out.append((patch, g, hinv, lam_min, sd, jnp.linalg.inv(h4)))
     return out
+
+
+def refine_frame_sim(pyr: list, tmpl: list, xy: jax.Array, lin: jax.Array, radius: int,
+                     iters: int):
+    """Aligns the query patches ``tmpl`` in one frame's pyramid with a similarity warp, starting
+    at ``xy [N, 2]`` with the linear part ``lin [N, 2, 2]`` (the patch offset ``u`` is read at
+    ``xy + lin @ u``, ``u`` in pixels of each level). Inverse-compositional Gauss-Newton: the
+    update ``(dx, dy, a, b)`` is solved with the template's steepest-descent images and its
+    inverse composed into the warp. Returns ``(xy [N, 2], lin [N, 2, 2], score [N])``: the score
+    is the normalised cross-correlation at level 0, -1 when the warp's area change left
+    [1/4, 4]."""
+    off = _offsets(radius)
+    c = xy
+    for lev in range(len(pyr) - 1, -1, -1):
+        img = pyr[lev]
+        patch, _, _, _, sd, h4inv = tmpl[lev]
+        s = 2.0 ** lev
+
+        def body(_, state):
+            c, a = state
+            pos = c[:, None, None, :] / s + jnp.einsum("nij,pqj->npqi", a, off)
+            cur = _normalise(_sample(img, pos))
+            err = cur - patch
+            b = (sd * err[..., None]).sum((1, 2))  # [N, 4]
+            dp = jnp.einsum("nij,nj->ni", h4inv, b)
+            one = 1.0 + dp[:, 2]
+            det = one * one + dp[:, 3] * dp[:, 3]
+            binv = jnp.stack([jnp.stack([one, dp[:, 3]], -1), jnp.stack([-dp[:, 3], one], -1)], -2)
+            binv = binv / det[:, None, None]
+            a_new = jnp.einsum("nij,njk->nik", a, binv)
+            c_new = c - s * jnp.einsum("nij,nj->ni", a_new, dp[:, :2])
+            return c_new, a_new
+
+        c, lin = jax.lax.fori_loop(0, iters, body, (c, lin))
+    pos = c[:, None, None, :] + jnp.einsum("nij,pqj->npqi", lin, off)
+    cur = _normalise(_sample(pyr[0], pos))
+    score = (cur * tmpl[0][0]).sum((1, 2))
+    det = jnp.linalg.det(lin)
+    score = jnp.where((det > 0.25) & (det < 4.0), score, -1.0)
+    return c, lin, score
 
 
 def refine_frame(pyr: list, tmpl: list, xy: jax.Array, radius: int, iters: int):
@@ -168,7 +220,7 @@ def refine_frame(pyr: list, tmpl: list, xy: jax.Array, radius: int, iters: int):
     d = jnp.zeros_like(xy)  # correction, level-0 pixels
     for lev in range(len(pyr) - 1, -1, -1):
         img = pyr[lev]
-        patch, g, hinv, _ = tmpl[lev]
+        patch, g, hinv = tmpl[lev][:3]
         s = 2.0 ** lev
 
         def body(_, d):
@@ -193,9 +245,11 @@ def _accept(cfg: "AnchorConfig", new, score, start, texture):
 
 def init_carry(tmpl):
     """The per-point state :func:`anchor_frame` carries from frame to frame, at a query frame:
-    ``(offset [N, 2] zeros, previous-frame templates (the query's), previous accepted [N])``."""
+    ``(offset [N, 2] zeros, previous-frame templates (the query's), previous accepted [N],
+    the query warp's linear part [N, 2, 2] (identity))``."""
     n = tmpl[0][0].shape[0]
-    return (jnp.zeros((n, 2), jnp.float32), tmpl, jnp.ones((n,), bool))
+    return (jnp.zeros((n, 2), jnp.float32), tmpl, jnp.ones((n,), bool),
+            jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32), (n, 2, 2)))
 
 
 def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
@@ -209,7 +263,8 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
     Returns:
       ``(xy [N, 2], score [N], accepted [N], carry)``.
 
-    The query patch is aligned from two starts, the network's estimate and that estimate moved
+    The query patch is aligned (similarity warp, :func:`refine_frame_sim`, from the point's last
+    accepted scale and rotation) from two starts, the network's estimate and that estimate moved
     by the point's last accepted correction (the network's drift changes slowly, so the second
     start stays within reach when the drift has grown beyond the pyramid's); the better accepted
     match wins. Where the query patch does not match (the point turned, scaled or changed
@@ -217,16 +272,18 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
     (``cfg.chain``; Lucas-Kanade from frame to frame, accepted only within ``max_shift`` of the
     network's estimate, so it cannot run away from it). Otherwise the network's estimate stays.
     """
-    offset, prev, prev_ok = carry
+    offset, prev, prev_ok, lin = carry
     pyr = pyramid(grey(frame), cfg.levels)
     texture = tmpl[0][3]
     best = xy
+    best_lin = lin
     best_score = jnp.full(xy.shape[:1], -1.0, jnp.float32)
     for start in (xy, xy + offset):
-        new, score = refine_frame(pyr, tmpl, start, cfg.radius, cfg.iters)
+        new, new_lin, score = refine_frame_sim(pyr, tmpl, start, lin, cfg.radius, cfg.iters)
         ok = _accept(cfg, new, score, start, texture) & active
         take = ok & (score > best_score)
         best = jnp.where(take[:, None], new, best)
+        best_lin = jnp.where(take[:, None, None], new_lin, best_lin)
         best_score = jnp.where(take, score, best_score)
     anchored = best_score > -1.0
     if cfg.chain:
@@ -243,7 +300,7 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
         keep = lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa
         prev = jax.tree_util.tree_map(keep, here, prev)
         prev_ok = jnp.where(active, accepted, prev_ok)
-    return best, best_score, accepted, (offset, prev, prev_ok)
+    return best, best_score, accepted, (offset, prev, prev_ok, best_lin)
 
 
 def anchor_frames(cfg: "AnchorConfig", frames, tmpl, xy, active, carry):
@@ -263,12 +320,14 @@ def anchor_frames(cfg: "AnchorConfig", frames, tmpl, xy, active, carry):
 # --------------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _template_fn(cfg: AnchorConfig):
+def template_fn(cfg: AnchorConfig):
+    """Jitted :func:`templates` of one frame ``[H, W, 3]`` at points ``xy [N, 2]`` (cached)."""
     return jax.jit(lambda frame, xy: templates(pyramid(grey(frame), cfg.levels), xy, cfg.radius))
 
 
 @functools.lru_cache(maxsize=None)
-def _frames_fn(cfg: AnchorConfig):
+def frames_fn(cfg: AnchorConfig):
+    """Jitted :func:`anchor_frames` for ``cfg`` (cached)."""
     return jax.jit(functools.partial(anchor_frames, cfg))
 
 
@@ -283,15 +342,15 @@ def point_templates(read, query_points: np.ndarray, cfg: AnchorConfig, size: int
     q = np.asarray(query_points, np.float64)
     t_query = np.round(q[:, 0]).astype(np.int64)
     xy_query = q[:, [2, 1]].astype(np.float32)
-    fn = _template_fn(cfg)
+    fn = template_fn(cfg)
     parts, order = [], []
     for t in np.unique(t_query):
         idx = np.flatnonzero(t_query == t)
         xy = np.zeros((padded_count(len(idx)), 2), np.float32)
         xy[: len(idx)] = xy_query[idx]
+        frame = jnp.asarray(read(int(t), int(t) + 1)[0], jnp.float32)
         parts.append(jax.tree_util.tree_map(lambda a, m=len(idx): np.asarray(a)[:m],
-                                            fn(jnp.asarray(read(int(t), int(t) + 1)[0], jnp.float32),
-                                               jnp.asarray(xy))))
+                                            fn(frame, jnp.asarray(xy))))
         order.append(idx)
     order = np.concatenate(order)
     inv = np.empty_like(order)
@@ -342,7 +401,7 @@ def anchor_tracks(video, tracks: np.ndarray, query_points: np.ndarray,
     t_query = np.round(q[:, 0]).astype(np.int64)
     size = padded_count(n)
     tmpl = point_templates(read, q, cfg, size)
-    fn = _frames_fn(cfg)
+    fn = frames_fn(cfg)
     tq = np.full(size, num_frames, np.int64)  # padding rows: never active
     tq[:n] = t_query
     for backward in (False, True):

@@ -134,8 +134,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         settings = None
     else:
         settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
-                           refine_scale=args.refine_scale, refine_iters=args.refine_iters, anchor=args.anchor,
-                           chunk_size=args.chunk_size)
+                           refine_scale=args.refine_scale, refine_iters=args.refine_iters,
+                           anchor=args.anchor, chunk_size=args.chunk_size)
         args.window, args.iters, args.carry = settings.window, settings.iters, settings.carry
         args.refine_scale, args.refine_iters = settings.refine_scale, settings.refine_iters
     t0 = time.perf_counter()

@@ -74,7 +74,8 @@ def online_main(argv: Optional[Sequence[str]] = None) -> dict:
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
                        resolution=args.resolution, refine_scale=args.refine_scale,
-                       refine_iters=args.refine_iters, anchor=args.anchor, max_memory_mb=args.max_memory)
+                       refine_iters=args.refine_iters, anchor=args.anchor,
+                       max_memory_mb=args.max_memory)
     if piped:
         height, width = args.pipe_size
         source = None

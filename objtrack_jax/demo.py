@@ -200,7 +200,8 @@ def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
         parser.error("--scenes, --points must be >= 1 and --frames >= 2")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     settings = resolve(info, window=args.window, iters=args.iters,
-                       refine_scale=args.refine_scale, refine_iters=args.refine_iters, anchor=args.anchor)
+                       refine_scale=args.refine_scale, refine_iters=args.refine_iters,
+                       anchor=args.anchor)
     if args.video is not None:
         return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
                            settings=settings, grid=args.grid, max_frames=args.max_frames)

@@ -619,8 +619,8 @@ class _Anchoring:
         self.capacity, self.frame_size = int(capacity), tuple(frame_size)
         self.ring, self.piece = int(ring), int(piece)
         self.frames: Optional[np.ndarray] = None  # [ring, H, W, 3], allocated at the first push
-        self._template = anchor_mod._template_fn(self.cfg)
-        self._refine = anchor_mod._frames_fn(self.cfg)
+        self._template = anchor_mod.template_fn(self.cfg)
+        self._refine = anchor_mod.frames_fn(self.cfg)
         zero = jnp.zeros(self.frame_size + (3,), jnp.float32)
         self.tmpl = self._template(zero, jnp.zeros((self.capacity, 2), jnp.float32))
         self.carry = anchor_mod.init_carry(self.tmpl)
