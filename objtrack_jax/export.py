@@ -18,8 +18,8 @@ Two functions are exported, each with the weights folded in as constants:
   ==========  ===============  ====================================================
 
   outputs: ``tracks [S, n, 2]`` (frame 0 = ``init[0]``), ``vis_logits [S, n]`` (zeros without a
-  visibility head; visible where > 0), ``next_feats1/2/4 [S, n, C]``, the next window's
-  ``feats1/2/4``.
+  visibility head; visible where > ``settings.vis_threshold`` of export.json),
+  ``next_feats1/2/4 [S, n, C]``, the next window's ``feats1/2/4``.
 
 * ``track_clip`` — the whole forward pass on a clip of ``T`` frames (fixed at export) for queries
   at frame 0: ``frames [T, H, W, 3]``, ``queries [n, 2]`` (x, y) model pixels →
@@ -144,7 +144,8 @@ def io_spec(function: str, size: Sequence[int], window: int, latent_dim: int,
                ("fresh", ["n"], "1.0: the point samples its own templates at init[0] (its first "
                                 "window), 0.0: it uses feats1/2/4")]
         outs = [("tracks", [s, "n", 2], "(x, y) model pixels; frame 0 equals init[0]"),
-                ("vis_logits", [s, "n"], "visibility logits, visible where > 0 (zeros: no head)"),
+                ("vis_logits", [s, "n"], "visibility logits, visible where > "
+                 "settings.vis_threshold (zeros: no head)"),
                 ("next_feats1", [s, "n", c], "feats1 of the next window"),
                 ("next_feats2", [s, "n", c], "feats2 of the next window"),
                 ("next_feats4", [s, "n", c], "feats4 of the next window")]
@@ -153,7 +154,8 @@ def io_spec(function: str, size: Sequence[int], window: int, latent_dim: int,
         ins = [("frames", [t, h, w, 3], "RGB frames, values in [0, 255], channels last"),
                ("queries", ["n", 2], "(x, y) model pixels at frame 0")]
         outs = [("tracks", [t, "n", 2], "(x, y) model pixels; frame 0 equals the queries"),
-                ("vis_logits", [t, "n"], "visibility logits, visible where > 0")]
+                ("vis_logits", [t, "n"],
+                 "visibility logits, visible where > settings.vis_threshold")]
     else:
         raise ValueError(f"function must be one of {FUNCTIONS}, got {function!r}")
 
@@ -244,7 +246,8 @@ def _write_onnx(fn, spec: dict, path: str, name: str, points: int) -> dict:
 
 def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: int, iters: int,
            size: Sequence[int], carry: str = "pips2", functions: Sequence[str] = FUNCTIONS,
-           num_frames: int = 24, points: int = 64, weights: Optional[dict] = None) -> dict:
+           num_frames: int = 24, points: int = 64, weights: Optional[dict] = None,
+           vis_threshold: float = 0.0) -> dict:
     """Writes ``functions`` in format ``fmt`` to ``out_dir`` with the sidecar :data:`SIDE_CAR`.
 
     Args:
@@ -253,6 +256,7 @@ def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: i
       num_frames: ``T`` of ``track_clip``.
       points: the point count of formats without a symbolic one (ONNX).
       weights: what the sidecar records about the weights (name, info).
+      vis_threshold: the visibility logit above which a point-frame is visible (recorded).
     Returns:
       the sidecar's dict.
     """
@@ -290,7 +294,8 @@ def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: i
         "format": fmt,
         "functions": entries,
         "settings": {"window": int(window), "iters": int(iters), "carry": carry,
-                     "resolution": [h, w], "track_clip_frames": int(num_frames)},
+                     "resolution": [h, w], "track_clip_frames": int(num_frames),
+                     "vis_threshold": float(vis_threshold)},
         "conventions": {
             "coordinates": "(x, y) pixels of the model-resolution frames; x = 0 is the centre of "
                            "the first column (align_corners=True). Resize frames to the "
@@ -302,7 +307,8 @@ def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: i
                                "window's output; a point's first window with fresh = 1; the last "
                                "window of a finite video ends at its last frame "
                                "(docs/conventions.md, Long videos)",
-            "visibility": "visible where vis_logits > 0",
+            "visibility": f"visible where vis_logits > {float(vis_threshold):g} "
+                          "(settings.vis_threshold)",
         },
         "model": tracker_config(model),
         "weights": weights or {},
@@ -382,7 +388,8 @@ def export_main(argv=None) -> dict:
     try:
         side = export(model, params, args.out, args.format, window=window, iters=iters,
                       size=size, carry=args.carry or rec.carry, functions=functions,
-                      num_frames=args.frames, points=args.points, weights=weights)
+                      num_frames=args.frames, points=args.points, weights=weights,
+                      vis_threshold=rec.vis_threshold)
     except ImportError as e:  # a converter not installed: say which, exit 2
         parser.error(str(e))
     for name, e in side["functions"].items():

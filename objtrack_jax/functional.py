@@ -20,9 +20,10 @@ Conventions (docs/api.md; the same as tapnet's TAPIR and the rest of this packag
 * ``queries``: ``[B, N, 3]`` as ``(t, y, x)``: frame index (rounded, clipped to [0, T-1]) and pixel
   coordinates with x = 0 the centre of the first column.
 * returns a dict: ``tracks`` float32 ``[B, N, T, 2]`` as ``(x, y)`` pixels, equal to the query at
-  its query frame; ``occlusion`` float32 ``[B, N, T]`` logits (occluded where > 0; the negated
-  logits of the model's visibility head) and ``visible`` bool ``[B, N, T]`` (not occluded, and
-  always at the query frame); both None for a model without a visibility head.
+  its query frame; ``occlusion`` float32 ``[B, N, T]`` logits (occluded where > 0: the
+  settings' ``vis_threshold`` minus the logits of the model's visibility head) and ``visible``
+  bool ``[B, N, T]`` (not occluded, and always at the query frame); both None for a model
+  without a visibility head.
 
 What it computes is the PIPs++ long-video protocol of the host loop, for every query at once:
 each point is tracked forward from its query frame to the last frame and backward to the first,
@@ -195,12 +196,14 @@ def anchor_clips(video, queries, tracks, config: Optional["_anchor.AnchorConfig"
 
 def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters: int,
           carry: str = "pips2", point_chunk: int = 16,
-          anchor: Union[bool, "_anchor.AnchorConfig"] = False) -> dict:
+          anchor: Union[bool, "_anchor.AnchorConfig"] = False,
+          vis_threshold: float = 0.0) -> dict:
     """Tracks ``queries`` through ``video``: a pure function of ``params``, ``video`` and
     ``queries`` (module docstring for shapes and conventions). ``model``, ``window``, ``iters``,
-    ``carry``, ``point_chunk`` (points refined at once) and ``anchor`` (True or an
-    :class:`~objtrack_jax.anchor.AnchorConfig`: the anchoring stage, :func:`anchor_clips`) are
-    static: bind them with :func:`make_tracker` (or ``functools.partial``) before ``jax.jit`` /
+    ``carry``, ``point_chunk`` (points refined at once), ``anchor`` (True or an
+    :class:`~objtrack_jax.anchor.AnchorConfig`: the anchoring stage, :func:`anchor_clips`) and
+    ``vis_threshold`` (the visibility logit above which a point-frame is visible) are static:
+    bind them with :func:`make_tracker` (or ``functools.partial``) before ``jax.jit`` /
     ``jax.vmap``."""
     b, num_frames, height, width, _ = video.shape
     if queries.ndim != 3 or queries.shape[0] != b or queries.shape[-1] != 3:
@@ -248,7 +251,8 @@ def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters
     if not model.visibility_head:
         return {"tracks": tracks, "occlusion": None, "visible": None}
     at_query = jnp.arange(num_frames)[None, None] == t_q[:rows].reshape(b, n)[..., None]
-    return {"tracks": tracks, "occlusion": -logits, "visible": (logits > 0) | at_query}
+    return {"tracks": tracks, "occlusion": vis_threshold - logits,
+            "visible": (logits > vis_threshold) | at_query}
 
 
 def make_tracker(model: PIPsTracker,
@@ -256,7 +260,7 @@ def make_tracker(model: PIPsTracker,
                  point_chunk: int = 16,
                  anchor: Union[None, bool, "_anchor.AnchorConfig"] = None):
     """``fn(params, video, queries) -> dict``: :func:`track` with ``model`` and the window,
-    iterations, carry and anchoring of ``settings`` bound (a
+    iterations, carry, anchoring and visibility threshold of ``settings`` bound (a
     :class:`~objtrack_jax.settings.TrackingSettings` or the weights' ``info``; None: the defaults
     of weights that record nothing). ``anchor`` (None: ``settings.anchor``) switches the
     anchoring stage on or off. Pure: wrap it in ``jax.jit`` / ``jax.vmap`` as needed."""
@@ -267,7 +271,8 @@ def make_tracker(model: PIPsTracker,
 
     def tracker(params, video, queries):
         return track(model, params, video, queries, window=s.window, iters=s.iters,
-                     carry=s.carry, point_chunk=point_chunk, anchor=use_anchor)
+                     carry=s.carry, point_chunk=point_chunk, anchor=use_anchor,
+                     vis_threshold=s.vis_threshold)
 
     return tracker
 

@@ -172,6 +172,7 @@ class OnlineCore:
       fine_iters: iterations per window of the second pass.
       input_size: ``(H, W)`` of the input video: the second pass starts from the first pass's
         tracks mapped through it (as offline, which maps them to input pixels and back).
+      vis_threshold: visible where the visibility logit is above it (the settings' value).
     """
 
     model: PIPsTracker
@@ -182,6 +183,7 @@ class OnlineCore:
     fine_size: Optional[tuple] = None
     fine_iters: Optional[int] = None
     input_size: Optional[tuple] = None
+    vis_threshold: float = 0.0
 
     def __post_init__(self):
         if int(self.window) < 2:
@@ -415,7 +417,8 @@ class OnlineCore:
         est = st.fine_est if self.two_pass else st.est
         xy = jnp.where((frame == st.start)[:, None],
                        st.fine_query if self.two_pass else st.query, est[pos])
-        vis = (st.vis[pos] > 0.0) | (frame == st.start) if self.model.visibility_head else ok
+        vis = ((st.vis[pos] > self.vis_threshold) | (frame == st.start)
+               if self.model.visibility_head else ok)
         return jnp.where(ok[:, None], xy, jnp.nan), ok & vis
 
     def latest(self, state: OnlineState):
@@ -558,7 +561,7 @@ def emitted_frames(core: OnlineCore, state_after: OnlineState, k: int) -> np.nda
 def make_core(model: PIPsTracker, size: Sequence[int], *, window: int, iters: int,
               carry: str = "pips2", fine_size: Optional[Sequence[int]] = None,
               fine_iters: Optional[int] = None, input_size: Optional[Sequence[int]] = None,
-              max_memory_mb: Optional[int] = None) -> OnlineCore:
+              max_memory_mb: Optional[int] = None, vis_threshold: float = 0.0) -> OnlineCore:
     """An :class:`OnlineCore` whose model has the inference memory settings the offline engine
     uses for this resolution (:func:`objtrack_jax.memory.inference_model`), so both run the same
     program per window."""
@@ -569,7 +572,8 @@ def make_core(model: PIPsTracker, size: Sequence[int], *, window: int, iters: in
                       size=size, window=int(window), iters=int(iters), carry=carry,
                       fine_size=None if fine_size is None else tuple(fine_size),
                       fine_iters=None if fine_iters is None else int(fine_iters),
-                      input_size=None if input_size is None else tuple(input_size))
+                      input_size=None if input_size is None else tuple(input_size),
+                      vis_threshold=float(vis_threshold))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -757,7 +761,8 @@ class OnlineTracker:
         fine = refine_size(size, refine_scale, model.stride)
         self.core = make_core(model, size, window=window, iters=iters, carry=carry,
                               fine_size=fine, fine_iters=refine_iters, input_size=hw,
-                              max_memory_mb=max_memory_mb)
+                              max_memory_mb=max_memory_mb,
+                              vis_threshold=_setting(settings, "vis_threshold", 0.0) or 0.0)
         self.params = params
         self.frame_size, self.size, self.fine_size = hw, self.core.size, fine
         self.chunk = max(1, int(chunk))

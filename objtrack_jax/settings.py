@@ -127,6 +127,9 @@ class TrackingSettings:
       anchor: after the network, re-align every estimate to its query frame's patch
         (:mod:`objtrack_jax.anchor`: sub-pixel, removes the drift that window restarts
         accumulate). Not part of PIPs++: off by default and for the reproduction protocols.
+      vis_threshold: a point-frame is visible where the visibility logit is above this (0:
+        probability 0.5; weights may record one chosen on held-out data,
+        ``scripts/calibrate_visibility.py``).
     """
 
     window: int = 128
@@ -140,6 +143,7 @@ class TrackingSettings:
     max_memory_mb: Optional[int] = None
     bucket: bool = True
     anchor: bool = False
+    vis_threshold: float = 0.0
 
     def __post_init__(self):
         def need_int(name, minimum, what, optional=False):
@@ -164,6 +168,14 @@ class TrackingSettings:
         object.__setattr__(self, "refine_scale", check_refine_scale(self.refine_scale))
         if self.carry not in CARRY_MODES:
             raise ValueError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
+        try:
+            thr = float(self.vis_threshold)
+        except (TypeError, ValueError):
+            thr = float("nan")
+        if isinstance(self.vis_threshold, bool) or not math.isfinite(thr):
+            raise ValueError(f"vis_threshold must be a finite number (a visibility logit), got "
+                             f"{self.vis_threshold!r}")
+        object.__setattr__(self, "vis_threshold", thr)
         for name in ("bucket", "anchor"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -211,13 +223,14 @@ class TrackingSettings:
         second = (f", second pass x{self.refine_scale:g} ({self.second_pass_iters} iters)"
                   if self.refine_scale else "")
         anchored = ", anchored to the query frame" if self.anchor else ""
+        vis = f", visible above logit {self.vis_threshold:g}" if self.vis_threshold else ""
         return (f"window {self.window}, iters {self.iters}, {res}{second}, carry {self.carry}"
-                f"{anchored}")
+                f"{anchored}{vis}")
 
 
 # Keys of config.json's info.inference that are tracking settings (the rest: provenance).
 _RECORDED_KEYS = ("window", "iters", "short_side", "refine_scale", "refine_iters", "carry",
-                  "anchor")
+                  "anchor", "vis_threshold")
 
 
 def recorded_inference(info: Optional[Mapping]) -> dict:

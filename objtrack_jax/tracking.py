@@ -35,8 +35,9 @@ Coordinate conventions (docs/conventions.md, *Coordinates and layouts*):
   two differ by under half a pixel and the model was trained with the former.)
 * Frames are resized with OpenCV bilinear (``INTER_LINEAR``); uint8 input stays uint8.
 
-Visibility: if the model has a visibility head, ``visible = sigmoid(logit) > 0.5`` (the query frame
-itself is always visible). Without a head no visibility is returned (``None``) -- never made up.
+Visibility: if the model has a visibility head, ``visible = logit > settings.vis_threshold`` (0
+unless the weights record a threshold chosen on held-out data; the query frame itself is always
+visible). Without a head no visibility is returned (``None``) -- never made up.
 """
 
 from __future__ import annotations
@@ -323,7 +324,8 @@ def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[T
                   carry: Optional[str] = None, chunk_size: Optional[int] = None,
                   resize_to: Optional[Sequence[int]] = None, max_memory_mb: Optional[int] = None,
                   bucket: Optional[bool] = None, refine_scale: Optional[float] = None,
-                  refine_iters: Optional[int] = None):
+                  refine_iters: Optional[int] = None, anchor: Optional[bool] = None,
+                  vis_threshold: Optional[float] = None):
     """Tracks queries given at any frame through the whole video (module docstring).
 
     Called as ``track_queries(model, params, info, video, query_points)`` (e.g.
@@ -345,8 +347,9 @@ def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[T
         Without ``info`` and ``settings``: the defaults of weights that record nothing (PIPs++'s
         window 128, 16 iterations, short side 384), with a warning.
       progress: show a tqdm bar over windows.
-      window, iters, carry, chunk_size, max_memory_mb, bucket, refine_scale, refine_iters: change
-        that one setting (None: keep it; ``refine_scale=0``: one pass); ``resize_to``: the
+      window, iters, carry, chunk_size, max_memory_mb, bucket, refine_scale, refine_iters,
+        anchor, vis_threshold: change that one setting (None: keep it; ``refine_scale=0``: one
+        pass; ``anchor=False``: the network's tracks); ``resize_to``: the
         setting ``resolution`` (``(h, w)``, multiples of 8, >= 128; the video's own size tracks
         without resizing).
 
@@ -358,7 +361,8 @@ def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[T
     source, video, query_points = split_inputs(inputs, "track_queries", ("video", "query_points"))
     s = settings_for(source, settings, "track_queries", window=window, iters=iters, carry=carry,
                      chunk_size=chunk_size, resolution=resize_to, max_memory_mb=max_memory_mb,
-                     bucket=bucket, refine_scale=refine_scale, refine_iters=refine_iters)
+                     bucket=bucket, refine_scale=refine_scale, refine_iters=refine_iters,
+                     anchor=anchor, vis_threshold=vis_threshold)
     return run_tracking(model, params, video, query_points, s, progress=progress)
 
 
@@ -422,6 +426,6 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
             bar.close()
     if not has_vis:
         return tracks, None, None
-    visible = logits > 0.0  # sigmoid(logit) > 0.5
+    visible = logits > s.vis_threshold
     visible[np.arange(n), t_query] = True
     return tracks, visible, logits

@@ -84,6 +84,9 @@ def main(argv=None) -> dict:
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--max-videos", type=int, default=8)
     p.add_argument("--max-points", type=int, default=128)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="also report the metrics at this logit threshold (e.g. one chosen on val, "
+                        "applied to a test split)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     from objtrack_jax.data_pipelines import pointodyssey
@@ -102,13 +105,17 @@ def main(argv=None) -> dict:
         if len(ok) > args.max_points:
             ok = ok[np.linspace(0, len(ok) - 1, args.max_points).round().astype(int)]
         q = np.concatenate([np.zeros((len(ok), 1)), anno["trajs"][0, ok][:, ::-1]], 1)
+        # visibility comes from the first pass: the second pass and anchoring change only tracks
         _, _, logits = track_queries(model, params, info, video, q.astype(np.float32),
-                                     progress=False)
+                                     progress=False, refine_scale=0, anchor=False)
         counted = anno["valids"][1:, ok].T.astype(bool)  # [n, T-1], after the query frame
         logits_all.append(np.asarray(logits)[:, 1:][counted])
         vis_all.append(anno["visibs"][1:, ok].T.astype(bool)[counted])
         print(f"{os.path.basename(seq)}: {len(ok)} points", file=sys.stderr, flush=True)
     report = calibrate(np.concatenate(logits_all), np.concatenate(vis_all))
+    if args.threshold is not None:
+        report["given"] = at_threshold(np.concatenate(logits_all).astype(np.float64),
+                                       np.concatenate(vis_all), args.threshold)
     report.update(checkpoint=args.checkpoint or "shipped", data_root=args.data_root,
                   split=args.split)
     text = json.dumps(report, indent=1)

@@ -61,6 +61,9 @@ def main(argv=None) -> str:
     p.add_argument("--still-drift", default=None, metavar="JSON",
                    help="scripts/still_drift.py --out report of this workdir (else it is run)")
     p.add_argument("--still-photos", type=int, default=2)
+    p.add_argument("--vis-threshold", type=float, default=None,
+                   help="visibility logit threshold chosen on val "
+                        "(scripts/calibrate_visibility.py); default: none recorded (0)")
     p.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=True,
                    help="record anchoring to the query frame (objtrack_jax.anchor) as validated "
                         "(default: on; pick it on val)")
@@ -133,6 +136,8 @@ def main(argv=None) -> str:
                           "refine_iters": args.refine_iters or args.iters}
                          if args.refine_scale else {}),
                       "anchor": bool(args.anchor),
+                      **({"vis_threshold": args.vis_threshold}
+                         if args.vis_threshold is not None else {}),
                       "trained": model_io.trained_settings(cfg)},
         "results": results,
     }
