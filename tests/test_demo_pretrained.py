@@ -26,7 +26,7 @@ def test_load_pretrained_shapes_and_info():
     assert {"window", "iters", "short_side", "trained"} <= set(info["inference"])
     assert settings.is_recorded({"inference": info["inference"]})
     assert settings.from_info(info) == settings.TrackingSettings(
-        window=8, iters=4, short_side=192, refine_scale=2, refine_iters=4)
+        window=8, iters=4, short_side=192, refine_scale=2, refine_iters=4, anchor=True)
     assert model.visibility_head  # the shipped model predicts visibility (AJ / OA)
     res = info["results"]
     assert res["real_eval"]["mean"]["d_avg"] > 2 * res["real_eval_zero"]["mean"]["d_avg"]

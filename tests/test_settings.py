@@ -56,7 +56,7 @@ def clip(tmp_path_factory):
 def test_shipped_weights_record_their_settings(shipped):
     s = from_info(shipped[2])
     assert s == TrackingSettings(window=8, iters=4, short_side=192, refine_scale=2.0,
-                                 refine_iters=4)
+                                 refine_iters=4, anchor=True)
     assert s.model_size(96, 128) == (192, 256) and s.fine_size((192, 256)) == (384, 512)
     assert TrackingSettings().model_size(540, 960) == (384, 680)  # weights that record nothing
 
