@@ -95,6 +95,9 @@ def main(argv=None) -> dict:
         from objtrack_jax.tracking import track_queries
 
         model, params, info = load_model(args.checkpoint)
+        from objtrack_jax.settings import resolve
+
+        args.anchor = resolve(info, anchor=args.anchor).anchor  # recorded as run
         kw = {k: v for k, v in dict(refine_scale=args.refine_scale, anchor=args.anchor).items()
               if v is not None}
 
