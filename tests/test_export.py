@@ -92,7 +92,9 @@ def test_artifact_matches_jax(fmt, shipped, inputs, window_case, tmp_path):
     with open(folder / ex.SIDE_CAR) as f:
         assert json.load(f) == json.loads(json.dumps(side, default=str))
     assert side["settings"] == {"window": WINDOW, "iters": ITERS, "carry": "pips2",
-                                "resolution": list(SIZE), "track_clip_frames": CLIP}
+                                "resolution": list(SIZE), "track_clip_frames": CLIP,
+                                "vis_threshold": 0.0}
+    assert side["conventions"]["visibility"].startswith("visible where vis_logits > 0 ")
     entry = side["functions"]["window_step"]
     assert [x["name"] for x in entry["inputs"]] == list(ex.WINDOW_INPUTS)
     assert entry["symbolic_points"] == (fmt != "onnx")
