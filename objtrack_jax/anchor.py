@@ -13,8 +13,9 @@ An estimate is replaced by the aligned position only when the match is good (nor
 cross-correlation ``>= min_score``) and the correction is at most ``max_shift`` pixels. Where
 the query patch does not match, the previous frame's patch is aligned instead (frame-to-frame
 Lucas-Kanade, kept within ``max_shift`` of the network's estimate); otherwise the network's
-estimate stays (a point that is hidden, or changed beyond a similarity, matches neither, and the
-network is then the better guess). The result for frame ``t`` depends on frame ``t``, the query
+estimate, moved by the point's last accepted correction, is kept (a point that is hidden, or
+changed beyond a similarity, matches neither, and the network's motion is then the better guess;
+its error changes slowly, so the last measured correction still applies). The result for frame ``t`` depends on frame ``t``, the query
 frame, ``p[n, t]`` and a small per-point state carried in time order away from the query frame
 (last correction, last scale and rotation, previous patch): the step streams, and any chunking
 of the video gives the same result.
@@ -57,6 +58,10 @@ class AnchorConfig:
       chain: where the query patch does not match, align the previous frame's patch
         (:func:`anchor_frame`).
       chain_min_score: the normalised cross-correlation a frame-to-frame match must reach.
+      keep_correction: where neither patch matches (the point is hidden, turned or on a plain
+        surface), move the network's estimate by the point's last accepted correction instead
+        of leaving it as it is (the network's error changes slowly, so the last measured
+        correction is the better guess; False: the network's estimate).
     """
 
     radius: int = 5
@@ -66,6 +71,7 @@ class AnchorConfig:
     max_shift: float = 8.0
     chain: bool = True
     chain_min_score: float = 0.8
+    keep_correction: bool = True
 
     def __post_init__(self):
         for name, lo in (("radius", 1), ("levels", 1), ("iters", 1)):
@@ -75,6 +81,8 @@ class AnchorConfig:
         for name in ("min_score", "chain_min_score"):
             if not -1.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"anchor {name} must be in [-1, 1], got {getattr(self, name)!r}")
+        if not isinstance(self.keep_correction, (bool, np.bool_)):
+            raise ValueError(f"anchor keep_correction must be a bool, got {self.keep_correction!r}")
         if not float(self.max_shift) > 0:
             raise ValueError(f"anchor max_shift must be > 0 pixels, got {self.max_shift!r}")
 
@@ -270,7 +278,10 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
     match wins. Where the query patch does not match (the point turned, scaled or changed
     lighting locally), the previous frame's patch at the previous output is aligned instead
     (``cfg.chain``; Lucas-Kanade from frame to frame, accepted only within ``max_shift`` of the
-    network's estimate, so it cannot run away from it). Otherwise the network's estimate stays.
+    network's estimate, so it cannot run away from it). Otherwise (``accepted`` False) the
+    output is the network's estimate moved by the point's last accepted correction
+    (``cfg.keep_correction``; the network's estimate itself when that is off or nothing was
+    accepted yet). Inactive points pass through unchanged.
     """
     offset, prev, prev_ok, lin = carry
     pyr = pyramid(grey(frame), cfg.levels)
@@ -294,6 +305,8 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
         best = jnp.where(ok[:, None], new, best)
         best_score = jnp.where(ok, score, best_score)
     accepted = best_score > -1.0
+    if cfg.keep_correction:
+        best = jnp.where((active & ~accepted)[:, None], xy + offset, best)
     offset = jnp.where(accepted[:, None], best - xy, offset)
     if cfg.chain:
         here = templates(pyr, best, cfg.radius)
@@ -430,9 +443,11 @@ def anchor_tracks(video, tracks: np.ndarray, query_points: np.ndarray,
             new, score, ok = (np.asarray(a)[:m] for a in (new, score, ok))
             if backward:
                 new, score, ok = new[::-1], score[::-1], ok[::-1]
-            sel = np.swapaxes(ok[:, :n], 0, 1)  # [n, m]
+            act = active[:m, :n][::-1] if backward else active[:m, :n]
+            act = np.swapaxes(act, 0, 1)  # [n, m]: the frames this pass refined
+            sel = np.swapaxes(ok[:, :n], 0, 1) & act
             blk = out[:, start:end]
-            blk[sel] = np.swapaxes(new[:, :n], 0, 1)[sel]
+            blk[act] = np.swapaxes(new[:, :n], 0, 1)[act]
             accepted[:, start:end] |= sel
             scores[:, start:end] = np.where(sel, np.swapaxes(score[:, :n], 0, 1),
                                             scores[:, start:end])

@@ -170,7 +170,9 @@ def _anchor_clip(cfg: "_anchor.AnchorConfig", video, t_q, xy_q, tracks):
     bwd, bok = scan(frames[::-1], True)
     bwd, bok = bwd[::-1], bok[::-1]
     fwd, fok, bwd, bok = (jnp.swapaxes(a, 0, 1) for a in (fwd, fok, bwd, bok))  # point-major
-    out = jnp.where(fok[..., None], fwd, jnp.where(bok[..., None], bwd, tracks))
+    t = jnp.arange(num_frames)[None]
+    out = jnp.where((t > t_q[:, None])[..., None], fwd,
+                    jnp.where((t < t_q[:, None])[..., None], bwd, tracks))
     at_query = jnp.arange(num_frames)[None] == t_q[:, None]  # the query itself, exactly
     out = jnp.where(at_query[..., None], xy_q[:, None], out)
     return out, fok | bok | at_query

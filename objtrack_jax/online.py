@@ -679,11 +679,11 @@ class _Anchoring:
             active[:m] = np.isfinite(cur).all(-1) & (sub[:, None] > start[None, :])
             xy = np.zeros((f, self.capacity, 2), np.float32)
             xy[:m] = np.where(active[:m, :, None], cur, 0.0)
-            new, _, ok, self.carry = self._refine(jnp.asarray(frames), self.tmpl, jnp.asarray(xy),
-                                                  jnp.asarray(active), self.carry)
-            ok = np.swapaxes(np.asarray(ok)[:m], 0, 1)
+            new, _, _, self.carry = self._refine(jnp.asarray(frames), self.tmpl, jnp.asarray(xy),
+                                                 jnp.asarray(active), self.carry)
             new = np.swapaxes(np.asarray(new)[:m], 0, 1)
-            out[:, a:a + m] = np.where(ok[..., None], new, out[:, a:a + m])
+            act = np.swapaxes(active[:m], 0, 1)
+            out[:, a:a + m] = np.where(act[..., None], new, out[:, a:a + m])
         return out
 
     def warm_up(self) -> None:

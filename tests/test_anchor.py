@@ -86,7 +86,7 @@ def test_brightness_change_does_not_move_points(slow_clip):
     assert np.median(np.linalg.norm(out - truth, axis=-1)) < 0.08
 
 
-def test_occluded_point_keeps_the_network_estimate(slow_clip):
+def test_occluded_point_keeps_the_network_motion_and_last_correction(slow_clip):
     video, shifts = slow_clip
     q = grid_queries()
     truth = truth_tracks(q, shifts)
@@ -96,8 +96,19 @@ def test_occluded_point_keeps_the_network_estimate(slow_clip):
     hidden[10:16, y - 12:y + 13, x - 12:x + 13] = texture(seed=7)[:25, :25]  # another texture
     out, ok, score = anchor.anchor_tracks(hidden, est, q)
     assert not ok[12, 10:16].any(), score[12, 10:16]
-    np.testing.assert_array_equal(out[12, 10:16], est[12, 10:16])
+    assert ok[12, 9]
+    # hidden: the network's estimate moved by the correction accepted at frame 9
+    np.testing.assert_allclose(out[12, 10:16], est[12, 10:16] + (out[12, 9] - est[12, 9]),
+                               atol=1e-4)
+    err_net = np.linalg.norm(est[12, 10:16] - truth[12, 10:16], axis=-1)
+    err = np.linalg.norm(out[12, 10:16] - truth[12, 10:16], axis=-1)
+    assert (err < err_net).all(), (err, err_net)
     assert ok[12, 16:].all()  # found again once uncovered (the carried correction)
+    # keep_correction off: the network's estimate itself
+    cfg = anchor.AnchorConfig(keep_correction=False)
+    out2, ok2, _ = anchor.anchor_tracks(hidden, est, q, cfg)
+    np.testing.assert_array_equal(out2[12, 10:16], est[12, 10:16])
+    np.testing.assert_array_equal(ok2, ok)
 
 
 def test_flat_patch_is_not_moved():
@@ -142,7 +153,8 @@ def test_empty_inputs():
 
 @pytest.mark.parametrize("kw,word", [({"radius": 0}, "radius"), ({"levels": 1.5}, "levels"),
                                      ({"min_score": 2.0}, "min_score"),
-                                     ({"max_shift": 0.0}, "max_shift")])
+                                     ({"max_shift": 0.0}, "max_shift"),
+                                     ({"keep_correction": 1}, "keep_correction")])
 def test_config_checked(kw, word):
     with pytest.raises(ValueError, match=word):
         anchor.AnchorConfig(**kw)
