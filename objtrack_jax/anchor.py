@@ -62,6 +62,9 @@ class AnchorConfig:
         surface), move the network's estimate by the point's last accepted correction instead
         of leaving it as it is (the network's error changes slowly, so the last measured
         correction is the better guess; False: the network's estimate).
+      hide_logit: a point-frame where neither patch matched is reported visible only when the
+        network's visibility logit is above this (and above the visibility threshold):
+        :func:`firm_threshold`, :func:`fuse_visibility`. None: visibility is the network's.
     """
 
     radius: int = 5
@@ -72,6 +75,7 @@ class AnchorConfig:
     chain: bool = True
     chain_min_score: float = 0.8
     keep_correction: bool = True
+    hide_logit: Optional[float] = 3.0
 
     def __post_init__(self):
         for name, lo in (("radius", 1), ("levels", 1), ("iters", 1)):
@@ -83,6 +87,9 @@ class AnchorConfig:
                 raise ValueError(f"anchor {name} must be in [-1, 1], got {getattr(self, name)!r}")
         if not isinstance(self.keep_correction, (bool, np.bool_)):
             raise ValueError(f"anchor keep_correction must be a bool, got {self.keep_correction!r}")
+        if self.hide_logit is not None and not np.isfinite(float(self.hide_logit)):
+            raise ValueError(f"anchor hide_logit must be a finite logit or None, "
+                             f"got {self.hide_logit!r}")
         if not float(self.max_shift) > 0:
             raise ValueError(f"anchor max_shift must be > 0 pixels, got {self.max_shift!r}")
 
@@ -249,6 +256,20 @@ def refine_frame(pyr: list, tmpl: list, xy: jax.Array, radius: int, iters: int):
 def _accept(cfg: "AnchorConfig", new, score, start, texture):
     return ((score >= cfg.min_score) & (jnp.linalg.norm(new - start, axis=-1) <= cfg.max_shift)
             & (texture > MIN_TEXTURE) & jnp.all(jnp.isfinite(new), -1))
+
+
+def firm_threshold(cfg: "AnchorConfig", vis_threshold: float) -> Optional[float]:
+    """The visibility logit above which a point-frame stays visible where its patch was not
+    found (None: ``cfg.hide_logit`` is off)."""
+    return None if cfg.hide_logit is None else max(float(vis_threshold), float(cfg.hide_logit))
+
+
+def fuse_visibility(visible, firm, accepted):
+    """Visibility with anchoring: a point-frame is visible when the network says so and either
+    its patch was found (``accepted``) or the network is sure (``firm``: logit above
+    :func:`firm_threshold`). A point that matches neither its query patch nor its previous patch
+    and that the network hesitates on is most often hidden (docs/conventions.md)."""
+    return visible & (accepted | firm)
 
 
 def init_carry(tmpl):

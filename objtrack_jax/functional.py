@@ -21,7 +21,9 @@ Conventions (docs/api.md; the same as tapnet's TAPIR and the rest of this packag
   coordinates with x = 0 the centre of the first column.
 * returns a dict: ``tracks`` float32 ``[B, N, T, 2]`` as ``(x, y)`` pixels, equal to the query at
   its query frame; ``occlusion`` float32 ``[B, N, T]`` logits (occluded where > 0: the
-  settings' ``vis_threshold`` minus the logits of the model's visibility head) and ``visible``
+  settings' ``vis_threshold`` minus the logits of the model's visibility head; with anchoring,
+  :func:`objtrack_jax.anchor.firm_threshold` in place of ``vis_threshold`` where a point's patch
+  was not found) and ``visible``
   bool ``[B, N, T]`` (not occluded, and always at the query frame); both None for a model
   without a visibility head.
 
@@ -247,14 +249,18 @@ def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters
     tracks, logits = jax.lax.map(one_chunk, (split(b_idx), split(t_q), split(xy)))
     tracks = tracks.reshape((-1, num_frames, 2))[:rows].reshape(b, n, num_frames, 2)
     logits = logits.reshape((-1, num_frames))[:rows].reshape(b, n, num_frames)
+    threshold = jnp.float32(vis_threshold)
     if anchor is not False and anchor is not None:
-        cfg = anchor if isinstance(anchor, _anchor.AnchorConfig) else None
-        tracks = anchor_clips(video, queries, tracks, cfg)[0]
+        cfg = anchor if isinstance(anchor, _anchor.AnchorConfig) else _anchor.AnchorConfig()
+        tracks, accepted = anchor_clips(video, queries, tracks, cfg)
+        firm = _anchor.firm_threshold(cfg, vis_threshold)
+        if firm is not None:  # a point-frame whose patch was not found: the firm threshold
+            threshold = jnp.where(accepted, threshold, jnp.float32(firm))
     if not model.visibility_head:
         return {"tracks": tracks, "occlusion": None, "visible": None}
     at_query = jnp.arange(num_frames)[None, None] == t_q[:rows].reshape(b, n)[..., None]
-    return {"tracks": tracks, "occlusion": vis_threshold - logits,
-            "visible": (logits > vis_threshold) | at_query}
+    return {"tracks": tracks, "occlusion": threshold - logits,
+            "visible": (logits > threshold) | at_query}
 
 
 def make_tracker(model: PIPsTracker,

@@ -173,6 +173,10 @@ class OnlineCore:
       input_size: ``(H, W)`` of the input video: the second pass starts from the first pass's
         tracks mapped through it (as offline, which maps them to input pixels and back).
       vis_threshold: visible where the visibility logit is above it (the settings' value).
+      firm_threshold: None, or a logit: ``step`` and ``finish`` then also return ``firm``, the
+        point-frames visible with a logit above it (the anchoring stage reports a point-frame
+        whose patch was not found visible only when it is firm,
+        :func:`objtrack_jax.anchor.fuse_visibility`).
     """
 
     model: PIPsTracker
@@ -184,6 +188,7 @@ class OnlineCore:
     fine_iters: Optional[int] = None
     input_size: Optional[tuple] = None
     vis_threshold: float = 0.0
+    firm_threshold: Optional[float] = None
 
     def __post_init__(self):
         if int(self.window) < 2:
@@ -313,7 +318,8 @@ class OnlineCore:
     # step
 
     def step(self, params, state: OnlineState, frames, fine_frames=None, count=None):
-        """Feeds ``K`` frames; returns ``(state, tracks [n, K, 2], visible [n, K])``.
+        """Feeds ``K`` frames; returns ``(state, tracks [n, K, 2], visible [n, K])`` (and
+        ``firm [n, K]`` after them when :attr:`firm_threshold` is set).
 
         Args:
           frames: ``[K, h, w, 3]`` at the model resolution, values in [0, 255].
@@ -348,12 +354,13 @@ class OnlineCore:
             return jax.lax.cond(is_real, lambda s_: self._frame(params, s_, frame, fine_frame),
                                 lambda s_: (s_, self._nothing(s_)), st)
 
-        state, (tracks, visible) = jax.lax.scan(body, state, (enc, fenc, real))
-        return state, jnp.swapaxes(tracks, 0, 1), jnp.swapaxes(visible, 0, 1)
+        state, (tracks, visible, firm) = jax.lax.scan(body, state, (enc, fenc, real))
+        out = (state, jnp.swapaxes(tracks, 0, 1), jnp.swapaxes(visible, 0, 1))
+        return out if self.firm_threshold is None else out + (jnp.swapaxes(firm, 0, 1),)
 
     def _nothing(self, st):
         n = st.active.shape[0]
-        return jnp.full((n, 2), jnp.nan, jnp.float32), jnp.zeros((n,), bool)
+        return jnp.full((n, 2), jnp.nan, jnp.float32), jnp.zeros((n,), bool), jnp.zeros((n,), bool)
 
     def _frame(self, params, st: OnlineState, frame, fine_frame):
         p, s = self.buffered, self.window
@@ -417,9 +424,13 @@ class OnlineCore:
         est = st.fine_est if self.two_pass else st.est
         xy = jnp.where((frame == st.start)[:, None],
                        st.fine_query if self.two_pass else st.query, est[pos])
-        vis = ((st.vis[pos] > self.vis_threshold) | (frame == st.start)
+        at_query = frame == st.start
+        vis = ((st.vis[pos] > self.vis_threshold) | at_query
                if self.model.visibility_head else ok)
-        return jnp.where(ok[:, None], xy, jnp.nan), ok & vis
+        firm = vis
+        if self.firm_threshold is not None and self.model.visibility_head:
+            firm = vis & ((st.vis[pos] > self.firm_threshold) | at_query)
+        return jnp.where(ok[:, None], xy, jnp.nan), ok & vis, ok & firm
 
     def latest(self, state: OnlineState):
         """Provisional ``[n, 2]`` model pixels (second pass's resolution with a second pass: the
@@ -435,7 +446,8 @@ class OnlineCore:
 
     def finish(self, params, state: OnlineState):
         """Ends the stream: runs the offline engine's end-of-video windows and returns
-        ``(tracks [n, D, 2], visible [n, D], frames [D])``, the final estimates of the last
+        ``(tracks [n, D, 2], visible [n, D], frames [D])`` (``(tracks, visible, firm, frames)``
+        when :attr:`firm_threshold` is set), the final estimates of the last
         ``D`` frames (``frames`` their indices; negative indices, i.e. a stream shorter than
         ``D``, are NaN / False). Host-side (a few calls of one jitted window each)."""
         st = jax.tree_util.tree_map(lambda x: x, state)
@@ -485,15 +497,20 @@ class OnlineCore:
                     st = run(params, st, jnp.int32(pos), jnp.int32(cnt), jnp.asarray(which), True,
                              masked)
         frames = np.arange(total - self.latency, total)
-        tracks, visible = [], []
+        tracks, visible, firm = [], [], []
         for j, f in enumerate(frames):
-            xy, vis = self._emit(st, jnp.int32(f), j + 1)
+            xy, vis, fi = self._emit(st, jnp.int32(f), j + 1)
             tracks.append(xy)
             visible.append(vis)
+            firm.append(fi)
         if not len(frames):
             n = active.shape[0]
-            return np.zeros((n, 0, 2), np.float32), np.zeros((n, 0), bool), frames
-        return (np.asarray(jnp.stack(tracks, 1)), np.asarray(jnp.stack(visible, 1)), frames)
+            out = (np.zeros((n, 0, 2), np.float32), np.zeros((n, 0), bool), frames)
+            firm = np.zeros((n, 0), bool)
+        else:
+            out = (np.asarray(jnp.stack(tracks, 1)), np.asarray(jnp.stack(visible, 1)), frames)
+            firm = np.asarray(jnp.stack(firm, 1))
+        return out if self.firm_threshold is None else out[:2] + (firm, frames)
 
     def _finish_window(self, params, st, pos, count, which, fine: bool, masked: bool):
         if fine:
@@ -561,7 +578,8 @@ def emitted_frames(core: OnlineCore, state_after: OnlineState, k: int) -> np.nda
 def make_core(model: PIPsTracker, size: Sequence[int], *, window: int, iters: int,
               carry: str = "pips2", fine_size: Optional[Sequence[int]] = None,
               fine_iters: Optional[int] = None, input_size: Optional[Sequence[int]] = None,
-              max_memory_mb: Optional[int] = None, vis_threshold: float = 0.0) -> OnlineCore:
+              max_memory_mb: Optional[int] = None, vis_threshold: float = 0.0,
+              firm_threshold: Optional[float] = None) -> OnlineCore:
     """An :class:`OnlineCore` whose model has the inference memory settings the offline engine
     uses for this resolution (:func:`objtrack_jax.memory.inference_model`), so both run the same
     program per window."""
@@ -573,7 +591,8 @@ def make_core(model: PIPsTracker, size: Sequence[int], *, window: int, iters: in
                       fine_size=None if fine_size is None else tuple(fine_size),
                       fine_iters=None if fine_iters is None else int(fine_iters),
                       input_size=None if input_size is None else tuple(input_size),
-                      vis_threshold=float(vis_threshold))
+                      vis_threshold=float(vis_threshold),
+                      firm_threshold=None if firm_threshold is None else float(firm_threshold))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -665,8 +684,10 @@ class _Anchoring:
 
     def apply(self, idx: np.ndarray, tracks: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Anchors the emitted ``tracks [capacity, k, 2]`` (input pixels, NaN where a slot was
-        not tracking) of frames ``idx`` (ascending), slots with query frames ``start``."""
+        not tracking) of frames ``idx`` (ascending), slots with query frames ``start``. Returns
+        ``(tracks, accepted [capacity, k])``."""
         out = tracks.copy()
+        accepted = np.zeros(tracks.shape[:2], bool)
         f = self.piece
         for a in range(0, len(idx), f):
             sub = idx[a:a + f]
@@ -679,12 +700,13 @@ class _Anchoring:
             active[:m] = np.isfinite(cur).all(-1) & (sub[:, None] > start[None, :])
             xy = np.zeros((f, self.capacity, 2), np.float32)
             xy[:m] = np.where(active[:m, :, None], cur, 0.0)
-            new, _, _, self.carry = self._refine(jnp.asarray(frames), self.tmpl, jnp.asarray(xy),
-                                                 jnp.asarray(active), self.carry)
+            new, _, ok, self.carry = self._refine(jnp.asarray(frames), self.tmpl, jnp.asarray(xy),
+                                                  jnp.asarray(active), self.carry)
+            accepted[:, a:a + m] = np.swapaxes(np.asarray(ok)[:m], 0, 1)
             new = np.swapaxes(np.asarray(new)[:m], 0, 1)
             act = np.swapaxes(active[:m], 0, 1)
             out[:, a:a + m] = np.where(act[..., None], new, out[:, a:a + m])
-        return out
+        return out, accepted
 
     def warm_up(self) -> None:
         """Compiles the template and refinement programs (nothing in the state changes)."""
@@ -759,10 +781,13 @@ class OnlineTracker:
             raise ValueError(f"frame_size must be (H, W) of the input frames, got {frame_size}")
         size = tuple(resolution) if resolution is not None else default_resolution(*hw, short_side)
         fine = refine_size(size, refine_scale, model.stride)
+        vis_threshold = _setting(settings, "vis_threshold", 0.0) or 0.0
+        firm = anchor_mod.firm_threshold(anchor_mod.AnchorConfig(), vis_threshold) if anchor \
+            else None
         self.core = make_core(model, size, window=window, iters=iters, carry=carry,
                               fine_size=fine, fine_iters=refine_iters, input_size=hw,
-                              max_memory_mb=max_memory_mb,
-                              vis_threshold=_setting(settings, "vis_threshold", 0.0) or 0.0)
+                              max_memory_mb=max_memory_mb, vis_threshold=vis_threshold,
+                              firm_threshold=firm)
         self.params = params
         self.frame_size, self.size, self.fine_size = hw, self.core.size, fine
         self.chunk = max(1, int(chunk))
@@ -898,12 +923,13 @@ class OnlineTracker:
             small = self._resize(part, self.size).astype(np.float32)
             fine = None if self.fine_size is None else \
                 self._resize(part, self.fine_size).astype(np.float32)
-            self.state, tracks, visible = self._step(self.params, self.state, small, fine,
-                                                     np.int32(k))
+            self.state, tracks, visible, *firm = self._step(self.params, self.state, small, fine,
+                                                            np.int32(k))
             tracks, visible = np.asarray(tracks)[:, :k], np.asarray(visible)[:, :k]
+            firm = np.asarray(firm[0])[:, :k] if firm else None
             idx = np.arange(self.frames_seen, self.frames_seen + k) - self.latency
             self.frames_seen += k
-            emitted.append(self._to_input(idx, tracks, visible))
+            emitted.append(self._to_input(idx, tracks, visible, firm))
             self.step_seconds += [(time.perf_counter() - t0) / k] * k
         keep = [e for e in emitted if len(e.frames)]
         if not keep:
@@ -913,21 +939,25 @@ class OnlineTracker:
                        np.concatenate([e.tracks for e in keep], 1),
                        np.concatenate([e.visible for e in keep], 1))
 
-    def _to_input(self, idx, tracks, visible) -> Emitted:
+    def _to_input(self, idx, tracks, visible, firm=None) -> Emitted:
         ok = idx >= 0
         idx, tracks, visible = idx[ok], tracks[:, ok], visible[:, ok]
+        firm = None if firm is None else firm[:, ok]
         out = (tracks / self._out_scale).astype(np.float32)  # as offline: float64, then float32
         at_query = self._start[:, None] == idx[None, :]
         query = self._query[:, None].astype(np.float32)  # exactly the query at its frame
         out = np.where(at_query[..., None] & np.isfinite(out), query, out).astype(np.float32)
         if self.anchor is not None and len(idx):
-            out = self.anchor.apply(idx, out, self._start)
+            out, accepted = self.anchor.apply(idx, out, self._start)
+            if firm is not None:
+                visible = anchor_mod.fuse_visibility(visible, firm, accepted | at_query)
         return Emitted(idx, out, visible)
 
     def finish(self) -> Emitted:
         """Ends the stream: the final estimates of the last :attr:`latency` frames."""
-        tracks, visible, idx = self.core.finish(self.params, self.state)
-        return self._to_input(idx, np.asarray(tracks), np.asarray(visible))
+        tracks, visible, *rest = self.core.finish(self.params, self.state)
+        firm = np.asarray(rest[0]) if len(rest) == 2 else None
+        return self._to_input(rest[-1], np.asarray(tracks), np.asarray(visible), firm)
 
     def latest(self) -> np.ndarray:
         """Provisional ``[capacity, 2]`` input pixels at the last frame seen (NaN: free slot;

@@ -37,7 +37,10 @@ Coordinate conventions (docs/conventions.md, *Coordinates and layouts*):
 
 Visibility: if the model has a visibility head, ``visible = logit > settings.vis_threshold`` (0
 unless the weights record a threshold chosen on held-out data; the query frame itself is always
-visible). Without a head no visibility is returned (``None``) -- never made up.
+visible). With anchoring, a point-frame whose patch was found neither from the query nor from the
+previous frame is visible only when its logit is also above ``AnchorConfig.hide_logit``
+(:func:`objtrack_jax.anchor.fuse_visibility`). Without a head no visibility is returned
+(``None``) -- never made up.
 """
 
 from __future__ import annotations
@@ -414,18 +417,23 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
     chunk_size = s.chunk_size or point_chunk_size(s.window, int(model.latent_dim), s.max_memory_mb)
+    accepted = None
     try:
         _first_pass(model, params, FrameView(source, resize_to=size), groups, xy_query, scale,
                     tracks, logits, s, chunk_size, tick)
         if fine is not None:
             _second_pass(model, params, source, tracks, groups, xy_query, fine, s, chunk_size, tick)
         if s.anchor:
-            tracks = anchor.anchor_tracks(source, tracks, queries, on_chunk=tick)[0]
+            tracks, accepted, _ = anchor.anchor_tracks(source, tracks, queries, on_chunk=tick)
     finally:
         if bar is not None:
             bar.close()
     if not has_vis:
         return tracks, None, None
     visible = logits > s.vis_threshold
+    firm = None if accepted is None else anchor.firm_threshold(anchor.AnchorConfig(),
+                                                                s.vis_threshold)
+    if firm is not None:
+        visible = anchor.fuse_visibility(visible, logits > firm, accepted)
     visible[np.arange(n), t_query] = True
     return tracks, visible, logits

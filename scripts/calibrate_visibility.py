@@ -14,7 +14,10 @@ point-frame after the query frame with its ground-truth visibility, and reports:
   (0.5: the head says nothing; 1: perfectly separated);
 * for the default threshold 0 and for the threshold that maximises the mean of the two recalls
   (balanced accuracy) — ``best`` — the occlusion accuracy (OA), the recall of occluded
-  point-frames and the recall of visible ones.
+  point-frames and the recall of visible ones;
+* ``tracker``: the same three for the visibility the tracker reports at the weights' settings
+  (with anchoring on, a point-frame whose patch was not found needs a logit above
+  ``AnchorConfig.hide_logit``: objtrack_jax.anchor.fuse_visibility).
 
 Pick the threshold here, on a validation split, never on the benchmark; record it with
 ``scripts/export_weights.py --vis-threshold``.
@@ -50,14 +53,17 @@ def auc(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:
     return float((rp - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
-def at_threshold(logits: np.ndarray, visible: np.ndarray, thr: float) -> dict:
-    pred = logits > thr
-    occ = ~visible
-    return {"threshold": round(float(thr), 3),
-            "occlusion_accuracy": round(100.0 * float(np.mean(pred == visible)), 2),
+def rates(pred: np.ndarray, visible: np.ndarray) -> dict:
+    """OA and the two recalls of a predicted visibility ``pred``."""
+    pred, occ = np.asarray(pred, bool), ~np.asarray(visible, bool)
+    return {"occlusion_accuracy": round(100.0 * float(np.mean(pred == ~occ)), 2),
             "occluded_recall": round(100.0 * float(np.mean(~pred[occ])), 2) if occ.any() else None,
-            "visible_recall": round(100.0 * float(np.mean(pred[visible])), 2)
-            if visible.any() else None}
+            "visible_recall": round(100.0 * float(np.mean(pred[~occ])), 2)
+            if (~occ).any() else None}
+
+
+def at_threshold(logits: np.ndarray, visible: np.ndarray, thr: float) -> dict:
+    return {"threshold": round(float(thr), 3), **rates(logits > thr, visible)}
 
 
 def calibrate(logits: np.ndarray, visible: np.ndarray) -> dict:
@@ -96,7 +102,7 @@ def main(argv=None) -> dict:
     model, params, info = load_model(args.checkpoint)
     if not getattr(model, "visibility_head", False):
         sys.exit("calibrate_visibility: error: these weights have no visibility head")
-    logits_all, vis_all = [], []
+    logits_all, vis_all, pred_all = [], [], []
     for seq in pointodyssey.list_sequences(args.data_root, args.split)[:args.max_videos]:
         anno = pointodyssey.load_annotations(seq)
         num = pointodyssey.sequence_length(seq, anno)
@@ -105,14 +111,16 @@ def main(argv=None) -> dict:
         if len(ok) > args.max_points:
             ok = ok[np.linspace(0, len(ok) - 1, args.max_points).round().astype(int)]
         q = np.concatenate([np.zeros((len(ok), 1)), anno["trajs"][0, ok][:, ::-1]], 1)
-        # visibility comes from the first pass: the second pass and anchoring change only tracks
-        _, _, logits = track_queries(model, params, info, video, q.astype(np.float32),
-                                     progress=False, refine_scale=0, anchor=False)
+        # the logits come from the first pass; the tracker's visibility may also use anchoring
+        _, visible, logits = track_queries(model, params, info, video, q.astype(np.float32),
+                                           progress=False)
         counted = anno["valids"][1:, ok].T.astype(bool)  # [n, T-1], after the query frame
         logits_all.append(np.asarray(logits)[:, 1:][counted])
+        pred_all.append(np.asarray(visible)[:, 1:][counted])
         vis_all.append(anno["visibs"][1:, ok].T.astype(bool)[counted])
         print(f"{os.path.basename(seq)}: {len(ok)} points", file=sys.stderr, flush=True)
     report = calibrate(np.concatenate(logits_all), np.concatenate(vis_all))
+    report["tracker"] = rates(np.concatenate(pred_all), np.concatenate(vis_all))
     if args.threshold is not None:
         report["given"] = at_threshold(np.concatenate(logits_all).astype(np.float64),
                                        np.concatenate(vis_all), args.threshold)

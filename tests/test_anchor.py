@@ -199,3 +199,17 @@ def test_track_queries_anchors_when_set(slow_clip, small_model):
     np.testing.assert_allclose(on, ref, atol=1e-5)
     err_on = np.linalg.norm(on - truth, axis=-1)
     assert np.median(err_on[ok]) < 0.1
+
+
+def test_visibility_fusion():
+    """A point-frame whose patch was not found stays visible only where the network is firm."""
+    cfg = anchor.AnchorConfig()
+    assert anchor.firm_threshold(cfg, 0.0) == cfg.hide_logit == 3.0
+    assert anchor.firm_threshold(cfg, 5.0) == 5.0  # never below the visibility threshold
+    assert anchor.firm_threshold(anchor.AnchorConfig(hide_logit=None), 0.0) is None
+    logits = np.array([-1.0, 1.0, 4.0, -1.0, 1.0, 4.0])
+    accepted = np.array([True, True, True, False, False, False])
+    vis = anchor.fuse_visibility(logits > 0, logits > 3.0, accepted)
+    assert vis.tolist() == [False, True, True, False, False, True]
+    with pytest.raises(ValueError, match="hide_logit"):
+        anchor.AnchorConfig(hide_logit=float("nan"))

@@ -176,6 +176,12 @@ def test_make_tracker_anchors_as_the_settings_say(small_model):
           f"anchoring moved points by up to {moved:.2f} px, accepted {ok.mean():.2f}")
     assert err <= 1e-4
     assert moved > 0.05
-    np.testing.assert_array_equal(np.asarray(out["occlusion"]), np.asarray(plain["occlusion"]))
+    # visibility: where the patch was not found, the firm threshold (AnchorConfig.hide_logit)
+    firm = anchor.firm_threshold(anchor.AnchorConfig(), 0.0)
+    want = np.where(ok, 0.0, firm) + np.asarray(plain["occlusion"][0])
+    np.testing.assert_allclose(np.asarray(out["occlusion"][0]), want, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out["visible"][0]),
+                                  (np.asarray(out["occlusion"][0]) < 0)
+                                  | (np.arange(frames)[None] == queries[0, :, :1].round()))
     with pytest.raises(ValueError, match="anchor must be"):
         make_tracker(model, info, anchor="yes")

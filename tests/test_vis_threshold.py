@@ -70,3 +70,25 @@ def test_online_tracker_takes_it_from_the_settings(small_model):
     assert tracker.core.vis_threshold == 1.5
     assert OnlineTracker(model, params, (128, 128), capacity=8,
                          settings=s.replace(vis_threshold=0.0)).core.vis_threshold == 0.0
+
+
+def test_host_loop_with_anchoring_hides_unmatched_hesitant_points(small_model):
+    """With anchoring, a point-frame whose patch was found neither from the query nor from the
+    previous frame is visible only above AnchorConfig.hide_logit (anchor.fuse_visibility)."""
+    from objtrack_jax import anchor
+
+    model, params = small_model
+    video = _video()
+    base = TrackingSettings(window=8, iters=1, resolution=(128, 128))
+    # the random model's logits sit near 0: shift the threshold so both rules matter
+    thr = float(np.quantile(run_tracking(model, params, video, QUERIES, base)[2], 0.25))
+    net, vis0, logits = run_tracking(model, params, video, QUERIES, base.replace(vis_threshold=thr))
+    tracks, vis, logits1 = run_tracking(model, params, video, QUERIES,
+                                        base.replace(vis_threshold=thr, anchor=True))
+    np.testing.assert_array_equal(logits, logits1)
+    _, accepted, _ = anchor.anchor_tracks(video, net, QUERIES)
+    firm = anchor.firm_threshold(anchor.AnchorConfig(), thr)
+    want = anchor.fuse_visibility(logits > thr, logits > firm, accepted)
+    want[np.arange(len(QUERIES)), QUERIES[:, 0].astype(int)] = True
+    np.testing.assert_array_equal(vis, want)
+    assert not (vis & ~vis0).any()  # anchoring only ever hides
