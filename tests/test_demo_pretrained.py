@@ -57,12 +57,13 @@ def test_float64_mode_needs_x64():
         tracker_from_config({"dtype": "float64"})
 
 
-def test_zero_motion_tracks():
+def test_zero_baseline_holds_each_query():
     q = np.array([[0, 5.0, 7.0], [2, 1.0, 2.0]], np.float32)  # (t, y, x)
     tr, visible = evaluation.call_tracker(evaluation.baseline_tracker("zero"),
                                           np.zeros((4, 8, 8, 3), np.uint8), q)
     assert tr.shape == (2, 4, 2) and visible is None
     np.testing.assert_array_equal(tr[0], np.tile([7.0, 5.0], (4, 1)))
+    np.testing.assert_array_equal(tr[1], np.tile([2.0, 1.0], (4, 1)))  # before its frame too
 
 
 def test_demo_synthetic_beats_zero_motion(tmp_path):
