@@ -83,6 +83,11 @@ def eval_parser() -> argparse.ArgumentParser:
                         "default: as the original script")
     p.add_argument("--survival-threshold", type=float, default=16.0,
                    help="PIPs++ survival threshold (PIPs++ 16, the paper's PointOdyssey table 50)")
+    p.add_argument("--still", action="store_true",
+                   help="pips protocol: also drift (median / 90th percentile distance to the "
+                        "truth at frames 50, 100, 199), jitter (frame-to-frame residual) and "
+                        "occlusion accuracy / recall of occluded point-frames, as the static "
+                        "benchmark reports them (docs/drift.md)")
     p.add_argument("--split", default=None, help="dataset split (default test; CroHD train)")
     p.add_argument("--max-videos", type=at_least(1), default=None)
     p.add_argument("--max-points", type=at_least(1), default=None,
@@ -145,9 +150,14 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         protocol=args.protocol, query_mode=args.query_mode, max_videos=args.max_videos,
         progress=not args.no_progress, resolution=args.resolution,
         survival_threshold=args.survival_threshold, split=args.split, max_points=args.max_points,
-        max_frames=args.max_frames, corrected=args.corrected)
+        max_frames=args.max_frames, corrected=args.corrected,
+        still=args.still and args.protocol == "pips")
     seconds = time.perf_counter() - t0
     keys = evaluation.metric_keys(args.protocol)
+    if args.still and args.protocol == "pips":
+        keys = tuple(keys) + tuple(k for k in evaluation.STILL_KEYS if k in mean)
+    elif args.still:
+        print("--still applies to the pips protocol only; ignored")
     rows = [_printable(r) for r in per_video] + [_printable({"video": "mean", **mean})]
     print(format_table(rows, keys, add_mean=False))
     has_vis = (model == "lk") if isinstance(model, str) else bool(model.visibility_head)

@@ -310,7 +310,7 @@ def _track_at(tracker, video: np.ndarray, queries: np.ndarray, resolution):
 
 
 def _pips_video(rec: dict, tracker, survival_threshold: float,
-                max_points: Optional[int]) -> Optional[tuple[dict, int]]:
+                max_points: Optional[int], extra: bool = False) -> Optional[tuple[dict, int]]:
     video = rec["video"]
     keep = np.flatnonzero(rec["query_ok"])
     keep = keep[_subsample(keep.size, max_points)]
@@ -319,11 +319,34 @@ def _pips_video(rec: dict, tracker, survival_threshold: float,
         return None
     trajs_g = rec["trajs"][:, keep]
     queries = np.stack([np.zeros(keep.size), trajs_g[0, :, 1], trajs_g[0, :, 0]], -1)
-    tracks, _ = call_tracker(tracker, video, queries)
+    tracks, visible = call_tracker(tracker, video, queries)
     trajs_e = to_time_major(tracks)[None]
-    m = metrics_lib.pips_metrics(trajs_e, trajs_g[None], rec["valids"][:, keep][None],
+    valids = rec["valids"][:, keep]
+    m = metrics_lib.pips_metrics(trajs_e, trajs_g[None], valids[None],
                                  image_size=video.shape[1:3], survival_threshold=survival_threshold)
-    return {k: float(v[0]) for k, v in m.items()}, keep.size
+    row = {k: float(v[0]) for k, v in m.items()}
+    if extra:
+        row.update(metrics_lib.drift_metrics(trajs_e[0], trajs_g, valids,
+                                             STILL_DRIFT_FRAMES))
+        row.update(_occlusion_rates(visible, rec["visibs"][:, keep], valids))
+    return row, keep.size
+
+
+STILL_DRIFT_FRAMES = (50, 100, 199)  # the static benchmark's frames (docs/drift.md)
+STILL_KEYS = ("drift_med_50", "drift_med_100", "drift_med_199", "drift_p90_199", "jitter",
+              "occlusion_accuracy", "occlusion_recall")
+
+
+def _occlusion_rates(visible, visibs: np.ndarray, valids: np.ndarray) -> dict:
+    """OA and the recall of occluded point-frames over the valid ones (None without a
+    visibility)."""
+    if visible is None:
+        return {"occlusion_accuracy": None, "occlusion_recall": None}
+    pred = to_time_major(np.asarray(visible, bool))
+    counted = np.asarray(valids) > 0
+    occ = counted & ~np.asarray(visibs, bool)
+    return {"occlusion_accuracy": 100.0 * float(np.mean((pred == visibs)[counted])),
+            "occlusion_recall": 100.0 * float(np.mean(~pred[occ])) if occ.any() else None}
 
 
 def _tapvid_inputs(rec: dict, query_mode: str) -> dict:
@@ -389,7 +412,7 @@ def evaluate(dataset: str, data_root: Optional[str], model, params=None, info=No
              progress: bool = True, settings: Optional[TrackingSettings] = None,
              resolution: Optional[Sequence[int]] = None, survival_threshold: float = 16.0,
              split: Optional[str] = None, max_points: Optional[int] = None,
-             max_frames: Optional[int] = None, corrected: bool = False,
+             max_frames: Optional[int] = None, corrected: bool = False, still: bool = False,
              **overrides) -> tuple[list[dict], dict]:
     """Evaluates a tracker on ``dataset`` with the PIPs++ or TAP-Vid protocol (module docstring).
 
@@ -425,6 +448,10 @@ def evaluate(dataset: str, data_root: Optional[str], model, params=None, info=No
       max_frames: PIPs++ protocol only: the first this many frames of each video (None = all).
       corrected: PIPs++ protocol on TAP-Vid: ground truth at pixel centres (``p·(w, h) − 0.5``)
         instead of ``test_on_tap.py``'s rule (docs/conventions.md); False reproduces the script.
+      still: PIPs++ protocol only: also the static benchmark's drift and jitter
+        (:func:`objtrack_jax.metrics.drift_metrics` at frames 50, 100 and 199, pixels of the
+        evaluated frames) and the occlusion accuracy and recall of occluded point-frames
+        (:data:`STILL_KEYS`).
 
     Returns:
       ``(per_video, mean)``: per_video rows ``{'video', <metrics>, 'num_frames', 'num_points',
@@ -481,7 +508,7 @@ def evaluate(dataset: str, data_root: Optional[str], model, params=None, info=No
                     break
                 t0 = time.perf_counter()
                 if protocol == "pips":
-                    out = _pips_video(v, tracker, survival_threshold, max_points)
+                    out = _pips_video(v, tracker, survival_threshold, max_points, still)
                 else:
                     out = _tapvid_video(v, tracker, res or TAPVID_RESOLUTION, query_mode,
                                         max_points)

@@ -216,3 +216,37 @@ def test_training_eval_equals_objtrack_eval(tmp_path):
     assert cli["mean"]["num_videos"] == 2 and all(r["num_frames"] == 8 for r in cli["per_video"])
     assert all(r["num_points"] == 12 for r in cli["per_video"])
     assert in_training == {f"eval/{k}": cli["mean"][k] for k in PIPS_KEYS}
+
+
+def test_still_metrics_in_the_pips_protocol(tmp_path):
+    """``still=True`` (``objtrack eval --still``) adds the static benchmark's drift, jitter and
+    occlusion rates; checked on a zero-motion tracker against the annotations directly."""
+    from objtrack_jax import metrics
+    from objtrack_jax.data_pipelines import pointodyssey
+
+    root = str(tmp_path / "data")
+    synthetic.generate_dataset(root, num_seqs={"test": 1}, frames=52, size=(128, 128),
+                               num_points=24, progress=False, write_depths=False)
+
+    def hold_xy(video, queries):  # tapnet conventions: every point stays at its query, visible
+        q = np.asarray(queries)[0]
+        return np.repeat(q[:, None, [2, 1]], video.shape[1], 1)[None], np.zeros((1, len(q),
+                                                                                 video.shape[1]))
+
+    rows, mean = evaluation.evaluate("synthetic", root, hold_xy, protocol="pips", still=True,
+                                     progress=False)
+    assert set(evaluation.STILL_KEYS) - {"drift_med_100", "drift_med_199", "drift_p90_199"} \
+        <= set(rows[0])
+    seq = pointodyssey.list_sequences(root, "test")[0]
+    anno = pointodyssey.load_annotations(seq)
+    ok = anno["visibs"][0]
+    g, vis, val = anno["trajs"][:, ok], anno["visibs"][:, ok], anno["valids"][:, ok]
+    e = np.repeat(g[:1], len(g), 0)
+    want = metrics.drift_metrics(e, g, val, (50,))
+    assert rows[0]["drift_med_50"] == pytest.approx(want["drift_med_50"], abs=1e-4)
+    assert rows[0]["jitter"] == pytest.approx(want["jitter"], abs=1e-4)
+    counted = val > 0
+    assert rows[0]["occlusion_accuracy"] == pytest.approx(100 * np.mean(vis[counted]), abs=1e-6)
+    assert rows[0]["occlusion_recall"] in (0.0, None)
+    plain, _ = evaluation.evaluate("synthetic", root, hold_xy, protocol="pips", progress=False)
+    assert "jitter" not in plain[0]
