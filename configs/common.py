@@ -79,6 +79,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     o.warmup_frac = 0.1  # linear warm-up from lr/div_factor
     o.div_factor = 25.0
     o.final_div_factor = 1e4  # final lr = lr / (div_factor * final_div_factor)
+    o.ema_decay = 0.0  # > 0: keep an average of the parameters (set it when a run starts)
 
     it = c.init_tracks = ml_collections.ConfigDict()
     it.zero_vel_prob = 0.5  # probability of the zero-velocity init (frame-0 GT repeated)

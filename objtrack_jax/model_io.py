@@ -196,12 +196,35 @@ def _load_msgpack_dir(directory: str):
 # --------------------------------------------------------------------------------------------------
 
 
-def load_params(directory: str, step: Optional[int] = None) -> tuple[Any, int]:
+def _find_ema(tree):
+    """The ``(ema_params, ema_weight)`` of a restored optimiser state (a run with
+    ``optim.ema_decay`` > 0, :func:`objtrack_jax.train.optim.params_ema`), or None."""
+    if isinstance(tree, dict):
+        if "ema_params" in tree and "ema_weight" in tree:
+            return tree["ema_params"], tree["ema_weight"]
+        children = tree.values()
+    elif hasattr(tree, "ema_params") and hasattr(tree, "ema_weight"):
+        return tree.ema_params, tree.ema_weight
+    elif isinstance(tree, (list, tuple)):
+        children = tree
+    else:
+        return None
+    for c in children:
+        found = _find_ema(c)
+        if found is not None:
+            return found
+    return None
+
+
+def load_params(directory: str, step: Optional[int] = None,
+                ema: Optional[bool] = None) -> tuple[Any, int]:
     """Loads ``(params, step)`` from a training checkpoint directory as host numpy arrays.
 
     Works with any device count (the saved shardings are ignored) and keeps the saved dtypes
     (float64 too, without ``jax_enable_x64``): for inspection, tests and exporting.
     ``directory`` may be a workdir (its ``checkpoints/`` is used) or the checkpoint root.
+    ``ema``: None: the run's parameter average when it kept one (``optim.ema_decay`` > 0), its
+    parameters otherwise; True: the average (an error when there is none); False: the parameters.
     """
     import jax
     import orbax.checkpoint as ocp
@@ -225,6 +248,18 @@ def load_params(directory: str, step: Optional[int] = None) -> tuple[Any, int]:
                 is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
             out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
             params = jax.tree.map(np.asarray, out.state["params"])
+            found = None if ema is False else _find_ema(out.state.get("opt_state"))
+            if ema and found is None:
+                raise ValueError(f"{directory} step {step}: no parameter average in the "
+                                 "checkpoint (the run had optim.ema_decay = 0)")
+            if found is not None:  # the average: sum of weighted parameters / sum of weights
+                weight = float(np.asarray(found[1]))
+                if not weight > 0:
+                    raise ValueError(f"{directory} step {step}: the parameter average is empty")
+                params = jax.tree.map(lambda a, p: (np.asarray(a, np.float64) / weight).astype(
+                    p.dtype), found[0], params)
+                log.info("%s step %d: the run's parameter average (optim.ema_decay)", directory,
+                         step)
     finally:
         mngr.close()
     return params, int(step)

@@ -293,3 +293,37 @@ def test_metric_logger_tensorboard_scalars(tmp_path):
     with open(tmp_path / "metrics.jsonl") as f:
         row = json.loads(f.readline())
     assert row["step"] == 3 and row["loss"] == 1.5
+
+
+def test_parameter_average_is_kept_checkpointed_and_loaded(tmp_path, compile_cache):
+    """optim.ema_decay > 0: the optimiser state carries the average of the parameters after each
+    step (from zeros, divided by the sum of its weights, so it does not depend on the parameters
+    the state was initialised with); load_params / load_model read it; resume continues it."""
+    d = 0.5
+    c = tiny(objprior, max_steps=2, **{"optim.ema_decay": d, "checkpoint.every_steps": 1,
+                                       "checkpoint.async_save": False})
+    res = loop.train_and_evaluate(c, str(tmp_path))
+    assert res["step"] == 2
+    p1, _ = model_io.load_params(str(tmp_path), step=1, ema=False)
+    p2, _ = model_io.load_params(str(tmp_path), step=2, ema=False)
+    avg, step = model_io.load_params(str(tmp_path))
+    assert step == 2
+    # weights (1 - d) d and (1 - d) for steps 1 and 2, normalised by their sum
+    want = jax.tree.map(lambda a, b: ((1 - d) * d * a + (1 - d) * b) / ((1 - d) * d + (1 - d)),
+                        p1, p2)
+    for a, b, raw in zip(jax.tree.leaves(avg), jax.tree.leaves(want), jax.tree.leaves(p2)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, r) for a, r in zip(jax.tree.leaves(avg), jax.tree.leaves(p2)))
+    avg1, _ = model_io.load_params(str(tmp_path), step=1)  # one step: the parameters themselves
+    for a, b in zip(jax.tree.leaves(avg1), jax.tree.leaves(p1)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    _, params, _ = model_io.load_model(str(tmp_path))
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(avg)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    # a run without the average has none to read
+    c0 = tiny(objprior, max_steps=1)
+    loop.train_and_evaluate(c0, str(tmp_path / "plain"))
+    with pytest.raises(ValueError, match="no parameter average"):
+        model_io.load_params(str(tmp_path / "plain"), ema=True)
+    with pytest.raises(ValueError, match="ema_decay"):
+        optim.params_ema(1.0)
