@@ -830,7 +830,7 @@ class OnlineTracker:
         zeros = np.zeros((self.chunk,) + tuple(self.size) + (3,), np.float32)
         fine = None if self.fine_size is None else \
             np.zeros((self.chunk,) + tuple(self.fine_size) + (3,), np.float32)
-        self.state, _, _ = self._step(self.params, self.state, zeros, fine, np.int32(0))
+        self.state = self._step(self.params, self.state, zeros, fine, np.int32(0))[0]
         run = _finish_window_fn(core)
         none = jnp.zeros((self.capacity,), bool)
         for two in ((False, True) if core.two_pass else (False,)):
