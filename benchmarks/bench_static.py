@@ -60,11 +60,11 @@ def score(tracks: np.ndarray, visible, trajs: np.ndarray, visibs: np.ndarray, va
                                                            size).items()}
     row.update(metrics.drift_metrics(e, trajs, valids, DRIFT_AT))
     if visible is not None:
-        vis_t = np.swapaxes(np.asarray(visible, bool), 0, 1)
-        counted = valids > 0
-        row["occlusion_accuracy"] = 100.0 * float(np.mean((vis_t == visibs)[counted]))
-        occ = counted & ~visibs
-        row["occlusion_recall"] = 100.0 * float(np.mean(~vis_t[occ])) if occ.any() else float("nan")
+        rates = metrics.occlusion_rates(np.swapaxes(np.asarray(visible, bool), 0, 1), visibs,
+                                        valids)
+        row["occlusion_accuracy"] = rates["occlusion_accuracy"]
+        row["occlusion_recall"] = (float("nan") if rates["occlusion_recall"] is None
+                                   else rates["occlusion_recall"])
     return row
 
 

@@ -328,7 +328,9 @@ def _pips_video(rec: dict, tracker, survival_threshold: float,
     if extra:
         row.update(metrics_lib.drift_metrics(trajs_e[0], trajs_g, valids,
                                              STILL_DRIFT_FRAMES))
-        row.update(_occlusion_rates(visible, rec["visibs"][:, keep], valids))
+        row.update({"occlusion_accuracy": None, "occlusion_recall": None} if visible is None
+                   else metrics_lib.occlusion_rates(to_time_major(visible),
+                                                    rec["visibs"][:, keep], valids))
     return row, keep.size
 
 
@@ -336,17 +338,6 @@ STILL_DRIFT_FRAMES = (50, 100, 199)  # the static benchmark's frames (docs/drift
 STILL_KEYS = ("drift_med_50", "drift_med_100", "drift_med_199", "drift_p90_199", "jitter",
               "occlusion_accuracy", "occlusion_recall")
 
-
-def _occlusion_rates(visible, visibs: np.ndarray, valids: np.ndarray) -> dict:
-    """OA and the recall of occluded point-frames over the valid ones (None without a
-    visibility)."""
-    if visible is None:
-        return {"occlusion_accuracy": None, "occlusion_recall": None}
-    pred = to_time_major(np.asarray(visible, bool))
-    counted = np.asarray(valids) > 0
-    occ = counted & ~np.asarray(visibs, bool)
-    return {"occlusion_accuracy": 100.0 * float(np.mean((pred == visibs)[counted])),
-            "occlusion_recall": 100.0 * float(np.mean(~pred[occ])) if occ.any() else None}
 
 
 def _tapvid_inputs(rec: dict, query_mode: str) -> dict:

@@ -342,6 +342,18 @@ def format_table(rows: Sequence[Mapping[str, object]], keys: Sequence[str], name
 DRIFT_FRAMES = (50, 100, 200)
 
 
+def occlusion_rates(pred_visible, visibs, valids) -> dict:
+    """``occlusion_accuracy`` (% of valid point-frames whose predicted visibility is right) and
+    ``occlusion_recall`` (% of valid occluded point-frames predicted occluded; None without one)
+    of bool ``pred_visible`` against ``visibs``, arrays of one shape, over ``valids`` > 0."""
+    pred = np.asarray(pred_visible, bool)
+    vis = np.asarray(visibs, bool)
+    counted = np.asarray(valids) > 0
+    occ = counted & ~vis
+    return {"occlusion_accuracy": 100.0 * float(np.mean((pred == vis)[counted])),
+            "occlusion_recall": 100.0 * float(np.mean(~pred[occ])) if occ.any() else None}
+
+
 def drift_metrics(trajs_e: np.ndarray, trajs_g: np.ndarray, valids: np.ndarray,
                   frames: Sequence[int] = DRIFT_FRAMES) -> dict[str, float]:
     """How far tracks slide from the truth over time, and how much they shake, in pixels of the
