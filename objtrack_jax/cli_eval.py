@@ -23,8 +23,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from objtrack_jax import evaluation
-from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, at_least, load_model_or_exit,
-                                   parse_model_hw)
+from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, add_set_arg, at_least,
+                                   load_model_or_exit, parse_model_hw, setting_int,
+                                   settings_overrides)
 from objtrack_jax.settings import CARRY_MODES, resolve
 
 
@@ -66,13 +67,14 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="pips", choices=evaluation.PROTOCOLS)
     p.add_argument("--carry", default=None, choices=CARRY_MODES,
                    help="template carry across windows (default: the weights' setting, pips2)")
-    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
+    p.add_argument("--window", type=setting_int("window"), default=None,
                    help="frames per window (default: what the weights were validated at, shipped "
                         "weights 8; weights that record nothing: 128 as PIPs++; paper 36)")
-    p.add_argument("--iters", type=at_least(1), default=None,
+    p.add_argument("--iters", type=setting_int("iters"), default=None,
                    help="refinement iterations per window (default: the weights' validated "
                         "setting, shipped weights 4; else 16)")
     add_refine_args(p)
+    add_set_arg(p)
     p.add_argument("--resolution", type=parse_model_hw, default=None,
                    help="HxW. pips: frames/GT resized to it (default 512x896); tapvid: model input "
                         "size (default 256x256)")
@@ -95,7 +97,7 @@ def eval_parser() -> argparse.ArgumentParser:
                         "N of PIPs++'s point selection, default 256)")
     p.add_argument("--max-frames", type=int, default=None,
                    help="pips protocol: the first this many frames of each video")
-    p.add_argument("--chunk-size", type=at_least(1), default=None,
+    p.add_argument("--chunk-size", type=setting_int("chunk_size"), default=None,
                    help="points refined at once (default: picked from the memory budget)")
     p.add_argument("--out", default=None, help="write results (config, per video, mean) as JSON")
     p.add_argument("--no-progress", action="store_true")
@@ -138,12 +140,8 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     if isinstance(model, str):  # baselines have no tracking settings (nor a second pass)
         settings = None
     else:
-        settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
-                           refine_scale=args.refine_scale, refine_iters=args.refine_iters,
-                           anchor=args.anchor, chunk_size=args.chunk_size)
-        args.window, args.iters, args.carry = settings.window, settings.iters, settings.carry
-        args.refine_scale, args.refine_iters = settings.refine_scale, settings.refine_iters
-        args.anchor = settings.anchor
+        # --resolution is the protocol's frame size here, not the tracking setting
+        settings = resolve(info, **settings_overrides(parser, args, skip=("resolution",)))
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
         args.dataset, args.data_root, model, params, info, settings=settings,
@@ -165,9 +163,11 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         print("n/a: the model has no visibility head, so occlusion accuracy and Jaccard "
               "(AJ) cannot be computed.")
     print(f"{len(per_video)} videos in {seconds:.1f} s")
-    config = {k: v for k, v in vars(args).items() if k != "no_progress"}
+    config = {k: v for k, v in vars(args).items() if k not in ("no_progress", "settings_set")}
     config["model"] = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))}
     config["visibility_head"] = has_vis
+    if settings is not None:  # the settings run, resolved (the flags above: as given)
+        config.update({k: v for k, v in settings.as_dict().items() if k != "resolution"})
     config["settings"] = None if settings is None else settings.as_dict()
     result = {"config": config, "per_video": per_video, "mean": mean, "seconds": seconds}
     if args.out:
@@ -209,16 +209,17 @@ def track_parser() -> argparse.ArgumentParser:
                    help="track frame by frame with the online tracker (a file, a folder or '-' "
                         "for raw RGB24 on stdin with --pipe-size HxW); reports per-frame latency; "
                         "`objtrack track --online --help` lists its options (docs/online.md)")
-    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
+    p.add_argument("--window", type=setting_int("window"), default=None,
                    help="frames per window (default: the weights' validated setting, shipped "
                         "weights 8; else 128)")
-    p.add_argument("--iters", type=at_least(1), default=None,
+    p.add_argument("--iters", type=setting_int("iters"), default=None,
                    help="refinement iterations per window (default: the weights' validated "
                         "setting, shipped weights 4; else 16)")
     p.add_argument("--carry", default=None, choices=CARRY_MODES,
                    help="template carry across windows (default: the weights' setting, pips2)")
     add_refine_args(p)
-    p.add_argument("--chunk-size", type=at_least(1), default=None,
+    add_set_arg(p)
+    p.add_argument("--chunk-size", type=setting_int("chunk_size"), default=None,
                    help="points refined at once (default: picked from --max-memory, up to 4096)")
     p.add_argument("--max-memory", type=at_least(64), default=None, metavar="MB",
                    help="memory budget that picks the encoder/refinement/point chunk sizes "
@@ -244,10 +245,7 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     t0 = time.perf_counter()
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     load_seconds = time.perf_counter() - t0
-    settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
-                       resolution=args.resolution, refine_scale=args.refine_scale,
-                       refine_iters=args.refine_iters, anchor=args.anchor, chunk_size=args.chunk_size,
-                       max_memory_mb=args.max_memory)
+    settings = resolve(info, **settings_overrides(parser, args))
     result = track_video(
         model, params, args.video, args.out, settings=settings, queries=queries, grid=args.grid,
         grid_step=args.grid_step, grid_frame=args.grid_frame, max_frames=args.max_frames,

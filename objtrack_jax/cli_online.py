@@ -2,9 +2,10 @@
 :class:`objtrack_jax.online.OnlineTracker`, with the per-frame latency reported.
 
 The input is a video file, a folder of frames, or ``-``: raw RGB24 frames on standard input
-(``--pipe-size HxW``; e.g. from ffmpeg or a camera grabber, docs/online.md). Writes the ``.npz``
-(``tracks`` ``[n, T, 2]``, ``visible``, ``query_points``, ``step_ms`` per frame,
-``latency_frames``) and, for a file or folder, the annotated video as ``objtrack track`` does.
+(``--pipe-size HxW``; e.g. from ffmpeg or a camera grabber, docs/online.md). Writes the tracks
+file (the ``.npz`` layout of :mod:`objtrack_jax.tracks_io`, as ``objtrack track``; ``tracks`` NaN
+before a query's frame, plus ``step_ms`` per frame and ``latency_frames``) and, for a file or
+folder, the annotated video as ``objtrack track`` does.
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ def pipe_frames(stream, height: int, width: int, max_frames: Optional[int] = Non
 
 
 def online_main(argv: Optional[Sequence[str]] = None) -> dict:
-    from objtrack_jax.cli_args import load_model_or_exit
+    from objtrack_jax.cli_args import load_model_or_exit, settings_overrides
     from objtrack_jax.online import OnlineTracker, track_stream
     from objtrack_jax.settings import resolve
     from objtrack_jax.tracking import grid_queries
+    from objtrack_jax.tracks_io import write_tracks_npz
     from objtrack_jax.video_io import open_video, video_info
     from objtrack_jax.video_tracking import DEFAULT_GRID, output_paths, read_queries
 
@@ -72,10 +74,7 @@ def online_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.queries is not None and not os.path.isfile(args.queries):
         parser.error(f"--queries file not found: {args.queries}")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
-    settings = resolve(info, window=args.window, iters=args.iters, carry=args.carry,
-                       resolution=args.resolution, refine_scale=args.refine_scale,
-                       refine_iters=args.refine_iters, anchor=args.anchor,
-                       max_memory_mb=args.max_memory)
+    settings = resolve(info, **settings_overrides(parser, args))
     if piped:
         height, width = args.pipe_size
         source = None
@@ -111,10 +110,13 @@ def online_main(argv: Optional[Sequence[str]] = None) -> dict:
     }
     print("per-frame latency: " + json.dumps(report), file=sys.stderr)
     out_video, out_npz, _ = output_paths(args.out)
-    os.makedirs(os.path.dirname(os.path.abspath(out_npz)), exist_ok=True)
-    np.savez(out_npz, tracks=result["tracks"], visible=result["visible"], query_points=queries,
-             step_ms=steps, latency_frames=result["latency_frames"],
-             resolution=np.asarray(tracker.size))
+    has_vis = bool(model.visibility_head)  # without a head, visible only says "tracking"
+    write_tracks_npz(out_npz, result["tracks"], result["visible"] if has_vis else None, queries,
+                     settings, writer="objtrack track --online", resolution=tracker.size,
+                     video_size=(height, width),
+                     info={"video": "-" if piped else os.path.basename(os.path.normpath(
+                         args.video)), "num_frames": int(num_frames)},
+                     extra={"step_ms": steps, "latency_frames": result["latency_frames"]})
     written = [out_npz]
     if source is not None:
         from objtrack_jax.video_tracking import write_tracks_video

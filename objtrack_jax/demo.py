@@ -32,7 +32,8 @@ GAP = 6  # pixels between the two panels
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    from objtrack_jax.cli_args import add_checkpoint_arg, add_refine_args, at_least, parse_hw
+    from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, add_set_arg, parse_hw,
+                                       setting_int)
 
     p = argparse.ArgumentParser(prog="objtrack demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=".", help="output folder (default: the current directory)")
@@ -48,11 +49,12 @@ def demo_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=int, default=12, help="--video: an NxN grid of queries")
     p.add_argument("--max-frames", type=int, default=96, help="--video: frames read")
-    p.add_argument("--window", type=at_least(2, "windows overlap by one frame"), default=None,
+    p.add_argument("--window", type=setting_int("window"), default=None,
                    help="frames per window (default: the weights' validated setting)")
-    p.add_argument("--iters", type=at_least(1), default=None,
+    p.add_argument("--iters", type=setting_int("iters"), default=None,
                    help="refinement iterations per window (default: the weights' validated setting)")
     add_refine_args(p)
+    add_set_arg(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the LK and DIS baselines")
     p.add_argument("--scale", type=int, default=2, help="upscaling of the drawn synthetic frames")
     return p
@@ -188,7 +190,7 @@ def run_synthetic(model, params, settings, args) -> dict:
 
 
 def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
-    from objtrack_jax.cli_args import load_model_or_exit
+    from objtrack_jax.cli_args import load_model_or_exit, settings_overrides
     from objtrack_jax.settings import resolve
     from objtrack_jax.video_tracking import track_video
 
@@ -199,9 +201,7 @@ def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.scenes < 1 or args.frames < 2 or args.points < 1:
         parser.error("--scenes, --points must be >= 1 and --frames >= 2")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
-    settings = resolve(info, window=args.window, iters=args.iters,
-                       refine_scale=args.refine_scale, refine_iters=args.refine_iters,
-                       anchor=args.anchor)
+    settings = resolve(info, **settings_overrides(parser, args))
     if args.video is not None:
         return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
                            settings=settings, grid=args.grid, max_frames=args.max_frames)

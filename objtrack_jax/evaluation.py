@@ -64,7 +64,7 @@ from objtrack_jax import baselines
 from objtrack_jax import metrics as metrics_lib
 from objtrack_jax.inference import to_point_major, to_time_major
 from objtrack_jax.settings import TrackingSettings, default_resolution, resolve
-from objtrack_jax.tracking import resize_video, run_tracking, settings_for
+from objtrack_jax.tracking import resize_video, run_tracking
 
 log = logging.getLogger(__name__)
 
@@ -451,8 +451,7 @@ def evaluate(dataset: str, data_root: Optional[str], model, params=None, info=No
     """
     ours = not (model is None or isinstance(model, str)
                 or (callable(model) and not hasattr(model, "apply")))
-    settings = (settings_for(info, settings, "evaluate", **overrides) if ours
-                else resolve(info, settings, warn=False, **overrides))
+    settings = resolve(info, settings, warn=ours, entry="evaluate" if ours else None, **overrides)
     tracker = as_tracker(model, params, settings)
     short_side = settings.short_side
     if dataset not in DATASETS:

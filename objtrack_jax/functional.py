@@ -64,7 +64,7 @@ from objtrack_jax import anchor as _anchor
 from objtrack_jax.inference import num_windows, window_step
 from objtrack_jax.memory import inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
-from objtrack_jax.settings import TrackingSettings, from_info
+from objtrack_jax.settings import TrackingSettings, resolve
 
 
 def _num_windows(length, window: int):
@@ -272,7 +272,7 @@ def make_tracker(model: PIPsTracker,
     :class:`~objtrack_jax.settings.TrackingSettings` or the weights' ``info``; None: the defaults
     of weights that record nothing). ``anchor`` (None: ``settings.anchor``) switches the
     anchoring stage on or off. Pure: wrap it in ``jax.jit`` / ``jax.vmap`` as needed."""
-    s = from_info(settings)
+    s = resolve(settings)  # the one settings path (objtrack_jax.settings.resolve)
     use_anchor = s.anchor if anchor is None else anchor
     if not isinstance(use_anchor, (bool, _anchor.AnchorConfig)):
         raise ValueError(f"anchor must be True, False or an AnchorConfig, got {anchor!r}")

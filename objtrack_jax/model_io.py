@@ -398,10 +398,8 @@ def load_model(checkpoint: Optional[str] = None):
 
 
 def inference_settings(info: Optional[dict]) -> dict:
-    """The tracking settings loaded weights were validated at, as a plain dict: the fields of
-    :func:`objtrack_jax.settings.from_info` (the one source) plus ``trained`` (what the weights
-    were trained on, or None) and ``recorded`` (whether they record a validated short side)."""
-    from objtrack_jax.settings import is_recorded, recorded_inference
-
-    return {**from_info(info).as_dict(), "trained": recorded_inference(info).get("trained"),
-            "recorded": is_recorded(info)}
+    """The tracking settings loaded weights were validated at, as a plain dict of
+    :class:`~objtrack_jax.settings.TrackingSettings` fields (:func:`objtrack_jax.settings.from_info`,
+    the one source): what ``settings=`` of every entry point accepts. What the weights were
+    trained on: :func:`objtrack_jax.settings.recorded_inference` ``(info).get("trained")``."""
+    return from_info(info).as_dict()

@@ -615,14 +615,6 @@ class Emitted(NamedTuple):
     visible: np.ndarray
 
 
-def _setting(settings, name, default=None):
-    if settings is None:
-        return default
-    if isinstance(settings, dict):
-        return settings.get(name, default)
-    return getattr(settings, name, default)
-
-
 class _Anchoring:
     """The anchoring stage (:mod:`objtrack_jax.anchor`) of :class:`OnlineTracker`, on the host
     side of the core: each emitted estimate is re-aligned to its query's patch in the input
@@ -736,15 +728,15 @@ class OnlineTracker:
         the same count; otherwise up to float rounding (the refinement's matrix products
         round differently for another point count), which the iterated windows amplify
         (measured: up to 3e-3 px after 20 frames).
-      settings: a :class:`~objtrack_jax.settings.TrackingSettings`, or the dict of
-        :func:`objtrack_jax.model_io.inference_settings`; keyword arguments override it.
-      window, iters, carry, refine_scale, refine_iters: tracking settings (as
-        :func:`~objtrack_jax.tracking.track_queries`); ``refine_scale`` None/0/1: one pass.
-      resolution: model ``(h, w)``; default: aspect kept, short side ``short_side`` (384).
-      anchor: re-align every emitted estimate to its query frame's patch
-        (:mod:`objtrack_jax.anchor`, as ``track_queries`` does after the passes; None: the
-        ``anchor`` of ``settings``, False for the dict form). Same latency: the refinement of a
-        frame needs only that frame, the query's template and the carry from the frame before.
+      settings: the weights' ``info``, a :class:`~objtrack_jax.settings.TrackingSettings` or a
+        dict of its fields, resolved as every entry point does
+        (:func:`objtrack_jax.settings.resolve`; without it, ``window`` and ``iters`` are needed).
+      window, iters, carry, resolution, short_side, refine_scale, refine_iters, max_memory_mb,
+        anchor, and any other :class:`~objtrack_jax.settings.TrackingSettings` field: keyword
+        overrides (None keeps the value; ``refine_scale`` 0: one pass). ``anchor``: re-align
+        every emitted estimate to its query frame's patch (:mod:`objtrack_jax.anchor`, as
+        ``track_queries`` does after the passes). Same latency: the refinement of a frame needs
+        only that frame, the query's template and the carry from the frame before.
       chunk: frames per call of the jitted step (inputs are padded to it, one compilation).
     """
 
@@ -754,34 +746,24 @@ class OnlineTracker:
                  resolution: Optional[Sequence[int]] = None, short_side: Optional[int] = None,
                  refine_scale: Optional[float] = None, refine_iters: Optional[int] = None,
                  max_memory_mb: Optional[int] = None, anchor: Optional[bool] = None,
-                 chunk: int = 1):
-        try:
-            from objtrack_jax.settings import default_resolution, refine_size
-        except ImportError:  # before the settings module
-            from objtrack_jax.tracking import default_resolution, refine_size
+                 chunk: int = 1, **overrides):
+        from objtrack_jax.settings import refine_size, resolve
 
-        window = window or _setting(settings, "window")
-        iters = iters or _setting(settings, "iters")
-        if window is None or iters is None:
-            raise ValueError("OnlineTracker needs window and iters (or settings holding them, "
-                             "e.g. objtrack_jax.model_io.inference_settings(info))")
-        carry = carry or _setting(settings, "carry") or "pips2"
-        if refine_scale is None:
-            refine_scale = _setting(settings, "refine_scale")
-        refine_iters = refine_iters or _setting(settings, "refine_iters")
-        resolution = resolution or _setting(settings, "resolution")
-        short_side = short_side or _setting(settings, "short_side") or 384
-        max_memory_mb = max_memory_mb or _setting(settings, "max_memory_mb")
-        if anchor is None:
-            anchor = _setting(settings, "anchor", False)
-        if not isinstance(anchor, (bool, np.bool_)):
-            raise ValueError(f"anchor must be True or False, got {anchor!r}")
+        if settings is None and (window is None or iters is None):  # no 128-frame latency
+            raise ValueError("OnlineTracker needs window and iters, or settings holding them (the "
+                             "weights' info, a TrackingSettings or a dict of its fields)")
+        s = resolve(settings, entry="OnlineTracker", window=window, iters=iters, carry=carry,
+                    resolution=resolution, short_side=short_side, refine_scale=refine_scale,
+                    refine_iters=refine_iters, max_memory_mb=max_memory_mb, anchor=anchor,
+                    **overrides)
+        window, iters, carry, refine_iters = s.window, s.iters, s.carry, s.refine_iters
+        max_memory_mb, anchor, vis_threshold = s.max_memory_mb, s.anchor, s.vis_threshold
         hw = tuple(int(v) for v in frame_size)
         if len(hw) != 2 or min(hw) < 1:
             raise ValueError(f"frame_size must be (H, W) of the input frames, got {frame_size}")
-        size = tuple(resolution) if resolution is not None else default_resolution(*hw, short_side)
-        fine = refine_size(size, refine_scale, model.stride)
-        vis_threshold = _setting(settings, "vis_threshold", 0.0) or 0.0
+        size = s.model_size(*hw)
+        fine = refine_size(size, s.refine_scale, model.stride)
+        self.settings = s
         firm = anchor_mod.firm_threshold(anchor_mod.AnchorConfig(), vis_threshold) if anchor \
             else None
         self.core = make_core(model, size, window=window, iters=iters, carry=carry,

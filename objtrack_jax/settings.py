@@ -18,6 +18,15 @@ Where the values come from:
 * a caller changes single values with :meth:`TrackingSettings.replace` or :func:`resolve`
   (``None`` keeps the value): ``resolve(info, window=4)``.
 
+One way in: every entry point (``track_queries``, ``track_video``, ``OnlineTracker``,
+``functional.make_tracker``, ``evaluate``, ``objtrack track`` / ``track --online`` / ``eval`` /
+``demo``, the app) calls :func:`resolve` with what its caller gave, so the same request gives the
+same settings everywhere. Precedence, strongest first: keyword overrides (any field by its name),
+then ``settings`` (a :class:`TrackingSettings` or a dict of its fields, replacing the weights'
+whole), then the weights' validated settings, then the class defaults. Text from a command line
+or a form becomes a value by the same rule (:func:`parse_value`). A name that is not a field is an
+:class:`UnknownSettingError` (a ``ValueError``) naming it and listing the fields.
+
 Checked once: :meth:`TrackingSettings.__post_init__` rejects a value outside its valid range with
 a ``ValueError`` naming the setting, the value and the range; :func:`resolve` also logs a warning
 for values far outside those the weights were validated at (e.g. ``window=3`` for weights
@@ -29,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
 log = logging.getLogger(__name__)
@@ -102,6 +112,31 @@ def refine_size(size: Sequence[int], refine_scale: Optional[float],
     return tuple(max(MIN_SIZE, int(round(int(v) * f / stride)) * stride) for v in size)
 
 
+# The integer settings: smallest value and what it is (the message of a value below it, in the
+# library, the CLI flags and the app's form alike).
+INT_RULES = {"window": (2, "frames per window; windows overlap by one frame"),
+             "iters": (1, "refinement iterations per window"),
+             "short_side": (MIN_SIZE, "the model resolution's short side in pixels"),
+             "refine_iters": (1, "iterations per window of the second pass"),
+             "chunk_size": (1, "points refined at once"),
+             "max_memory_mb": (1, "memory budget in MB")}
+
+
+class UnknownSettingError(ValueError, TypeError):
+    """A name that is not a :class:`TrackingSettings` field (a ``ValueError`` for the CLI's error
+    path; a ``TypeError`` too, as for an unknown keyword argument)."""
+
+
+def check_names(names, where: str = "") -> None:
+    """:class:`UnknownSettingError` naming the first of ``names`` that is not a
+    :class:`TrackingSettings` field, and listing the fields."""
+    unknown = [n for n in names if n not in FIELDS]
+    if unknown:
+        at = f" ({where})" if where else ""
+        raise UnknownSettingError(
+            f"unknown tracking setting {unknown[0]!r}{at}; the settings are: {', '.join(FIELDS)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrackingSettings:
     """Every setting of the tracking engine (module docstring). Frozen; checked on creation.
@@ -156,13 +191,8 @@ class TrackingSettings:
                 raise ValueError(f"{name} must be >= {minimum} ({what}), got {v!r}")
             object.__setattr__(self, name, int(v))
 
-        need_int("window", 2, "frames per window; windows overlap by one frame")
-        need_int("iters", 1, "refinement iterations per window")
-        need_int("short_side", MIN_SIZE, "the model resolution's short side in pixels",
-                 optional=True)
-        need_int("refine_iters", 1, "iterations per window of the second pass", optional=True)
-        need_int("chunk_size", 1, "points refined at once", optional=True)
-        need_int("max_memory_mb", 1, "memory budget in MB", optional=True)
+        for name, (minimum, what) in INT_RULES.items():
+            need_int(name, minimum, what, optional=name not in ("window", "iters"))
         if self.resolution is not None:
             object.__setattr__(self, "resolution", model_hw(self.resolution))
         object.__setattr__(self, "refine_scale", check_refine_scale(self.refine_scale))
@@ -186,10 +216,7 @@ class TrackingSettings:
     def replace(self, **changes) -> "TrackingSettings":
         """A copy with ``changes`` applied; a ``None`` value keeps the current one (so optional
         command-line flags can be passed straight through). Unknown names: ``TypeError``."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise TypeError(f"unknown tracking setting(s) {unknown}; TrackingSettings has "
-                            f"{[f.name for f in dataclasses.fields(self)]}")
+        check_names(changes)
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
 
@@ -228,6 +255,42 @@ class TrackingSettings:
                 f"{anchored}{vis}")
 
 
+FIELDS = tuple(f.name for f in dataclasses.fields(TrackingSettings))
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+               "false": False, "no": False, "off": False, "0": False}
+# Old keyword names still accepted (with a DeprecationWarning) -> the field they set.
+ALIASES = {"resize_to": "resolution"}
+
+
+def parse_value(name: str, text: Any) -> Any:
+    """The value of setting ``name`` from text (a command-line ``--set name=value``, a form field);
+    non-strings are returned as they are. The value is then checked by :class:`TrackingSettings`
+    like any other (so a bad one gets the same message whichever way it came)."""
+    check_names([name])
+    if not isinstance(text, str):
+        return text
+    t = text.strip()
+    if name in INT_RULES:
+        try:
+            return int(t)
+        except ValueError:
+            return t  # TrackingSettings: "... must be an integer ..., got 'x'"
+    if name in ("refine_scale", "vis_threshold"):
+        try:
+            return float(t)
+        except ValueError:
+            return t
+    if name == "resolution":
+        parts = t.lower().replace(",", "x").split("x")
+        try:
+            return tuple(int(v) for v in parts)
+        except ValueError:
+            return t  # model_hw: "resolution must be (height, width), got 'x'"
+    if name in ("bucket", "anchor") and t.lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[t.lower()]
+    return t
+
+
 # Keys of config.json's info.inference that are tracking settings (the rest: provenance).
 _RECORDED_KEYS = ("window", "iters", "short_side", "refine_scale", "refine_iters", "carry",
                   "anchor", "vis_threshold")
@@ -248,6 +311,9 @@ def from_info(info: Optional[Mapping], where: str = "") -> TrackingSettings:
     ``config.json`` path), the key and the value."""
     if isinstance(info, TrackingSettings):
         return info
+    if is_settings_mapping(info):
+        raise ValueError(f"expected the weights' info (from load_model), got a dict of settings "
+                         f"{sorted(info)}: pass it as settings= (objtrack_jax.settings.resolve)")
     rec = recorded_inference(info)
     values = {k: rec[k] for k in _RECORDED_KEYS if rec.get(k) is not None}
     try:
@@ -255,6 +321,13 @@ def from_info(info: Optional[Mapping], where: str = "") -> TrackingSettings:
     except ValueError as e:
         prefix = f"{where}: " if where else ""
         raise ValueError(f"{prefix}info.inference: {e}") from None
+
+
+def is_settings_mapping(obj) -> bool:
+    """Whether ``obj`` is a dict of settings rather than the weights' ``info``: a non-empty
+    mapping without the ``architecture`` / ``inference`` keys that
+    :func:`objtrack_jax.model_io.load_model`'s info always has."""
+    return isinstance(obj, Mapping) and bool(obj) and not {"architecture", "inference"} & set(obj)
 
 
 def is_recorded(info: Optional[Mapping]) -> bool:
@@ -295,26 +368,73 @@ def far_from_validated(settings: TrackingSettings, validated: TrackingSettings,
     return notes
 
 
+_warned_no_settings = False
+
+
 def resolve(source: Union[None, Mapping, TrackingSettings] = None,
-            settings: Optional[TrackingSettings] = None, *, warn: bool = True,
-            **overrides: Any) -> TrackingSettings:
-    """The settings an entry point runs with.
+            settings: Union[None, Mapping, TrackingSettings] = None, *, warn: bool = True,
+            entry: Optional[str] = None, **overrides: Any) -> TrackingSettings:
+    """The settings an entry point runs with: the one path of every entry point (module docstring).
 
     Args:
       source: the loaded weights' ``info`` (from :func:`objtrack_jax.model_io.load_model`), whose
-        validated settings are the default; or a :class:`TrackingSettings`; None: the class
-        defaults (weights that record nothing).
-      settings: settings given explicitly by the caller (replace ``source``'s, but the warning
-        still compares with ``source``'s).
+        validated settings are the default; or a :class:`TrackingSettings`; or a dict of
+        settings (read as ``settings``); None: the class defaults (weights that record nothing).
+      settings: settings given explicitly by the caller, a :class:`TrackingSettings` or a dict of
+        its fields (``TrackingSettings(**d)``: the missing ones take the class defaults; the same
+        as ``settings.as_dict()`` round-trips). They replace ``source``'s whole; the warning still
+        compares with ``source``'s.
       warn: log a warning for values far outside the validated ones (:func:`far_from_validated`;
         only when ``source`` records validated settings).
-      overrides: single settings (``window=4``); None keeps the value.
+      entry: the calling entry point's name (``"track_queries"``): when neither ``source`` nor
+        ``settings`` is given, a warning (once per process) says that the class defaults apply.
+      overrides: single settings by field name (``window=4``); None keeps the value. The old
+        names of :data:`ALIASES` still work, with a ``DeprecationWarning``.
 
     Returns:
       the checked :class:`TrackingSettings`.
+
+    Raises:
+      UnknownSettingError: a key of ``settings`` or ``overrides`` that is not a field.
+      ValueError: a value outside its range (:class:`TrackingSettings`).
     """
+    global _warned_no_settings  # pylint: disable=global-statement
+    where = entry or "resolve"
+    if source is not None and not isinstance(source, (Mapping, TrackingSettings)):
+        raise ValueError(f"{where}: expected the weights' info (from load_model), a "
+                         f"TrackingSettings or a dict of settings, got {type(source).__name__}")
+    if is_settings_mapping(source):
+        if settings is not None:
+            raise ValueError(f"{where}: settings given twice (a dict of settings and settings=)")
+        source, settings = None, source
+    for old, new in ALIASES.items():
+        if old in overrides:
+            warnings.warn(f"{old}= is deprecated; use {new}= (the TrackingSettings field)",
+                          DeprecationWarning, stacklevel=3)
+            value = overrides.pop(old)
+            if value is not None:
+                if overrides.get(new) is not None:
+                    raise ValueError(f"{where}: both {old}= and {new}= given; use {new}=")
+                overrides[new] = value
+    check_names(overrides, entry or "")
     validated = from_info(source)
-    out = (settings if settings is not None else validated).replace(**overrides)
+    if settings is None:
+        base = validated
+    elif isinstance(settings, TrackingSettings):
+        base = settings
+    elif isinstance(settings, Mapping):
+        check_names(settings, f"{entry}, settings=" if entry else "settings=")
+        base = TrackingSettings(**settings)
+    else:
+        raise ValueError(f"{where}: settings must be a TrackingSettings or a dict of its fields, "
+                         f"got {type(settings).__name__}")
+    out = base.replace(**overrides)
+    if entry and source is None and settings is None and not _warned_no_settings:
+        _warned_no_settings = True
+        log.warning("%s: no weights info or TrackingSettings given; using the defaults of weights "
+                    "that record no validated settings (%s). Pass the weights' info "
+                    "(%s(*load_model(), ...)) or settings= to track as `objtrack track` does.",
+                    entry, out.describe(), entry)
     recorded = isinstance(source, TrackingSettings) or bool(recorded_inference(source))
     if warn and recorded and out != validated:
         trained = recorded_inference(source).get("trained")

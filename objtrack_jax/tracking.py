@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -286,9 +286,6 @@ def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:
 # Public entry point
 # --------------------------------------------------------------------------------------------------
 
-_warned_no_settings = False
-
-
 def split_inputs(inputs: tuple, what: str, names: Sequence[str]):
     """``(source, *inputs)`` of an entry point called as ``f(model, params, [info or settings,]
     *inputs)``: the optional third positional argument is the loaded weights' ``info`` (a mapping,
@@ -307,28 +304,9 @@ def split_inputs(inputs: tuple, what: str, names: Sequence[str]):
                     f"{len(inputs) + 2} positional arguments")
 
 
-def settings_for(source, settings: Optional[TrackingSettings], what: str,
-                 **overrides) -> TrackingSettings:
-    """:func:`objtrack_jax.settings.resolve` for a Python entry point; logs once per process when
-    neither the weights' info nor settings were given (then the class defaults, those of weights
-    that record nothing, apply)."""
-    global _warned_no_settings  # pylint: disable=global-statement
-    if source is None and settings is None and not _warned_no_settings:
-        _warned_no_settings = True
-        log.warning("%s: no weights info or TrackingSettings given; using the defaults of weights "
-                    "that record no validated settings (%s). Pass the weights' info "
-                    "(%s(*load_model(), ...)) or settings= to track as `objtrack track` does.",
-                    what, TrackingSettings().replace(**overrides).describe(), what)
-    return resolve(source, settings, **overrides)
-
-
-def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[TrackingSettings] = None,
-                  progress: bool = True, window: Optional[int] = None, iters: Optional[int] = None,
-                  carry: Optional[str] = None, chunk_size: Optional[int] = None,
-                  resize_to: Optional[Sequence[int]] = None, max_memory_mb: Optional[int] = None,
-                  bucket: Optional[bool] = None, refine_scale: Optional[float] = None,
-                  refine_iters: Optional[int] = None, anchor: Optional[bool] = None,
-                  vis_threshold: Optional[float] = None):
+def track_queries(model: PIPsTracker, params: Any, *inputs,
+                  settings: Union[None, Mapping, TrackingSettings] = None, progress: bool = True,
+                  **overrides):
     """Tracks queries given at any frame through the whole video (module docstring).
 
     Called as ``track_queries(model, params, info, video, query_points)`` (e.g.
@@ -346,15 +324,15 @@ def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[T
         beyond the ``[n, T]`` outputs (and the shared feature maps). The results are the same for
         both.
       query_points: ``[n, 3]`` as ``(t, y, x)``, pixels of the input video; t is rounded.
-      settings: the :class:`~objtrack_jax.settings.TrackingSettings` (instead of ``info``'s).
-        Without ``info`` and ``settings``: the defaults of weights that record nothing (PIPs++'s
-        window 128, 16 iterations, short side 384), with a warning.
+      settings: a :class:`~objtrack_jax.settings.TrackingSettings` or a dict of its fields
+        (instead of ``info``'s). Without ``info`` and ``settings``: the defaults of weights that
+        record nothing (PIPs++'s window 128, 16 iterations, short side 384), with a warning.
       progress: show a tqdm bar over windows.
-      window, iters, carry, chunk_size, max_memory_mb, bucket, refine_scale, refine_iters,
-        anchor, vis_threshold: change that one setting (None: keep it; ``refine_scale=0``: one
-        pass; ``anchor=False``: the network's tracks); ``resize_to``: the
-        setting ``resolution`` (``(h, w)``, multiples of 8, >= 128; the video's own size tracks
-        without resizing).
+      overrides: any :class:`~objtrack_jax.settings.TrackingSettings` field by its name, e.g.
+        ``window=16``, ``resolution=(h, w)`` (multiples of 8, >= 128; the video's own size tracks
+        without resizing), ``refine_scale=0`` (one pass), ``anchor=False`` (the network's
+        tracks); None keeps the value (:func:`objtrack_jax.settings.resolve`; ``resize_to=`` is
+        the deprecated name of ``resolution=``).
 
     Returns:
       ``(tracks, visible, vis_logits)``: tracks float32 ``[n, T, 2]`` (x, y) pixels of the input
@@ -362,10 +340,7 @@ def track_queries(model: PIPsTracker, params: Any, *inputs, settings: Optional[T
       float32 ``[n, T]`` when the model has a visibility head, else both None.
     """
     source, video, query_points = split_inputs(inputs, "track_queries", ("video", "query_points"))
-    s = settings_for(source, settings, "track_queries", window=window, iters=iters, carry=carry,
-                     chunk_size=chunk_size, resolution=resize_to, max_memory_mb=max_memory_mb,
-                     bucket=bucket, refine_scale=refine_scale, refine_iters=refine_iters,
-                     anchor=anchor, vis_threshold=vis_threshold)
+    s = resolve(source, settings, entry="track_queries", **overrides)
     return run_tracking(model, params, video, query_points, s, progress=progress)
 
 

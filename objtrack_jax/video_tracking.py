@@ -4,9 +4,10 @@
 :func:`track_video` opens the video (file or folder of frames) as a
 :class:`~objtrack_jax.video_io.FrameSource`, makes the queries (an N×N grid at one frame, or given
 ``(t, y, x)`` rows), tracks them with :func:`objtrack_jax.tracking.track_queries` and writes three
-files next to each other: the video with the tracks drawn (``out``), an ``.npz`` with the tracks
-(``[n, T, 2]`` (x, y) pixels of the input video, the tracking-API layout of docs/conventions.md) and
-visibility when the model predicts it, and a PNG contact sheet.
+files next to each other: the video with the tracks drawn (``out``), the tracks file (an ``.npz``
+in the one layout of :mod:`objtrack_jax.tracks_io`: ``[n, T, 2]`` (x, y) pixels of the input
+video, visibility when the model predicts it, the queries and the settings used) and a PNG
+contact sheet.
 
 Streaming: the frames are never all in memory. Tracking reads them a window at a time; the
 annotated video is then drawn and appended to the file a block of ``DRAW_BLOCK`` frames at a time
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -58,11 +59,7 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
                 grid_frame: int = 0, max_frames: Optional[int] = None,
                 tail: int = 8, fps: Optional[float] = None, progress: bool = True,
                 echo: Optional[Callable[[str], Any]] = print, strict: bool = False,
-                resolution: Optional[Sequence[int]] = None, short_side: Optional[int] = None,
-                window: Optional[int] = None, iters: Optional[int] = None,
-                carry: Optional[str] = None, chunk_size: Optional[int] = None,
-                max_memory_mb: Optional[int] = None, refine_scale: Optional[float] = None,
-                refine_iters: Optional[int] = None) -> dict:
+                **overrides) -> dict:
     """Tracks queries through the video at ``video`` and writes the three outputs (module docstring).
 
     Called as ``track_video(model, params, [info,] video, [out])``, e.g.
@@ -76,14 +73,16 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
       video: a video file or a folder of frames.
       out: the annotated video's path (default ``tracks.mp4``); the ``.npz`` and ``.png`` take its
         stem.
-      settings: the :class:`~objtrack_jax.settings.TrackingSettings` (instead of ``info``'s).
+      settings: a :class:`~objtrack_jax.settings.TrackingSettings` or a dict of its fields
+        (instead of ``info``'s).
       queries: ``[n, 3]`` ``(t, y, x)`` in pixels of the input video; None: a ``grid × grid`` grid
         (default 16) at frame ``grid_frame``, or with ``grid_step`` one point per ``grid_step²``
         pixels of the input video (:func:`~objtrack_jax.tracking.grid_step_queries`; dense grids
         are refined in chunks of ``chunk_size`` points sharing each window's encoding).
       max_frames: read at most this many frames.
-      resolution, short_side, window, iters, carry, chunk_size, max_memory_mb, refine_scale,
-        refine_iters: change that one tracking setting (None: keep it).
+      overrides: any :class:`~objtrack_jax.settings.TrackingSettings` field by its name
+        (``window=16``, ``resolution=(h, w)``, ...; None keeps it), as for
+        :func:`~objtrack_jax.tracking.track_queries` (:func:`objtrack_jax.settings.resolve`).
       tail: frames of track tail drawn; fps: output frame rate (default: the input's, else 24).
       echo: where the progress lines go (None: silent).
       strict: a video that decodes fewer frames than its header reports is an error (default: a
@@ -102,10 +101,10 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
     """
     from objtrack_jax import tracking, viz
     from objtrack_jax.memory import check_memory
-    from objtrack_jax.tracking import grid_queries, run_tracking, settings_for
+    from objtrack_jax.settings import TrackingSettings, resolve
+    from objtrack_jax.tracking import grid_queries, run_tracking
+    from objtrack_jax.tracks_io import write_tracks_npz
     from objtrack_jax.video_io import open_video, video_info
-
-    from objtrack_jax.settings import TrackingSettings
 
     if inputs and isinstance(inputs[0], (Mapping, TrackingSettings)):
         source, rest = inputs[0], tuple(inputs[1:])
@@ -117,10 +116,7 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
                         f"with video a path; got {len(inputs) + 2} positional arguments")
     video = os.fspath(rest[0])
     out = rest[1] if len(rest) == 2 else (out or "tracks.mp4")
-    s = settings_for(source, settings, "track_video", resolution=resolution,
-                     short_side=short_side, window=window, iters=iters, carry=carry,
-                     chunk_size=chunk_size, max_memory_mb=max_memory_mb,
-                     refine_scale=refine_scale, refine_iters=refine_iters)
+    s = resolve(source, settings, entry="track_video", **overrides)
     say = echo or (lambda _: None)
     timings = {}
     t0 = time.perf_counter()
@@ -167,9 +163,10 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
     os.makedirs(os.path.dirname(os.path.abspath(out_video)), exist_ok=True)
     fps = fps or (video_info(video).get("fps") if os.path.isfile(video) else None) or 24.0
     out_video = write_tracks_video(out_video, frames, tracks, visible, tail=tail, fps=fps)
-    extra = {} if visible is None else {"visible": visible, "vis_logits": logits}
-    np.savez(out_npz, tracks=tracks, query_points=queries, has_visibility=visible is not None,
-             resolution=np.asarray(resolution), **extra)
+    write_tracks_npz(out_npz, tracks, visible, queries, s, writer="objtrack track",
+                     vis_logits=logits, resolution=resolution, video_size=(height, width),
+                     info={"video": os.path.basename(os.path.normpath(video)),
+                           "num_frames": int(num_frames), "fps": float(fps)})
     viz.save_png(out_png, viz.contact_sheet(frames, tracks, visible, tail=tail,
                                             cell_width=min(width, 480), layout="NT"))
     timings["write"] = time.perf_counter() - t0

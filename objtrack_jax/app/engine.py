@@ -101,30 +101,37 @@ def settings_form(s) -> dict:
 
 
 def check_field(key: str, value) -> Any:
-    """One form field parsed and checked by the argparse type of its ``objtrack track`` flag
-    (``--window``, ``--iters``, ``--refine-scale``, ``--refine-iters``, ``--max-memory``; the
-    short side by the tracker's smallest side)."""
+    """One settings field parsed and checked as ``objtrack track`` checks it: the form's fields
+    (:data:`SETTING_FIELDS`) by their flag's argparse type (``--window``, ``--iters``,
+    ``--refine-scale``, ``--refine-iters``, ``--max-memory``; the short side as ``--set``), any
+    other :class:`~objtrack_jax.settings.TrackingSettings` field as ``--set NAME=VALUE``."""
     from objtrack_jax import cli_args
-    from objtrack_jax.settings import MIN_SIZE
 
-    rules = {"window": cli_args.at_least(2, "windows overlap by one frame"),
-             "iters": cli_args.at_least(1), "short_side": cli_args.at_least(MIN_SIZE),
-             "refine_scale": cli_args.refine_scale_arg, "refine_iters": cli_args.at_least(1),
-             "max_memory_mb": cli_args.at_least(64)}
-    label = SETTING_FIELDS[key]
     try:
-        return rules[key](str(value).strip())
+        if key not in SETTING_FIELDS:
+            return cli_args.setting_arg(f"{key}={value}")[1]
+        rule = {"refine_scale": cli_args.refine_scale_arg,
+                "max_memory_mb": cli_args.at_least(64)}.get(key) or cli_args.setting_int(key)
+        return rule(str(value).strip())
     except argparse.ArgumentTypeError as e:
-        raise AppError(f"{label}: {e}") from None
+        label = SETTING_FIELDS.get(key)  # the --set message names the setting itself
+        raise AppError(f"{label}: {e}" if label else str(e)) from None
 
 
-def resolve_settings(info: dict, values: dict):
-    """The weights' validated settings with the form's ``values`` (each checked by
-    :func:`check_field`) applied, checked as a whole by
-    :class:`~objtrack_jax.settings.TrackingSettings`; ``(settings, notes)`` where ``notes`` names
-    values far from the validated ones."""
-    from objtrack_jax.settings import far_from_validated, recorded_inference, resolve
+def resolve_settings(info: dict, form: Optional[dict]):
+    """The weights' validated settings with the page's ``form`` (``{name: value}``, any
+    :class:`~objtrack_jax.settings.TrackingSettings` field; missing or empty: the validated
+    value) applied by :func:`objtrack_jax.settings.resolve`, each value checked by
+    :func:`check_field`; ``(settings, notes)``, ``notes`` naming values far from the validated."""
+    from objtrack_jax.settings import FIELDS, far_from_validated, recorded_inference, resolve
 
+    if not isinstance(form or {}, dict):
+        raise AppError(f"settings must be an object of name: value pairs, got {type(form).__name__}")
+    unknown = [key for key in form or {} if key not in FIELDS]
+    if unknown:
+        raise AppError(f"unknown setting {unknown[0]!r}; the settings are {list(FIELDS)}")
+    values = {key: check_field(key, value) for key, value in (form or {}).items()
+              if value is not None and str(value).strip() != ""}
     try:
         s = resolve(info, warn=False, **values)
     except ValueError as e:
@@ -452,13 +459,7 @@ class Workspace:
         unknown = [b for b in baselines if b not in BASELINE_NAMES]
         if unknown:
             raise AppError(f"unknown comparison {unknown[0]!r}; choose from {list(BASELINE_NAMES)}")
-        values = {}
-        for key, value in (form or {}).items():
-            if key not in SETTING_FIELDS:
-                raise AppError(f"unknown setting {key!r}; the settings are {list(SETTING_FIELDS)}")
-            if value is not None and str(value).strip() != "":
-                values[key] = check_field(key, value)
-        s, notes = resolve_settings(self.info, values)
+        s, notes = resolve_settings(self.info, form)
         self._check_memory(video, len(queries), s, tuple(baselines))
         return RunRequest(video, queries, tuple(dict.fromkeys(baselines)), s,
                           s.model_size(video.height, video.width), notes)
@@ -535,8 +536,8 @@ class Workspace:
         seconds["draw"] = time.perf_counter() - t0
         report(0.98, "writing the tracks")
         files = {"video": out_video}
-        files.update(write_tracks(out_dir, video, queries, methods, logits, s.as_dict(),
-                                  req.resolution, self.weights_name))
+        files.update(write_tracks(out_dir, video, queries, methods, logits, s, req.resolution,
+                                  self.weights_name))
         report(1.0, "done")
         log.info("run on %s: %d points, %d frames, %s", video.name, len(queries), video.num_frames,
                  ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
@@ -612,27 +613,27 @@ CSV_COLUMNS = ("method", "point", "frame", "x", "y", "visible", "query_frame")
 
 
 def write_tracks(out_dir: str, video: OpenedVideo, queries: np.ndarray, methods, logits,
-                 settings: dict, resolution, weights: str) -> dict:
-    """Writes ``tracks.npz``, ``tracks.csv`` and ``tracks.json`` (formats in docs/app.md) and
-    returns their paths as ``{"npz", "csv", "json"}``.
+                 settings, resolution, weights: str) -> dict:
+    """Writes ``tracks.npz`` (the tracks file of :mod:`objtrack_jax.tracks_io`, as ``objtrack
+    track`` writes it, with the comparisons as ``tracks_<method>``), ``tracks.csv`` and
+    ``tracks.json`` (formats in docs/app.md) and returns their paths as ``{"npz", "csv", "json"}``.
 
-    ``methods``: ``(name, tracks [n, T, 2], visible [n, T] or None)``, the model first.
+    ``methods``: ``(name, tracks [n, T, 2], visible [n, T] or None)``, the model first;
+    ``settings``: the :class:`~objtrack_jax.settings.TrackingSettings` run (or its
+    ``as_dict()``); ``resolution``: the model size it gave.
     """
-    info = {"video": video.name, "num_frames": video.num_frames, "height": video.height,
-            "width": video.width, "fps": video.fps, "weights": weights,
-            "settings": {**settings, "resolution": list(resolution)}}
+    from objtrack_jax.tracks_io import read_tracks_npz, write_tracks_npz
+
     paths = {k: os.path.join(out_dir, f"tracks.{k}") for k in ("npz", "csv", "json")}
-    arrays = {"query_points": queries.astype(np.float32),
-              "video_size": np.array([video.height, video.width], np.int64),
-              "info_json": np.array(json.dumps(info))}
-    for name, tracks, visible in methods:
-        suffix = "" if name == MODEL_NAME else f"_{name}"
-        arrays["tracks" + suffix] = np.asarray(tracks, np.float32)
-        if visible is not None:
-            arrays["visible" + suffix] = np.asarray(visible, bool)
-    if logits is not None:
-        arrays["vis_logits"] = np.asarray(logits, np.float32)
-    np.savez(paths["npz"], **arrays)
+    (_, tracks0, visible0), others = methods[0], methods[1:]
+    write_tracks_npz(paths["npz"], tracks0, visible0, queries, settings, writer="objtrack app",
+                     vis_logits=logits, resolution=resolution,
+                     video_size=(video.height, video.width),
+                     methods={name: (tracks, visible) for name, tracks, visible in others},
+                     info={"video": video.name, "num_frames": video.num_frames,
+                           "height": video.height, "width": video.width, "fps": video.fps,
+                           "weights": weights})
+    info = {k: v for k, v in read_tracks_npz(paths["npz"]).info.items() if k != "writer"}
 
     t_query = np.round(queries[:, 0]).astype(int)
     with open(paths["csv"], "w", newline="") as f:
