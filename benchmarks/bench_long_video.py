@@ -70,7 +70,7 @@ def _child(args):
     rss0 = peak_rss_mb()
     t0 = time.perf_counter()
     tracks, _, _ = track_queries(model, params, video, q, window=args.window, iters=args.iters,
-                                 resize_to=(h, w), chunk_size=args.chunk_size, progress=False,
+                                 resolution=(h, w), chunk_size=args.chunk_size, progress=False,
                                  max_memory_mb=args.max_memory, refine_scale=args.refine_scale)
     wall = time.perf_counter() - t0
     assert np.isfinite(tracks).all()

@@ -55,7 +55,7 @@ def _child(args):
         c0 = len(compiles)
         t0 = time.perf_counter()
         tracks, _, _ = track_queries(model, params, video, q, window=args.window, iters=args.iters,
-                                     resize_to=(h, w), progress=False)
+                                     resolution=(h, w), progress=False)
         wall = time.perf_counter() - t0
         assert np.isfinite(tracks).all()
         runs.append(dict(video=seed, wall_s=round(wall, 2), compilations=len(compiles) - c0,

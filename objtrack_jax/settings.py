@@ -215,7 +215,8 @@ class TrackingSettings:
 
     def replace(self, **changes) -> "TrackingSettings":
         """A copy with ``changes`` applied; a ``None`` value keeps the current one (so optional
-        command-line flags can be passed straight through). Unknown names: ``TypeError``."""
+        command-line flags can be passed straight through). Unknown names:
+        :class:`UnknownSettingError` (a ``TypeError`` and a ``ValueError``)."""
         check_names(changes)
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **changes) if changes else self
@@ -324,10 +325,11 @@ def from_info(info: Optional[Mapping], where: str = "") -> TrackingSettings:
 
 
 def is_settings_mapping(obj) -> bool:
-    """Whether ``obj`` is a dict of settings rather than the weights' ``info``: a non-empty
-    mapping without the ``architecture`` / ``inference`` keys that
-    :func:`objtrack_jax.model_io.load_model`'s info always has."""
-    return isinstance(obj, Mapping) and bool(obj) and not {"architecture", "inference"} & set(obj)
+    """Whether ``obj`` is a dict of settings rather than the weights' ``info``: a mapping with a
+    :class:`TrackingSettings` field name among its keys and without the ``architecture`` /
+    ``inference`` keys of the info of :func:`objtrack_jax.model_io.load_model`."""
+    return (isinstance(obj, Mapping) and bool(set(FIELDS) & set(obj))
+            and not {"architecture", "inference"} & set(obj))
 
 
 def is_recorded(info: Optional[Mapping]) -> bool:

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 
 import cv2
@@ -264,3 +265,212 @@ def test_settings_module_is_the_only_home():
                         "INFERENCE_FALLBACK"):
             assert pattern not in text, (name, pattern)
     assert settings_lib.DEFAULT_SHORT_SIDE == 384
+
+
+# ------------------------------------------------------------------------------------------------
+# One way to pass settings: the same request gives the same settings and the same messages
+# ------------------------------------------------------------------------------------------------
+
+# a request away from the shipped weights' validated settings in every field it names
+REQUEST = dict(window=6, iters=3, refine_scale=0, resolution=(128, 160), carry="paper",
+               anchor=False, vis_threshold=0.5)
+REQUEST_FLAGS = ["--window", "6", "--iters", "3", "--refine-scale", "0", "--resolution", "128x160",
+                 "--carry", "paper", "--no-anchor", "--set", "vis_threshold=0.5"]
+REQUEST_SET = [a for k, v in [("window", "6"), ("iters", "3"), ("refine_scale", "0"),
+                              ("resolution", "128x160"), ("carry", "paper"), ("anchor", "false"),
+                              ("vis_threshold", "0.5")] for a in ("--set", f"{k}={v}")]
+REQUEST_FORM = {"window": "6", "iters": "3", "refine_scale": "0", "resolution": "128x160",
+                "carry": "paper", "anchor": "false", "vis_threshold": "0.5"}
+
+
+def _recording(monkeypatch):
+    """The settings each call brings to the engine (tracking.run_tracking, the online tracker)."""
+    from objtrack_jax import online
+
+    seen = []
+
+    def record(model, params, video, queries, settings, progress=False):
+        seen.append(settings)
+        raise _Stop
+
+    def warm_up(self):
+        seen.append(self.settings)
+        raise _Stop
+
+    monkeypatch.setattr(tracking, "run_tracking", record)
+    monkeypatch.setattr(evaluation, "run_tracking", record)
+    monkeypatch.setattr(online.OnlineTracker, "warm_up", warm_up)
+    return seen
+
+
+def test_python_api_cli_and_app_resolve_the_same_settings(cached_model, clip, synth_root,
+                                                           tmp_path, monkeypatch):
+    """One request (seven fields away from the validated settings) given as keywords, as
+    ``settings=`` (object and dict), as ``objtrack track`` / ``--online`` / ``demo`` / ``eval``
+    flags or ``--set``, to ``OnlineTracker`` and as the app's form: one TrackingSettings."""
+    from objtrack_jax import cli_eval, cli_online, demo, video_tracking
+    from objtrack_jax.app.engine import OpenedVideo, Workspace
+    from objtrack_jax.online import OnlineTracker
+
+    model, params, info = cached_model
+    want = resolve(info, **REQUEST)
+    validated = from_info(info)
+    assert all(getattr(want, k) != getattr(validated, k) for k in REQUEST)  # the test can fail
+    seen = _recording(monkeypatch)
+    video, folder = clip
+    q = np.zeros((1, 3), np.float32)
+    out = str(tmp_path / "o.mp4")
+    ws = Workspace(model, params, info, str(tmp_path / "app"))
+    fake = OpenedVideo("0123456789ab", "clip.mp4", "/nonexistent", 6, 96, 128, 10.0, "/none")
+    ws.videos[fake.id] = fake
+    calls = {
+        "track_queries(**kw)": lambda: tracking.track_queries(model, params, info, video, q,
+                                                              **REQUEST),
+        "track_queries(settings=s)": lambda: tracking.track_queries(model, params, video, q,
+                                                                    settings=want),
+        "track_queries(settings=dict)": lambda: tracking.track_queries(
+            model, params, video, q, settings=want.as_dict()),
+        "track_video(**kw)": lambda: video_tracking.track_video(model, params, info, folder, out,
+                                                                echo=None, **REQUEST),
+        "objtrack track flags": lambda: cli_eval.track_main([folder, "--out", out, "--no-progress"]
+                                                            + REQUEST_FLAGS),
+        "objtrack track --set": lambda: cli_eval.track_main([folder, "--out", out, "--no-progress"]
+                                                            + REQUEST_SET),
+        "objtrack track --online": lambda: cli_online.online_main([folder, "--out", out, "--grid", "1"]
+                                                                  + REQUEST_FLAGS),
+        "objtrack demo --video": lambda: demo.demo_main(["--video", folder, "--out",
+                                                         str(tmp_path)] + REQUEST_SET),
+        "OnlineTracker(settings=info, **kw)": lambda: OnlineTracker(
+            model, params, (96, 128), 2, settings=info, **REQUEST).warm_up(),
+        "OnlineTracker(settings=dict)": lambda: OnlineTracker(
+            model, params, (96, 128), 2, settings=want.as_dict()).warm_up(),
+    }
+    try:
+        for name, call in calls.items():
+            with pytest.raises(_Stop):
+                call()
+            assert seen.pop() == want, name
+        app = ws.check_run(fake.id, [{"t": 0, "x": 3, "y": 3}], REQUEST_FORM).settings
+        assert app == want, "app"
+    finally:
+        ws.close()
+    # objtrack eval: --resolution is the protocol's frame size, the tracking resolution by --set
+    with pytest.raises(_Stop):
+        cli_eval.eval_main(["--dataset", "synthetic", "--data-root", synth_root, "--no-progress"]
+                           + REQUEST_SET)
+    got = seen.pop()
+    assert dataclasses.replace(got, resolution=None) == dataclasses.replace(want, resolution=None)
+
+
+def test_track_queries_takes_resolution(shipped, clip, monkeypatch):
+    """``resolution=(h, w)`` (the field's name) works; ``resize_to=`` is its deprecated alias."""
+    model, params, info = shipped
+    video, _ = clip
+    seen = _recording(monkeypatch)
+    q = np.zeros((1, 3), np.float32)
+    with pytest.raises(_Stop):
+        tracking.track_queries(model, params, info, video, q, resolution=(128, 160))
+    assert seen.pop().resolution == (128, 160)
+    with pytest.warns(DeprecationWarning, match="resize_to= is deprecated; use resolution="):
+        with pytest.raises(_Stop):
+            tracking.track_queries(model, params, info, video, q, resize_to=(128, 160))
+    assert seen.pop().resolution == (128, 160)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="both resize_to= and"):
+        tracking.track_queries(model, params, info, video, q, resize_to=(128, 160),
+                               resolution=(160, 160))
+
+
+def test_a_bad_value_gets_the_same_message_everywhere(shipped, clip, tmp_path, capsys):
+    """The library's message for ``window=1`` from every Python entry point and ``--set``; the
+    flags and the app's form state the same rule (minimum and reason) in their own words."""
+    from objtrack_jax import cli, functional, video_tracking
+    from objtrack_jax.app.engine import AppError, resolve_settings
+    from objtrack_jax.online import OnlineTracker
+
+    model, params, info = shipped
+    video, folder = clip
+    q = np.zeros((1, 3), np.float32)
+    with pytest.raises(ValueError) as e:
+        TrackingSettings(window=1)
+    msg = str(e.value)
+    assert msg == "window must be >= 2 (frames per window; windows overlap by one frame), got 1"
+    for name, call in {
+            "resolve": lambda: resolve(info, window=1),
+            "track_queries": lambda: tracking.track_queries(model, params, info, video, q, window=1),
+            "track_queries(settings=dict)": lambda: tracking.track_queries(
+                model, params, video, q, settings={"window": 1}),
+            "track_video": lambda: video_tracking.track_video(model, params, info, folder,
+                                                              echo=None, window=1),
+            "OnlineTracker": lambda: OnlineTracker(model, params, (96, 128), settings=info,
+                                                   window=1),
+            "make_tracker": lambda: functional.make_tracker(model, {"window": 1}),
+    }.items():
+        with pytest.raises(ValueError) as got:
+            call()
+        assert str(got.value) == msg, name
+    # the app, a field outside its form: the library's message too
+    app = _error(lambda: resolve_settings(info, {"chunk_size": "0"}))
+    assert isinstance(app, AppError) and str(app) == str(_error(lambda: TrackingSettings(
+        chunk_size=0)))
+    assert cli.main(["track", folder, "--set", "window=1"]) == 2
+    assert f"argument --set: {msg}" in capsys.readouterr().err
+    rule = "must be >= 2 (frames per window; windows overlap by one frame)"
+    assert cli.main(["track", folder, "--window", "1"]) == 2
+    assert f"argument --window: 1 is not allowed: {rule}" in capsys.readouterr().err
+    with pytest.raises(AppError, match=rf"window: 1 is not allowed: {re.escape(rule)}"):
+        resolve_settings(info, {"window": 1})
+
+
+def _error(call) -> Exception:
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001
+        return e
+    raise AssertionError("no error")
+
+
+def test_unknown_names_are_named_with_the_fields(shipped, clip, capsys):
+    from objtrack_jax import cli, video_tracking
+    from objtrack_jax.app.engine import AppError, resolve_settings
+    from objtrack_jax.online import OnlineTracker
+
+    model, params, info = shipped
+    video, folder = clip
+    q = np.zeros((1, 3), np.float32)
+    fields = "window, iters, short_side, resolution, refine_scale"
+    for name, call in {
+            "track_queries": lambda: tracking.track_queries(model, params, info, video, q, windw=3),
+            "settings=dict": lambda: tracking.track_queries(model, params, video, q,
+                                                            settings={"windw": 3}),
+            "track_video": lambda: video_tracking.track_video(model, params, info, folder,
+                                                              echo=None, windw=3),
+            "OnlineTracker": lambda: OnlineTracker(model, params, (96, 128), settings=info,
+                                                   windw=3),
+            "replace": lambda: from_info(info).replace(windw=3),
+    }.items():
+        e = _error(call)
+        assert isinstance(e, settings_lib.UnknownSettingError) and isinstance(e, ValueError), name
+        assert "unknown tracking setting 'windw'" in str(e) and fields in str(e), name
+    assert cli.main(["track", folder, "--set", "windw=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown tracking setting 'windw'" in err and fields in err
+    with pytest.raises(AppError, match="unknown setting 'windw'; the settings are .'window', "):
+        resolve_settings(info, {"windw": 3})
+    with pytest.raises(AppError, match="settings must be an object of name: value pairs, got list"):
+        resolve_settings(info, [8])
+    # a dict of settings where the weights' info belongs is refused, not read as "no settings"
+    with pytest.raises(ValueError, match="got a dict of settings .'window'.: pass it as settings="):
+        from_info({"window": 3})
+    assert resolve({"window": 3}) == TrackingSettings(window=3)  # resolve reads it as settings
+
+
+def test_parse_value_reads_text_as_the_checks_expect():
+    parse = settings_lib.parse_value
+    assert parse("window", " 8 ") == 8 and parse("resolution", "128x160") == (128, 160)
+    assert parse("resolution", "128,160") == (128, 160) and parse("refine_scale", "2") == 2.0
+    assert parse("anchor", "off") is False and parse("bucket", "yes") is True
+    assert parse("carry", "paper") == "paper" and parse("window", 8) == 8
+    with pytest.raises(ValueError, match="window must be an integer"):
+        TrackingSettings(window=parse("window", "8.5"))
+    with pytest.raises(ValueError, match="anchor must be True or False"):
+        TrackingSettings(anchor=parse("anchor", "maybe"))
