@@ -417,3 +417,39 @@ def test_a_drifted_figure_or_date_is_caught(shipped):
     ("+0.39", 0.39, True), ("0.99", 0.988, True), ("82", 83, False)])
 def test_printed_precision(printed, value, ok):
     assert _agrees(printed, value) is ok
+
+
+def test_an_entry_from_an_eval_json_replaces_one_entry(tmp_path):
+    """``scripts/results_file.py set``: one entry written from an ``objtrack eval --out`` JSON,
+    the others kept; the command rebuilt from what the run was given."""
+    path = tmp_path / "results.json"
+    results_file.write(str(path), {"entries": {"other": {"values": {"d_avg": 1.0}}}})
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps({
+        "mean": {"d_1": 47.61, "d_avg": 61.49, "survival": 76.9, "median_l2": 11.1,
+                 "num_videos": 10},
+        "seconds": 208.04,
+        "config": {"dataset": "synthetic", "data_root": "data/real_eval", "split": "test",
+                   "baseline": None, "settings": {"window": 8, "iters": 4, "short_side": 192,
+                                                  "refine_scale": 2.0, "refine_iters": 4,
+                                                  "anchor": False, "carry": "template"}}}))
+    assert results_file.main(["--file", str(path), "set", "net", "--eval", str(ev), "--what",
+                              "network only", "--machine", "2-core AMD EPYC", "--load", "2",
+                              "--date", "2026-12-07"]) == 0
+    doc = results_file.load(str(path))
+    entry = doc["entries"]["net"]
+    assert doc["entries"]["other"] == {"values": {"d_avg": 1.0}}
+    assert entry["values"] == {"d_1": 47.61, "d_avg": 61.49, "survival": 76.9, "median_l2": 11.1,
+                               "num_videos": 10, "wall_s": 208.0}
+    assert entry["settings"] == {"window": 8, "iters": 4, "short_side": 192, "refine_scale": 2.0,
+                                 "refine_iters": 4, "anchor": False}
+    assert entry["command"] == ("objtrack eval --dataset synthetic --data-root data/real_eval "
+                                "--split test --no-anchor")
+    assert (entry["date"], entry["machine"], entry["load"]) == ("2026-12-07", "2-core AMD EPYC",
+                                                                "2")
+    assert results_file.problems(doc) == [
+        "entries.other: no 'what'", "entries.other: no 'settings'", "entries.other: no 'command'",
+        "entries.other: no 'date'", "entries.other: no 'machine'", "entries.other: no 'load'"]
+    with pytest.raises(SystemExit):  # a machine path in a command is refused
+        results_file.main(["--file", str(path), "set", "x", "--eval", str(ev), "--what", "x",
+                           "--command", "objtrack eval --data-root /home/me/data"])
