@@ -15,10 +15,16 @@ the query patch does not match, the previous frame's patch is aligned instead (f
 Lucas-Kanade, kept within ``max_shift`` of the network's estimate); otherwise the network's
 estimate, moved by the point's last accepted correction, is kept (a point that is hidden, or
 changed beyond a similarity, matches neither, and the network's motion is then the better guess;
-its error changes slowly, so the last measured correction still applies). The result for frame ``t`` depends on frame ``t``, the query
-frame, ``p[n, t]`` and a small per-point state carried in time order away from the query frame
-(last correction, last scale and rotation, previous patch): the step streams, and any chunking
-of the video gives the same result.
+its error changes slowly, so the last measured correction still applies). A point that stood
+still while its query patch was found (``hold_still`` frames in a row within ``still_px``) and
+whose match then collapses is **lost**: something passes over it, and the network's estimate
+follows the occluder. It is held at its last found position and reported hidden (score
+``LOST_SCORE``, :func:`fuse_visibility`) until its query patch is found again, searched for
+around the held position as well as around the network's estimate (``hold_still`` 0: off). The
+result for frame ``t`` depends on frame ``t``, the query frame, ``p[n, t]`` and a small per-point
+state carried in time order away from the query frame (last correction, last scale and
+rotation, previous patch, still count and lost flag): the step streams, and any chunking of the
+video gives the same result.
 
 This is not part of the PIPs++ algorithm: ``TrackingSettings.anchor`` switches it on (the
 shipped weights' validated settings do; parity and the reproduction protocols run without it).
@@ -42,6 +48,7 @@ import numpy as np
 
 LUMA = (0.299, 0.587, 0.114)
 MIN_TEXTURE = 1e-4  # smallest structure-tensor eigenvalue of a normalised patch worth aligning
+LOST_SCORE = -2.0  # the score of a lost point-frame: held in place and reported hidden
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +72,17 @@ class AnchorConfig:
       hide_logit: a point-frame where neither patch matched is reported visible only when the
         network's visibility logit is above this (and above the visibility threshold):
         :func:`firm_threshold`, :func:`fuse_visibility`. None: visibility is the network's.
+      hold_still: a point whose query patch was found in this many consecutive frames, each
+        within ``still_px`` of the first of them, is still; when its query patch is then not
+        found, it is lost: held at its last found position (not the network's estimate, which
+        follows whatever passes over it), reported hidden, and re-found when its query patch
+        matches again around the held position or the network's estimate. 0: off.
+      still_px: how far (pixels of the input video) a still point may move during its
+        ``hold_still`` frames; a still or lost point's query match is accepted within
+        ``still_px`` of where its still run began, farther only at ``refind_score``.
+      refind_score: the normalised cross-correlation a still or lost point's query match must
+        reach away from where it stood (a partly covered patch, or one fitted to the occluder,
+        stays below it; a point that really moved matches nearly exactly).
     """
 
     radius: int = 5
@@ -76,13 +94,16 @@ class AnchorConfig:
     chain_min_score: float = 0.8
     keep_correction: bool = True
     hide_logit: Optional[float] = 3.0
+    hold_still: int = 0
+    still_px: float = 1.0
+    refind_score: float = 0.9
 
     def __post_init__(self):
-        for name, lo in (("radius", 1), ("levels", 1), ("iters", 1)):
+        for name, lo in (("radius", 1), ("levels", 1), ("iters", 1), ("hold_still", 0)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"anchor {name} must be an integer >= {lo}, got {v!r}")
-        for name in ("min_score", "chain_min_score"):
+        for name in ("min_score", "chain_min_score", "refind_score"):
             if not -1.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"anchor {name} must be in [-1, 1], got {getattr(self, name)!r}")
         if not isinstance(self.keep_correction, (bool, np.bool_)):
@@ -92,6 +113,8 @@ class AnchorConfig:
                              f"got {self.hide_logit!r}")
         if not float(self.max_shift) > 0:
             raise ValueError(f"anchor max_shift must be > 0 pixels, got {self.max_shift!r}")
+        if not float(self.still_px) > 0:
+            raise ValueError(f"anchor still_px must be > 0 pixels, got {self.still_px!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,21 +287,29 @@ def firm_threshold(cfg: "AnchorConfig", vis_threshold: float) -> Optional[float]
     return None if cfg.hide_logit is None else max(float(vis_threshold), float(cfg.hide_logit))
 
 
-def fuse_visibility(visible, firm, accepted):
+def fuse_visibility(visible, firm, accepted, hidden=None):
     """Visibility with anchoring: a point-frame is visible when the network says so and either
     its patch was found (``accepted``) or the network is sure (``firm``: logit above
     :func:`firm_threshold`). A point that matches neither its query patch nor its previous patch
-    and that the network hesitates on is most often hidden (docs/conventions.md)."""
-    return visible & (accepted | firm)
+    and that the network hesitates on is most often hidden (docs/conventions.md). A lost point
+    (``hidden``: score :data:`LOST_SCORE`, ``AnchorConfig.hold_still``) is hidden whatever the
+    network says: the network's estimate is then on the occluder, and its logit is the
+    occluder's."""
+    out = visible & (accepted | firm)
+    return out if hidden is None else out & ~hidden
 
 
 def init_carry(tmpl):
     """The per-point state :func:`anchor_frame` carries from frame to frame, at a query frame:
     ``(offset [N, 2] zeros, previous-frame templates (the query's), previous accepted [N],
-    the query warp's linear part [N, 2, 2] (identity))``."""
+    the query warp's linear part [N, 2, 2] (identity), the last found position [N, 2], the
+    start of the current still run [N, 2], its length in frames [N] int32 (0), lost [N]
+    (False))``."""
     n = tmpl[0][0].shape[0]
-    return (jnp.zeros((n, 2), jnp.float32), tmpl, jnp.ones((n,), bool),
-            jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32), (n, 2, 2)))
+    zeros = jnp.zeros((n, 2), jnp.float32)
+    return (zeros, tmpl, jnp.ones((n,), bool),
+            jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32), (n, 2, 2)), zeros, zeros,
+            jnp.zeros((n,), jnp.int32), jnp.zeros((n,), bool))
 
 
 def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
@@ -290,7 +321,9 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
         points refined here (the others pass through, their carry unchanged); carry: from
         :func:`init_carry` or the previous frame.
     Returns:
-      ``(xy [N, 2], score [N], accepted [N], carry)``.
+      ``(xy [N, 2], score [N], accepted [N], carry)``: score is the match's normalised
+      cross-correlation where accepted, :data:`LOST_SCORE` where the point is lost (reported
+      hidden), -1 otherwise.
 
     The query patch is aligned (similarity warp, :func:`refine_frame_sim`, from the point's last
     accepted scale and rotation) from two starts, the network's estimate and that estimate moved
@@ -303,38 +336,64 @@ def anchor_frame(cfg: "AnchorConfig", frame, tmpl, xy, active, carry):
     output is the network's estimate moved by the point's last accepted correction
     (``cfg.keep_correction``; the network's estimate itself when that is off or nothing was
     accepted yet). Inactive points pass through unchanged.
+
+    With ``cfg.hold_still``, a point still for ``hold_still`` query matches in a row is lost
+    where its query patch is not found within ``still_px`` of where it stood (or elsewhere at
+    ``refind_score``): no frame-to-frame match (the previous patch would be the occluder's), the
+    output is its last found position, the score :data:`LOST_SCORE`. A third start, that
+    position, searches for the query patch until it is found again.
     """
-    offset, prev, prev_ok, lin = carry
+    offset, prev, prev_ok, lin, held, ref, still, lost = carry
+    hold = cfg.hold_still > 0
     pyr = pyramid(grey(frame), cfg.levels)
     texture = tmpl[0][3]
     best = xy
     best_lin = lin
     best_score = jnp.full(xy.shape[:1], -1.0, jnp.float32)
-    for start in (xy, xy + offset):
+    starts = [xy, xy + offset]
+    if hold:
+        kept = (still >= cfg.hold_still) | lost
+        starts.append(jnp.where(kept[:, None], held, xy))
+    for start in starts:
         new, new_lin, score = refine_frame_sim(pyr, tmpl, start, lin, cfg.radius, cfg.iters)
         ok = _accept(cfg, new, score, start, texture) & active
+        if hold:  # a still point is found where it stood, or elsewhere by a near-exact match
+            ok = ok & (~kept | (jnp.linalg.norm(new - ref, axis=-1) <= cfg.still_px)
+                       | (score >= cfg.refind_score))
         take = ok & (score > best_score)
         best = jnp.where(take[:, None], new, best)
         best_lin = jnp.where(take[:, None, None], new_lin, best_lin)
         best_score = jnp.where(take, score, best_score)
     anchored = best_score > -1.0
+    now_lost = active & ~anchored & (still >= cfg.hold_still) if hold else None
     if cfg.chain:
         new, score = refine_frame(pyr, prev, xy + offset, cfg.radius, cfg.iters)
         ok = (prev_ok & active & ~anchored & (score >= cfg.chain_min_score)
               & (jnp.linalg.norm(new - xy, axis=-1) <= cfg.max_shift)
               & (prev[0][3] > MIN_TEXTURE) & jnp.all(jnp.isfinite(new), -1))
+        if hold:
+            ok = ok & ~now_lost
         best = jnp.where(ok[:, None], new, best)
         best_score = jnp.where(ok, score, best_score)
     accepted = best_score > -1.0
     if cfg.keep_correction:
         best = jnp.where((active & ~accepted)[:, None], xy + offset, best)
+    if hold:
+        best = jnp.where(now_lost[:, None], held, best)
+        best_score = jnp.where(now_lost, LOST_SCORE, best_score)
+        near = (still > 0) & (jnp.linalg.norm(best - ref, axis=-1) <= cfg.still_px)
+        run = jnp.where(near, still + 1, 1)
+        ref = jnp.where((anchored & ~near)[:, None], best, ref)
+        still = jnp.where(anchored, run, jnp.where(now_lost | ~active, still, 0))
+        held = jnp.where(anchored[:, None], best, held)
+        lost = jnp.where(active, now_lost, lost)
     offset = jnp.where(accepted[:, None], best - xy, offset)
     if cfg.chain:
         here = templates(pyr, best, cfg.radius)
         keep = lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa
         prev = jax.tree_util.tree_map(keep, here, prev)
         prev_ok = jnp.where(active, accepted, prev_ok)
-    return best, best_score, accepted, (offset, prev, prev_ok, best_lin)
+    return best, best_score, accepted, (offset, prev, prev_ok, best_lin, held, ref, still, lost)
 
 
 def anchor_frames(cfg: "AnchorConfig", frames, tmpl, xy, active, carry):
@@ -416,7 +475,8 @@ def anchor_tracks(video, tracks: np.ndarray, query_points: np.ndarray,
     Returns:
       ``(tracks [N, T, 2] float32, accepted [N, T] bool, score [N, T] float32)``: refined tracks
       (the query frames keep their queries exactly), where the refinement was accepted, and its
-      normalised cross-correlation (-1 where not accepted; 1 at the query frame).
+      normalised cross-correlation (-1 where not accepted, :data:`LOST_SCORE` where the point
+      is lost; 1 at the query frame).
     """
     cfg = config or AnchorConfig()
     tracks = np.asarray(tracks, np.float32)
@@ -470,7 +530,8 @@ def anchor_tracks(video, tracks: np.ndarray, query_points: np.ndarray,
             blk = out[:, start:end]
             blk[act] = np.swapaxes(new[:, :n], 0, 1)[act]
             accepted[:, start:end] |= sel
-            scores[:, start:end] = np.where(sel, np.swapaxes(score[:, :n], 0, 1),
+            score = np.swapaxes(score[:, :n], 0, 1)
+            scores[:, start:end] = np.where(sel | (act & (score == LOST_SCORE)), score,
                                             scores[:, start:end])
             if on_chunk is not None:
                 on_chunk()

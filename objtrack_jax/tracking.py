@@ -399,7 +399,8 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
         if fine is not None:
             _second_pass(model, params, source, tracks, groups, xy_query, fine, s, chunk_size, tick)
         if s.anchor:
-            tracks, accepted, _ = anchor.anchor_tracks(source, tracks, queries, on_chunk=tick)
+            tracks, accepted, scores = anchor.anchor_tracks(source, tracks, queries,
+                                                            on_chunk=tick)
     finally:
         if bar is not None:
             bar.close()
@@ -409,6 +410,7 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
     firm = None if accepted is None else anchor.firm_threshold(anchor.AnchorConfig(),
                                                                 s.vis_threshold)
     if firm is not None:
-        visible = anchor.fuse_visibility(visible, logits > firm, accepted)
+        visible = anchor.fuse_visibility(visible, logits > firm, accepted,
+                                         scores == anchor.LOST_SCORE)
     visible[np.arange(n), t_query] = True
     return tracks, visible, logits

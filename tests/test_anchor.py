@@ -213,3 +213,74 @@ def test_visibility_fusion():
     assert vis.tolist() == [False, True, True, False, False, True]
     with pytest.raises(ValueError, match="hide_logit"):
         anchor.AnchorConfig(hide_logit=float("nan"))
+
+
+def passing_occluder(frames=36, seed=3):
+    """A still textured scene (fresh noise each frame) crossed by a 25x25 textured square moving
+    left to right over rows 36-60 at 6 px/frame (frames 6-26). Returns ``(video, queries, truth,
+    net, covered, i)``: the network's estimate ``net`` of point ``i`` (63.5, 47.5) is dragged along
+    with the square while it covers the point and stays where the square left it (the drag
+    measured on camel.mp4); ``covered [T]`` flags the frames the square hides that point."""
+    rng = np.random.default_rng(seed)
+    base = texture(seed)[20:20 + H, 20:20 + W]
+    block = texture(seed=11)[:25, :25]
+    video = np.repeat(base[None], frames, 0) + rng.normal(0, 2, (frames, H, W, 3))
+    q = grid_queries()
+    truth = np.repeat(q[:, None, [2, 1]], frames, 1).astype(np.float32)
+    net = truth.copy()
+    covered = np.zeros(frames, bool)
+    i = int(np.argmin(np.abs(q[:, 2] - 64) + np.abs(q[:, 1] - 48)))
+    px = q[i, 2]
+    drag = 0.0
+    for t in range(frames):
+        cx = -20 + 6 * (t - 6) if t >= 6 else -100
+        x0 = cx - 12
+        if -25 < x0 < W:
+            video[t, 36:61, max(x0, 0):max(min(x0 + 25, W), 0)] = \
+                block[:, max(-x0, 0):max(min(25, W - x0), 0)]
+        covered[t] = abs(cx - px) <= 12 + 5  # the point's patch (radius 5) overlaps the square
+        if covered[t]:
+            drag = min(cx - px + 12, 30.0) if t > 0 and covered[t - 1] else 0.0
+        net[i, t, 0] += drag
+    return np.clip(video, 0, 255).astype(np.float32), q, truth, net, covered, i
+
+
+def test_point_under_a_passing_occluder_is_held_hidden_and_refound():
+    """A still point crossed by an occluder that drags the network's estimate off with it is
+    reported hidden while covered, stays where it is, and is found again once uncovered."""
+    video, q, truth, net, covered, i = passing_occluder()
+    cfg = anchor.AnchorConfig(hold_still=4)
+    out, ok, score = anchor.anchor_tracks(video, net, q, cfg)
+    err = np.linalg.norm(out[i] - truth[i], axis=-1)
+    net_err = np.linalg.norm(net[i] - truth[i], axis=-1)
+    assert net_err[~covered & (np.arange(len(covered)) > 20)].min() > 20  # the network is dragged
+    hidden = score[i] == anchor.LOST_SCORE
+    assert hidden[covered].mean() >= 0.8, (hidden, covered)
+    assert not hidden[~covered].any()
+    assert err.max() < 2.0, err
+    after = np.flatnonzero(~covered & (np.arange(len(covered)) > 6))
+    assert ok[i, after].all() and err[after].max() < 1.0, (ok[i], err)
+    # the visibility the tracker reports: hidden while covered, even where the network is firm
+    firm = np.ones_like(ok)
+    vis = anchor.fuse_visibility(np.ones_like(ok), firm, ok, score == anchor.LOST_SCORE)
+    assert not vis[i, covered].mean() > 0.2 and vis[i, after].all()
+    # the other points, never covered, are untouched by the rule
+    base, base_ok, _ = anchor.anchor_tracks(video, net, q)
+    others = np.flatnonzero(np.abs(q[:, 1] - q[i, 1]) > 12 + 5)  # rows the square never crosses
+    np.testing.assert_allclose(out[others], base[others], atol=1e-4)
+
+
+def test_occluder_drags_the_point_without_the_rule():
+    """The failure the rule removes: with ``hold_still`` off the output follows the network's
+    estimate, dragged off by the occluder, and the point is never found again."""
+    video, q, truth, net, covered, i = passing_occluder()
+    out, ok, score = anchor.anchor_tracks(video, net, q)
+    err = np.linalg.norm(out[i] - truth[i], axis=-1)
+    assert err[-1] > 20 and not (score == anchor.LOST_SCORE).any()
+
+
+def test_hold_still_checked():
+    for kw, word in (({"hold_still": -1}, "hold_still"), ({"hold_still": 2.5}, "hold_still"),
+                     ({"still_px": 0.0}, "still_px"), ({"still_px": float("nan")}, "still_px")):
+        with pytest.raises(ValueError, match=word):
+            anchor.AnchorConfig(**kw)
