@@ -143,7 +143,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
                            anchor=args.anchor, chunk_size=args.chunk_size)
         args.window, args.iters, args.carry = settings.window, settings.iters, settings.carry
         args.refine_scale, args.refine_iters = settings.refine_scale, settings.refine_iters
-        args.anchor = settings.anchor
+        args.anchor = settings.anchor is not None
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
         args.dataset, args.data_root, model, params, info, settings=settings,
