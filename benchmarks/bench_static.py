@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
         model, params, info = load_model(args.checkpoint)
         from objtrack_jax.settings import resolve
 
-        args.anchor = resolve(info, anchor=args.anchor).anchor  # recorded as run
+        args.anchor = resolve(info, anchor=args.anchor).anchor is not None  # recorded as run
         kw = {k: v for k, v in dict(refine_scale=args.refine_scale, anchor=args.anchor).items()
               if v is not None}
 

@@ -30,8 +30,10 @@ This is not part of the PIPs++ algorithm: ``TrackingSettings.anchor`` switches i
 shipped weights' validated settings do; parity and the reproduction protocols run without it).
 Conventions and parameters: docs/conventions.md, "Anchoring to the query frame".
 
-:func:`anchor_frame` / :func:`anchor_frames` are pure JAX (jit- and vmap-able);
-:func:`anchor_tracks` is the host driver over a video of any length, a chunk of frames at a time.
+This module holds the rules, one frame at a time: :func:`anchor_frame` / :func:`anchor_frames`
+are pure JAX (jit- and vmap-able). They are driven over frames by the post-network stage,
+:mod:`objtrack_jax.post` (one driver for ``track_queries``, the functional API and the online
+tracker), which also fuses the visibility (:func:`firm_threshold`, :func:`fuse_visibility`).
 
 Coordinates: ``(x, y)`` pixels, integer values at pixel centres (docs/conventions.md).
 """
@@ -39,7 +41,6 @@ Coordinates: ``(x, y)`` pixels, integer values at pixel centres (docs/convention
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Optional
 
 import jax
@@ -406,143 +407,3 @@ def anchor_frames(cfg: "AnchorConfig", frames, tmpl, xy, active, carry):
 
     carry, (new, score, ok) = jax.lax.scan(body, carry, (frames, xy, active))
     return new, score, ok, carry
-
-
-# --------------------------------------------------------------------------------------------------
-# Host driver
-# --------------------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def template_fn(cfg: AnchorConfig):
-    """Jitted :func:`templates` of one frame ``[H, W, 3]`` at points ``xy [N, 2]`` (cached)."""
-    return jax.jit(lambda frame, xy: templates(pyramid(grey(frame), cfg.levels), xy, cfg.radius))
-
-
-@functools.lru_cache(maxsize=None)
-def frames_fn(cfg: AnchorConfig):
-    """Jitted :func:`anchor_frames` for ``cfg`` (cached)."""
-    return jax.jit(functools.partial(anchor_frames, cfg))
-
-
-def padded_count(n: int) -> int:
-    """Point counts are padded to a power of two >= 8 (a few compiled shapes)."""
-    return max(8, 1 << int(np.ceil(np.log2(max(n, 1)))))
-
-
-def point_templates(read, query_points: np.ndarray, cfg: AnchorConfig, size: int):
-    """Templates of every query (``[N, 3]`` ``(t, y, x)``), padded to ``size`` rows: each query
-    frame read once (``read(start, end) -> [F, H, W, 3]``)."""
-    q = np.asarray(query_points, np.float64)
-    t_query = np.round(q[:, 0]).astype(np.int64)
-    xy_query = q[:, [2, 1]].astype(np.float32)
-    fn = template_fn(cfg)
-    parts, order = [], []
-    for t in np.unique(t_query):
-        idx = np.flatnonzero(t_query == t)
-        xy = np.zeros((padded_count(len(idx)), 2), np.float32)
-        xy[: len(idx)] = xy_query[idx]
-        frame = jnp.asarray(read(int(t), int(t) + 1)[0], jnp.float32)
-        parts.append(jax.tree_util.tree_map(lambda a, m=len(idx): np.asarray(a)[:m],
-                                            fn(frame, jnp.asarray(xy))))
-        order.append(idx)
-    order = np.concatenate(order)
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-
-    def assemble(*leaves):
-        a = np.concatenate(leaves, 0)[inv]
-        pad = np.zeros((size - len(a),) + a.shape[1:], a.dtype)
-        return jnp.asarray(np.concatenate([a, pad], 0))
-
-    return jax.tree_util.tree_map(assemble, *parts)
-
-
-def anchor_tracks(video, tracks: np.ndarray, query_points: np.ndarray,
-                  config: Optional[AnchorConfig] = None, chunk: int = 16, on_chunk=None):
-    """Refines ``tracks [N, T, 2]`` (x, y input pixels) against each point's query patch.
-
-    Frames after a point's query frame are refined in time order, those before it in reverse
-    order (the direction its track was estimated in), each carrying the point's last accepted
-    correction (:func:`anchor_frame`).
-
-    Args:
-      video: ``[T, H, W, 3]`` RGB frames (array or :class:`~objtrack_jax.video_io.FrameSource`,
-        read ``chunk`` frames at a time), at the resolution of ``tracks``.
-      tracks: the network's tracks.
-      query_points: ``[N, 3]`` ``(t, y, x)``, the queries the tracks start from.
-      config: :class:`AnchorConfig` (None: its defaults).
-      on_chunk: called after each chunk of frames (progress; :func:`num_chunks` calls).
-    Returns:
-      ``(tracks [N, T, 2] float32, accepted [N, T] bool, score [N, T] float32)``: refined tracks
-      (the query frames keep their queries exactly), where the refinement was accepted, and its
-      normalised cross-correlation (-1 where not accepted, :data:`LOST_SCORE` where the point
-      is lost; 1 at the query frame).
-    """
-    cfg = config or AnchorConfig()
-    tracks = np.asarray(tracks, np.float32)
-    q = np.asarray(query_points, np.float64)
-    n, num_frames = tracks.shape[:2]
-    out = tracks.copy()
-    accepted = np.zeros((n, num_frames), bool)
-    scores = np.full((n, num_frames), -1.0, np.float32)
-    if n == 0 or num_frames == 0:
-        return out, accepted, scores
-    if hasattr(video, "read"):
-        read = video.read
-    else:
-        arr = video
-        read = lambda a, b: np.asarray(arr[a:b])  # noqa: E731
-    t_query = np.round(q[:, 0]).astype(np.int64)
-    size = padded_count(n)
-    tmpl = point_templates(read, q, cfg, size)
-    fn = frames_fn(cfg)
-    tq = np.full(size, num_frames, np.int64)  # padding rows: never active
-    tq[:n] = t_query
-    for backward in (False, True):
-        if backward and not (t_query > 0).any():
-            break
-        carry = init_carry(tmpl)
-        starts = list(range(0, num_frames, chunk))
-        for start in (starts[::-1] if backward else starts):
-            end = min(num_frames, start + chunk)
-            m = end - start
-            t = np.arange(start, end)
-            frames = np.asarray(read(start, end), np.float32)
-            xy = np.zeros((chunk, size, 2), np.float32)
-            xy[:m, :n] = np.swapaxes(tracks[:, start:end], 0, 1)
-            active = np.zeros((chunk, size), bool)
-            active[:m] = (t[:, None] < tq[None]) if backward else (t[:, None] > tq[None])
-            active[:m, n:] = False
-            if backward:  # frames in the order the track was estimated in
-                frames = frames[::-1]
-                xy[:m] = xy[:m][::-1].copy()
-                active[:m] = active[:m][::-1].copy()
-            if m < chunk:  # one compiled shape: pad with inactive copies of the last frame
-                frames = np.concatenate([frames, np.repeat(frames[-1:], chunk - m, 0)])
-            new, score, ok, carry = fn(jnp.asarray(frames), tmpl, jnp.asarray(xy),
-                                       jnp.asarray(active), carry)
-            new, score, ok = (np.asarray(a)[:m] for a in (new, score, ok))
-            if backward:
-                new, score, ok = new[::-1], score[::-1], ok[::-1]
-            act = active[:m, :n][::-1] if backward else active[:m, :n]
-            act = np.swapaxes(act, 0, 1)  # [n, m]: the frames this pass refined
-            sel = np.swapaxes(ok[:, :n], 0, 1) & act
-            blk = out[:, start:end]
-            blk[act] = np.swapaxes(new[:, :n], 0, 1)[act]
-            accepted[:, start:end] |= sel
-            score = np.swapaxes(score[:, :n], 0, 1)
-            scores[:, start:end] = np.where(sel | (act & (score == LOST_SCORE)), score,
-                                            scores[:, start:end])
-            if on_chunk is not None:
-                on_chunk()
-    rows = np.arange(n)
-    out[rows, t_query] = q[:, [2, 1]]
-    accepted[rows, t_query] = True
-    scores[rows, t_query] = 1.0
-    return out, accepted, scores
-
-
-def num_chunks(num_frames: int, query_frames, chunk: int = 16) -> int:
-    """How many times :func:`anchor_tracks` calls ``on_chunk``."""
-    per = -(-int(num_frames) // chunk)
-    return per * (2 if (np.round(np.asarray(query_frames)) > 0).any() else 1)

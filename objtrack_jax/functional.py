@@ -23,7 +23,7 @@ Conventions (docs/api.md; the same as tapnet's TAPIR and the rest of this packag
   its query frame; ``occlusion`` float32 ``[B, N, T]`` logits (occluded where > 0: the
   settings' ``vis_threshold`` minus the logits of the model's visibility head; with anchoring,
   :func:`objtrack_jax.anchor.firm_threshold` in place of ``vis_threshold`` where a point's patch
-  was not found) and ``visible``
+  was not found, :func:`objtrack_jax.post.visibility`) and ``visible``
   bool ``[B, N, T]`` (not occluded, and always at the query frame); both None for a model
   without a visibility head.
 
@@ -39,14 +39,15 @@ settings up to float rounding (tests/test_functional.py). Not here: the second, 
 (``settings.refine_scale``, which needs the video at a second resolution) and the memory
 bounding of the host loop; its memory grows with ``B·T`` frames of feature maps.
 
-The anchoring stage is applied when ``settings.anchor`` says so (the shipped weights' settings
-do; ``make_tracker(..., anchor=False)`` leaves it out): after the network, every estimate is
-re-aligned to its query frame's patch (:mod:`objtrack_jax.anchor`), in the frames given, i.e. at
-the model's resolution (``track_queries`` anchors at the input video's). :func:`anchor_clips`
-does it as a pure function: per clip a forward ``lax.scan`` over the frames (points after their
-query frame) and a backward one (before it), each carrying
-:func:`objtrack_jax.anchor.init_carry`; its tracks equal
-:func:`objtrack_jax.anchor.anchor_tracks` on the same network tracks (tests/test_functional.py).
+The post-network stage (:mod:`objtrack_jax.post`) is applied when ``settings.anchor`` says so
+(the shipped weights' settings do; ``make_tracker(..., anchor=False)`` leaves it out): after the
+network, every estimate is re-aligned to its query frame's patch, in the frames given, i.e. at
+the model's resolution (``track_queries`` anchors at the input video's), and the visibility is
+fused with it (:func:`objtrack_jax.post.visibility`). :func:`anchor_clips` does the anchoring as
+a pure function: per clip :func:`objtrack_jax.post.anchor_clip`, the same per-frame driver
+(:func:`objtrack_jax.post.scan_frames`) that ``track_queries`` runs over chunks of frames, traced
+once forward and once backward over the clip; its tracks equal
+:func:`objtrack_jax.post.anchor_tracks` on the same network tracks (tests/test_functional.py).
 
 Every window is one call of :func:`objtrack_jax.inference.window_step`, the engine's per-window
 step shared with the host loop.
@@ -60,11 +61,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax import anchor as _anchor
+from objtrack_jax import post
+from objtrack_jax.anchor import AnchorConfig
 from objtrack_jax.inference import num_windows, window_step
 from objtrack_jax.memory import inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
-from objtrack_jax.settings import TrackingSettings, resolve
+from objtrack_jax.settings import TrackingSettings, anchor_config, resolve
 
 
 def _num_windows(length, window: int):
@@ -125,82 +127,32 @@ def _direction(model, params, fmaps, b_idx, t_q, xy, length, window, iters, carr
     return trajs, vis, has_vis
 
 
-def _anchor_clip(cfg: "_anchor.AnchorConfig", video, t_q, xy_q, tracks):
-    """:func:`objtrack_jax.anchor.anchor_tracks` as a pure function of one clip: ``video
-    [T, H, W, 3]``, ``t_q [N]`` int32 query frames in [0, T), ``xy_q [N, 2]`` the queries (x, y),
-    ``tracks [N, T, 2]``. Returns ``(tracks, accepted [N, T])``.
-
-    Two scans over the frames, forward (points active after their query frame) and backward
-    (before it), each carrying :func:`objtrack_jax.anchor.init_carry`; a point's template is
-    taken from its query frame when the scan reaches it, which both scans do before the point's
-    first active frame (so nothing but the frames, one at a time, is gathered)."""
-    num_frames = video.shape[0]
-    xy_q = xy_q.astype(jnp.float32)
-    tracks = tracks.astype(jnp.float32)
-
-    def make(frame):
-        return _anchor.templates(_anchor.pyramid(_anchor.grey(frame), cfg.levels), xy_q,
-                                 cfg.radius)
-
-    shapes = jax.eval_shape(make, video[0])
-    tmpl0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-
-    def scan(order, backward):
-        def body(state, t):
-            tmpl, carry = state
-            frame = video[t]
-            here = t_q == t
-
-            def pick(a, b):
-                return jnp.where(here.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-
-            def start(tc):  # the points whose query frame this is: template, fresh carry
-                tmpl = jax.tree_util.tree_map(pick, make(frame), tc[0])
-                return tmpl, jax.tree_util.tree_map(pick, _anchor.init_carry(tmpl), tc[1])
-
-            tmpl, carry = jax.lax.cond(jnp.any(here), start, lambda tc: tc, (tmpl, carry))
-            active = (t < t_q) if backward else (t > t_q)
-            new, _, ok, carry = _anchor.anchor_frame(cfg, frame, tmpl, tracks[:, t], active,
-                                                     carry)
-            return (tmpl, carry), (new, ok)
-
-        _, (new, ok) = jax.lax.scan(body, (tmpl0, _anchor.init_carry(tmpl0)), order)
-        return new, ok  # [T, N, 2], [T, N] in the scan's order
-
-    frames = jnp.arange(num_frames, dtype=jnp.int32)
-    fwd, fok = scan(frames, False)
-    bwd, bok = scan(frames[::-1], True)
-    bwd, bok = bwd[::-1], bok[::-1]
-    fwd, fok, bwd, bok = (jnp.swapaxes(a, 0, 1) for a in (fwd, fok, bwd, bok))  # point-major
-    t = jnp.arange(num_frames)[None]
-    out = jnp.where((t > t_q[:, None])[..., None], fwd,
-                    jnp.where((t < t_q[:, None])[..., None], bwd, tracks))
-    at_query = jnp.arange(num_frames)[None] == t_q[:, None]  # the query itself, exactly
-    out = jnp.where(at_query[..., None], xy_q[:, None], out)
-    return out, fok | bok | at_query
-
-
-def anchor_clips(video, queries, tracks, config: Optional["_anchor.AnchorConfig"] = None):
-    """The anchoring stage (:mod:`objtrack_jax.anchor`) as a pure function: ``tracks [B, N, T,
+def anchor_clips(video, queries, tracks, config: Optional[AnchorConfig] = None,
+                 with_lost: bool = False):
+    """The anchoring stage (:mod:`objtrack_jax.post`) as a pure function: ``tracks [B, N, T,
     2]`` of ``queries [B, N, 3]`` in ``video [B, T, H, W, 3]`` (the module's conventions)
-    re-aligned to each query's patch. Returns ``(tracks, accepted [B, N, T])`` as
-    :func:`objtrack_jax.anchor.anchor_tracks` returns them for each clip (the query frames hold
-    the queries, accepted). Clips one at a time (``lax.map``)."""
-    cfg = config or _anchor.AnchorConfig()
+    re-aligned to each query's patch. Returns ``(tracks, accepted [B, N, T])`` (with
+    ``with_lost``, also ``lost [B, N, T]``: point-frames held and hidden,
+    ``AnchorConfig.hold_still``) as
+    :func:`objtrack_jax.post.anchor_tracks` returns them for each clip (the query frames hold
+    the queries, accepted). Clips one at a time (``lax.map`` of
+    :func:`objtrack_jax.post.anchor_clip`). ``config`` None: the validated defaults."""
+    cfg = config if config is not None else anchor_config(True)
     num_frames = video.shape[1]
     q = jnp.asarray(queries, jnp.float32)
     t_q = jnp.clip(jnp.round(q[..., 0]), 0, num_frames - 1).astype(jnp.int32)
 
     def one(args):
         v, tq, xy, tr = args
-        return _anchor_clip(cfg, v.astype(jnp.float32), tq, xy, tr)
+        return post.anchor_clip(cfg, v.astype(jnp.float32), tq, xy, tr)
 
-    return jax.lax.map(one, (jnp.asarray(video), t_q, q[..., 2:0:-1], jnp.asarray(tracks)))
+    out = jax.lax.map(one, (jnp.asarray(video), t_q, q[..., 2:0:-1], jnp.asarray(tracks)))
+    return out if with_lost else out[:2]
 
 
 def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters: int,
           carry: str = "pips2", point_chunk: int = 16,
-          anchor: Union[bool, "_anchor.AnchorConfig"] = False,
+          anchor: Union[None, bool, AnchorConfig] = False,
           vis_threshold: float = 0.0) -> dict:
     """Tracks ``queries`` through ``video``: a pure function of ``params``, ``video`` and
     ``queries`` (module docstring for shapes and conventions). ``model``, ``window``, ``iters``,
@@ -249,33 +201,29 @@ def track(model: PIPsTracker, params: Any, video, queries, *, window: int, iters
     tracks, logits = jax.lax.map(one_chunk, (split(b_idx), split(t_q), split(xy)))
     tracks = tracks.reshape((-1, num_frames, 2))[:rows].reshape(b, n, num_frames, 2)
     logits = logits.reshape((-1, num_frames))[:rows].reshape(b, n, num_frames)
-    threshold = jnp.float32(vis_threshold)
-    if anchor is not False and anchor is not None:
-        cfg = anchor if isinstance(anchor, _anchor.AnchorConfig) else _anchor.AnchorConfig()
-        tracks, accepted = anchor_clips(video, queries, tracks, cfg)
-        firm = _anchor.firm_threshold(cfg, vis_threshold)
-        if firm is not None:  # a point-frame whose patch was not found: the firm threshold
-            threshold = jnp.where(accepted, threshold, jnp.float32(firm))
+    cfg = anchor_config(anchor)
+    accepted = lost = None
+    if cfg is not None:
+        tracks, accepted, lost = anchor_clips(video, queries, tracks, cfg, with_lost=True)
     if not model.visibility_head:
         return {"tracks": tracks, "occlusion": None, "visible": None}
-    at_query = jnp.arange(num_frames)[None, None] == t_q[:rows].reshape(b, n)[..., None]
-    return {"tracks": tracks, "occlusion": threshold - logits,
-            "visible": (logits > threshold) | at_query}
+    at_query = post.at_query_frame(t_q[:rows], num_frames).reshape(b, n, num_frames)
+    visible, threshold = post.visibility(logits, vis_threshold, cfg, accepted, at_query, lost)
+    return {"tracks": tracks, "occlusion": threshold - logits, "visible": visible}
 
 
 def make_tracker(model: PIPsTracker,
                  settings: Union[None, Mapping, TrackingSettings] = None,
                  point_chunk: int = 16,
-                 anchor: Union[None, bool, "_anchor.AnchorConfig"] = None):
+                 anchor: Union[None, bool, AnchorConfig] = None):
     """``fn(params, video, queries) -> dict``: :func:`track` with ``model`` and the window,
     iterations, carry, anchoring and visibility threshold of ``settings`` bound (a
     :class:`~objtrack_jax.settings.TrackingSettings` or the weights' ``info``; None: the defaults
-    of weights that record nothing). ``anchor`` (None: ``settings.anchor``) switches the
-    anchoring stage on or off. Pure: wrap it in ``jax.jit`` / ``jax.vmap`` as needed."""
+    of weights that record nothing). ``anchor`` (None: ``settings.anchor``; True, False or an
+    :class:`~objtrack_jax.anchor.AnchorConfig`, :func:`objtrack_jax.settings.anchor_config`)
+    switches the anchoring stage on or off. Pure: wrap it in ``jax.jit`` / ``jax.vmap`` as needed."""
     s = resolve(settings)  # the one settings path (objtrack_jax.settings.resolve)
-    use_anchor = s.anchor if anchor is None else anchor
-    if not isinstance(use_anchor, (bool, _anchor.AnchorConfig)):
-        raise ValueError(f"anchor must be True, False or an AnchorConfig, got {anchor!r}")
+    use_anchor = s.anchor if anchor is None else anchor_config(anchor)
 
     def tracker(params, video, queries):
         return track(model, params, video, queries, window=s.window, iters=s.iters,

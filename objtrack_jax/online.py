@@ -45,12 +45,14 @@ end-of-stream window could still rewrite them). So it runs one window behind the
 the same frames at the finer resolution, and the delay becomes ``D = 2 (S - 1)`` frames
 (window 8: 14). Visibility comes from the first pass, as offline.
 
-**Anchoring** (``TrackingSettings.anchor``, :mod:`objtrack_jax.anchor`) runs in the host
-class on each emitted frame, as ``track_queries`` runs it after the passes: the query's template
-is taken from the input frame at the query when that frame arrives, each slot carries its
-correction forward in time, and the input frames are kept until their estimates are emitted (at
-most ``D`` + one chunk of them). A frame's refinement needs only that frame, so the latency is
-unchanged; the results equal the forward half of :func:`objtrack_jax.anchor.anchor_tracks`.
+**Anchoring** (``TrackingSettings.anchor``, the post-network stage :mod:`objtrack_jax.post`)
+runs in the host class on each emitted frame, as ``track_queries`` runs it after the passes and
+with the same per-frame driver (:class:`objtrack_jax.post.Stream` over
+:func:`objtrack_jax.post.scan_frames`): the query's template is taken from the input frame at
+the query when that frame is anchored, each slot carries its state forward in time, and the
+input frames are kept until their estimates are emitted (at most ``D`` + one chunk of them). A
+frame's refinement needs only that frame, so the latency is unchanged; the results equal the
+forward half of :func:`objtrack_jax.post.anchor_tracks`.
 
 **Provisional estimates.** :meth:`OnlineCore.latest` gives each slot's latest position (the end
 of its last window, the zero-velocity estimate of every frame after it) without delay.
@@ -73,6 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from objtrack_jax import anchor as anchor_mod
+from objtrack_jax import post
 from objtrack_jax.inference import CARRY_MODES, MIN_CHUNK, window_step
 from objtrack_jax.models.correlation import sample_features
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker
@@ -615,100 +618,6 @@ class Emitted(NamedTuple):
     visible: np.ndarray
 
 
-class _Anchoring:
-    """The anchoring stage (:mod:`objtrack_jax.anchor`) of :class:`OnlineTracker`, on the host
-    side of the core: each emitted estimate is re-aligned to its query's patch in the input
-    frame, as :func:`objtrack_jax.tracking.run_tracking` does after the passes.
-
-    Fixed-size state, whatever the stream's length: the input frames not yet emitted (a ring of
-    ``latency + chunk`` frames), each slot's query templates (``capacity`` rows, computed from
-    the input frame at the query when that frame arrives) and each slot's carry
-    (:func:`objtrack_jax.anchor.init_carry`, reset when a query starts in the slot). The frames a
-    window emits are refined in time order, ``piece`` frames per jitted call (one compiled
-    shape), the slots active where they track and the frame is after their query frame (the
-    forward half of :func:`objtrack_jax.anchor.anchor_tracks`)."""
-
-    def __init__(self, capacity: int, frame_size: tuple, ring: int, piece: int,
-                 config: Optional["anchor_mod.AnchorConfig"] = None):
-        self.cfg = config or anchor_mod.AnchorConfig()
-        self.capacity, self.frame_size = int(capacity), tuple(frame_size)
-        self.ring, self.piece = int(ring), int(piece)
-        self.frames: Optional[np.ndarray] = None  # [ring, H, W, 3], allocated at the first push
-        self._template = anchor_mod.template_fn(self.cfg)
-        self._refine = anchor_mod.frames_fn(self.cfg)
-        zero = jnp.zeros(self.frame_size + (3,), jnp.float32)
-        self.tmpl = self._template(zero, jnp.zeros((self.capacity, 2), jnp.float32))
-        self.carry = anchor_mod.init_carry(self.tmpl)
-        self.pending = np.zeros(self.capacity, bool)  # templates due from the next frame
-        self.query = np.zeros((self.capacity, 2), np.float32)  # (x, y) input pixels
-
-    def add(self, slots, xy) -> None:
-        """Queries at ``xy`` (input pixels) start in ``slots`` at the next frame to arrive."""
-        self.pending[slots] = True
-        self.query[slots] = np.asarray(xy, np.float32)
-
-    def drop(self, mask) -> None:
-        self.pending &= ~mask
-
-    def store(self, first: int, frames: np.ndarray) -> None:
-        """Keeps ``frames`` (``[k, H, W, 3]``, frames ``first ..``) until emitted; the pending
-        queries (at frame ``first``) take their templates from ``frames[0]``."""
-        if self.frames is None or (frames.dtype != self.frames.dtype
-                                   and self.frames.dtype != np.float32):
-            old = self.frames
-            dt = np.uint8 if frames.dtype == np.uint8 and old is None else np.float32
-            self.frames = np.zeros((self.ring,) + self.frame_size + (3,), dt)
-            if old is not None:
-                self.frames[:] = old
-        rows = np.arange(first, first + len(frames)) % self.ring
-        self.frames[rows] = frames
-        if self.pending.any():
-            new = self._template(jnp.asarray(frames[0], jnp.float32), jnp.asarray(self.query))
-            mask = jnp.asarray(self.pending)
-
-            def pick(a, b):
-                return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-
-            self.tmpl = jax.tree_util.tree_map(pick, new, self.tmpl)
-            fresh = anchor_mod.init_carry(self.tmpl)
-            self.carry = jax.tree_util.tree_map(pick, fresh, self.carry)
-            self.pending[:] = False
-
-    def apply(self, idx: np.ndarray, tracks: np.ndarray, start: np.ndarray) -> np.ndarray:
-        """Anchors the emitted ``tracks [capacity, k, 2]`` (input pixels, NaN where a slot was
-        not tracking) of frames ``idx`` (ascending), slots with query frames ``start``. Returns
-        ``(tracks, accepted [capacity, k])``."""
-        out = tracks.copy()
-        accepted = np.zeros(tracks.shape[:2], bool)
-        f = self.piece
-        for a in range(0, len(idx), f):
-            sub = idx[a:a + f]
-            m = len(sub)
-            frames = self.frames[sub % self.ring].astype(np.float32)
-            if m < f:  # one compiled shape: inactive copies of the last frame
-                frames = np.concatenate([frames, np.repeat(frames[-1:], f - m, 0)])
-            cur = np.swapaxes(tracks[:, a:a + m], 0, 1)  # [m, capacity, 2]
-            active = np.zeros((f, self.capacity), bool)
-            active[:m] = np.isfinite(cur).all(-1) & (sub[:, None] > start[None, :])
-            xy = np.zeros((f, self.capacity, 2), np.float32)
-            xy[:m] = np.where(active[:m, :, None], cur, 0.0)
-            new, _, ok, self.carry = self._refine(jnp.asarray(frames), self.tmpl, jnp.asarray(xy),
-                                                  jnp.asarray(active), self.carry)
-            accepted[:, a:a + m] = np.swapaxes(np.asarray(ok)[:m], 0, 1)
-            new = np.swapaxes(np.asarray(new)[:m], 0, 1)
-            act = np.swapaxes(active[:m], 0, 1)
-            out[:, a:a + m] = np.where(act[..., None], new, out[:, a:a + m])
-        return out, accepted
-
-    def warm_up(self) -> None:
-        """Compiles the template and refinement programs (nothing in the state changes)."""
-        zero = jnp.zeros(self.frame_size + (3,), jnp.float32)
-        jax.block_until_ready(self._template(zero, jnp.asarray(self.query)))
-        frames = jnp.zeros((self.piece,) + self.frame_size + (3,), jnp.float32)
-        jax.block_until_ready(self._refine(frames, self.tmpl,
-                                           jnp.zeros((self.piece, self.capacity, 2), jnp.float32),
-                                           jnp.zeros((self.piece, self.capacity), bool),
-                                           self.carry))
 
 
 class OnlineTracker:
@@ -734,9 +643,10 @@ class OnlineTracker:
       window, iters, carry, resolution, short_side, refine_scale, refine_iters, max_memory_mb,
         anchor, and any other :class:`~objtrack_jax.settings.TrackingSettings` field: keyword
         overrides (None keeps the value; ``refine_scale`` 0: one pass). ``anchor``: re-align
-        every emitted estimate to its query frame's patch (:mod:`objtrack_jax.anchor`, as
-        ``track_queries`` does after the passes). Same latency: the refinement of a frame needs
-        only that frame, the query's template and the carry from the frame before.
+        every emitted estimate to its query frame's patch (:mod:`objtrack_jax.post`, as
+        ``track_queries`` does after the passes): True, False or an
+        :class:`~objtrack_jax.anchor.AnchorConfig`. Same latency: the refinement of a frame
+        needs only that frame, the query's template and the carry from the frame before.
       chunk: frames per call of the jitted step (inputs are padded to it, one compilation).
     """
 
@@ -764,8 +674,8 @@ class OnlineTracker:
         size = s.model_size(*hw)
         fine = refine_size(size, s.refine_scale, model.stride)
         self.settings = s
-        firm = anchor_mod.firm_threshold(anchor_mod.AnchorConfig(), vis_threshold) if anchor \
-            else None
+        cfg = s.anchor  # an AnchorConfig or None (TrackingSettings.anchor)
+        firm = None if cfg is None else anchor_mod.firm_threshold(cfg, vis_threshold)
         self.core = make_core(model, size, window=window, iters=iters, carry=carry,
                               fine_size=fine, fine_iters=refine_iters, input_size=hw,
                               max_memory_mb=max_memory_mb, vis_threshold=vis_threshold,
@@ -788,9 +698,11 @@ class OnlineTracker:
         self._active = np.zeros(self.capacity, bool)
         self._step = _step_fn(self.core)
         # the anchoring stage: frames kept until emitted (latency + one chunk of the step)
-        self.anchor = (_Anchoring(self.capacity, hw, self.core.latency + self.chunk, self.chunk)
-                       if anchor else None)
+        self.anchor = (None if cfg is None else
+                       post.Stream(cfg, self.capacity, hw, self.core.latency + self.chunk,
+                                   self.chunk))
         self.frames_seen = 0
+        self.finished = False  # finish() was called: the stream takes no more frames
         self.step_seconds: list[float] = []  # wall time of each push, per frame
 
     @property
@@ -830,6 +742,7 @@ class OnlineTracker:
     def add(self, queries) -> np.ndarray:
         """Starts ``queries`` (``[n, 3]`` ``(t, y, x)`` input pixels, ``t`` = the next frame's
         index :attr:`frames_seen`) in free slots; returns their slot indices."""
+        self._check_open("add")
         q = np.asarray(queries, np.float64)
         if q.ndim != 2 or q.shape[1] != 3:
             raise ValueError(f"queries must be [n, 3] rows of (t, y, x), got shape {q.shape}")
@@ -868,13 +781,29 @@ class OnlineTracker:
         return slots
 
     def drop(self, slots) -> None:
-        """Frees ``slots`` (indices); frames of theirs not yet emitted are not emitted."""
+        """Frees ``slots`` (indices of slots in use, 0 .. capacity - 1); frames of theirs not
+        yet emitted are not emitted."""
+        idx = np.asarray(slots).reshape(-1)
+        if idx.size and (idx.dtype.kind not in "iu" or not np.all(idx == np.round(idx))):
+            raise ValueError(f"drop: slots must be integer slot indices, got {slots!r}")
+        idx = idx.astype(np.int64)
+        bad = idx[(idx < 0) | (idx >= self.capacity)]
+        if bad.size:
+            raise ValueError(f"drop: slot {bad[0]} does not exist; the slots are 0.."
+                             f"{self.capacity - 1}")
+        free = idx[~self._active[idx]]
+        if free.size:
+            raise ValueError(f"drop: slot {free[0]} is not in use (the slots in use: "
+                             f"{np.flatnonzero(self._active).tolist()})")
         mask = np.zeros(self.capacity, bool)
-        mask[np.asarray(slots, np.int64)] = True
+        mask[idx] = True
         self.state = self.core.drop(self.state, mask)
         self._active &= ~mask
-        if self.anchor is not None:
-            self.anchor.drop(mask)
+
+    def _check_open(self, what: str) -> None:
+        if self.finished:
+            raise ValueError(f"{what} after finish(): the stream is finished; start another "
+                             "stream with a new OnlineTracker")
 
     def _resize(self, frames, size):
         from objtrack_jax.video_io import resize_video
@@ -887,6 +816,7 @@ class OnlineTracker:
         behind; none before the stream is ``latency`` frames long)."""
         import time
 
+        self._check_open("push")
         frames = np.asarray(frames)
         if frames.ndim == 3:
             frames = frames[None]
@@ -926,17 +856,19 @@ class OnlineTracker:
         idx, tracks, visible = idx[ok], tracks[:, ok], visible[:, ok]
         firm = None if firm is None else firm[:, ok]
         out = (tracks / self._out_scale).astype(np.float32)  # as offline: float64, then float32
-        at_query = self._start[:, None] == idx[None, :]
-        query = self._query[:, None].astype(np.float32)  # exactly the query at its frame
-        out = np.where(at_query[..., None] & np.isfinite(out), query, out).astype(np.float32)
+        at_query = (self._start[:, None] == idx[None, :]) & np.isfinite(out).all(-1)
+        out = post.lock_query(out, at_query, self._query)  # exactly the query at its frame
         if self.anchor is not None and len(idx):
-            out, accepted = self.anchor.apply(idx, out, self._start)
+            out, accepted, lost = self.anchor.apply(idx, out, self._start)
             if firm is not None:
-                visible = anchor_mod.fuse_visibility(visible, firm, accepted | at_query)
+                visible = post.fuse(visible, firm, accepted, at_query, lost)
         return Emitted(idx, out, visible)
 
     def finish(self) -> Emitted:
-        """Ends the stream: the final estimates of the last :attr:`latency` frames."""
+        """Ends the stream: the final estimates of the last :attr:`latency` frames. The tracker
+        then takes no more frames or queries."""
+        self._check_open("finish")
+        self.finished = True
         tracks, visible, *rest = self.core.finish(self.params, self.state)
         firm = np.asarray(rest[0]) if len(rest) == 2 else None
         return self._to_input(rest[-1], np.asarray(tracks), np.asarray(visible), firm)

@@ -41,6 +41,10 @@ import math
 import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import numpy as np
+
+from objtrack_jax.anchor import AnchorConfig
+
 log = logging.getLogger(__name__)
 
 CARRY_MODES = ("pips2", "paper", "none")
@@ -72,6 +76,31 @@ def check_refine_scale(value, what: str = "refine_scale") -> Optional[float]:
         raise ValueError(f"{what} must be 0 (one pass) or between 1 and {MAX_REFINE_SCALE:g} "
                          f"(times the model resolution), got {value!r}")
     return f
+
+
+_ANCHOR_DEFAULT = AnchorConfig()  # the validated anchoring (the one AnchorConfig() built)
+
+
+def anchor_config(value) -> Optional[AnchorConfig]:
+    """The one reading of the ``anchor`` setting: an :class:`~objtrack_jax.anchor.AnchorConfig`
+    as it is, a mapping of its fields (``as_dict``'s form), True for the validated defaults;
+    False or None: off (None). Anything else: ``ValueError``."""
+    if isinstance(value, np.bool_):  # e.g. read back from an .npz
+        value = bool(value)
+    if value is None or value is False:
+        return None
+    if value is True:
+        return _ANCHOR_DEFAULT
+    if isinstance(value, AnchorConfig):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return AnchorConfig(**value)
+        except TypeError:
+            raise ValueError(f"anchor: unknown field(s) in {dict(value)!r}; AnchorConfig has "
+                             f"{[f.name for f in dataclasses.fields(AnchorConfig)]}") from None
+    raise ValueError(f"anchor must be True or False, an AnchorConfig or a mapping of its "
+                     f"fields, got {value!r}")
 
 
 def model_hw(value, what: str = "resolution") -> tuple[int, int]:
@@ -160,8 +189,11 @@ class TrackingSettings:
         query groups side by side, so that videos of one shape share compiled programs (same
         results up to float rounding).
       anchor: after the network, re-align every estimate to its query frame's patch
-        (:mod:`objtrack_jax.anchor`: sub-pixel, removes the drift that window restarts
-        accumulate). Not part of PIPs++: off by default and for the reproduction protocols.
+        (:mod:`objtrack_jax.post`, rules in :mod:`objtrack_jax.anchor`: sub-pixel, removes the
+        drift that window restarts accumulate): its :class:`~objtrack_jax.anchor.AnchorConfig`,
+        or None (off). True / False (``config.json``, ``--anchor`` / ``--no-anchor``) are read
+        as the validated ``AnchorConfig()`` / None (:func:`anchor_config`). Not part of PIPs++:
+        off by default and for the reproduction protocols.
       vis_threshold: a point-frame is visible where the visibility logit is above this (0:
         probability 0.5; weights may record one chosen on held-out data,
         ``scripts/calibrate_visibility.py``).
@@ -177,7 +209,7 @@ class TrackingSettings:
     chunk_size: Optional[int] = None
     max_memory_mb: Optional[int] = None
     bucket: bool = True
-    anchor: bool = False
+    anchor: Optional[AnchorConfig] = None
     vis_threshold: float = 0.0
 
     def __post_init__(self):
@@ -206,10 +238,9 @@ class TrackingSettings:
             raise ValueError(f"vis_threshold must be a finite number (a visibility logit), got "
                              f"{self.vis_threshold!r}")
         object.__setattr__(self, "vis_threshold", thr)
-        for name in ("bucket", "anchor"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, bool(getattr(self, name)))
+        if not isinstance(self.bucket, bool):
+            raise ValueError(f"bucket must be True or False, got {self.bucket!r}")
+        object.__setattr__(self, "anchor", anchor_config(self.anchor))
 
     # ----------------------------------------------------------------------------------------------
 
@@ -238,7 +269,8 @@ class TrackingSettings:
         return refine_size(size, self.refine_scale)
 
     def as_dict(self) -> dict:
-        """JSON-friendly dict of every field (``resolution`` as a list)."""
+        """JSON-friendly dict of every field (``resolution`` as a list, ``anchor`` None or the
+        dict of its :class:`~objtrack_jax.anchor.AnchorConfig` fields, read back as such)."""
         d = dataclasses.asdict(self)
         if d["resolution"] is not None:
             d["resolution"] = list(d["resolution"])
@@ -250,7 +282,11 @@ class TrackingSettings:
                f"short side {self.short_side or DEFAULT_SHORT_SIDE}")
         second = (f", second pass x{self.refine_scale:g} ({self.second_pass_iters} iters)"
                   if self.refine_scale else "")
-        anchored = ", anchored to the query frame" if self.anchor else ""
+        changed = [f"{f.name} {getattr(self.anchor, f.name)}"
+                   for f in dataclasses.fields(AnchorConfig) if self.anchor is not None
+                   and getattr(self.anchor, f.name) != getattr(_ANCHOR_DEFAULT, f.name)]
+        anchored = "" if self.anchor is None else ", anchored to the query frame" + (
+            f" ({', '.join(changed)})" if changed else "")
         vis = f", visible above logit {self.vis_threshold:g}" if self.vis_threshold else ""
         return (f"window {self.window}, iters {self.iters}, {res}{second}, carry {self.carry}"
                 f"{anchored}{vis}")

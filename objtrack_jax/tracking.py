@@ -17,8 +17,9 @@
   first pass at short side 192, second at twice that, chosen on the val split; README).
   Visibility comes from the first pass.
 * Optionally (``settings.anchor``, on for the shipped weights) every estimate is then re-aligned
-  to its query frame's patch at the input resolution (:mod:`objtrack_jax.anchor`): sub-pixel
-  placement, and the drift that the window restarts accumulate on still content is removed.
+  to its query frame's patch at the input resolution (the post-network stage,
+  :mod:`objtrack_jax.post`, with the rules of :mod:`objtrack_jax.anchor`): sub-pixel placement,
+  and the drift that the window restarts accumulate on still content is removed.
 
 Settings: one :class:`~objtrack_jax.settings.TrackingSettings` (window, iterations, resolution,
 second pass, carry, chunks, memory budget), by default the loaded weights' validated one:
@@ -39,7 +40,7 @@ Visibility: if the model has a visibility head, ``visible = logit > settings.vis
 unless the weights record a threshold chosen on held-out data; the query frame itself is always
 visible). With anchoring, a point-frame whose patch was found neither from the query nor from the
 previous frame is visible only when its logit is also above ``AnchorConfig.hide_logit``
-(:func:`objtrack_jax.anchor.fuse_visibility`). Without a head no visibility is returned
+(:func:`objtrack_jax.post.visibility`). Without a head no visibility is returned
 (``None``) -- never made up.
 """
 
@@ -51,7 +52,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from objtrack_jax import anchor
+from objtrack_jax import anchor, post
 from objtrack_jax.inference import (encode_frames, num_windows, to_point_major, to_time_major,
                                     track_segments, track_windows)
 from objtrack_jax.memory import check_memory, default_budget_mb, inference_model, point_chunk_size
@@ -276,8 +277,9 @@ def _write_group(tracks, logits, t, idx, fwd, bwd, xy_query, scale) -> None:
     pixels, each from frame ``t``) into ``tracks [n, T, 2]`` (input pixels, the queries kept
     exactly at frame ``t``) and ``logits [n, T]`` at the group's rows ``idx``."""
     seg = np.concatenate([bwd[0][::-1][:t], fwd[0]], 0)  # [T, n_g, 2] model px
-    tracks[idx] = to_point_major(seg / scale).astype(np.float32)
-    tracks[idx, t] = xy_query[idx]
+    at_query = post.at_query_frame(np.full(len(idx), t), len(seg))
+    tracks[idx] = post.lock_query(to_point_major(seg / scale).astype(np.float32), at_query,
+                                  xy_query[idx])
     if logits is not None:
         logits[idx] = to_point_major(np.concatenate([bwd[1][::-1][:t], fwd[1]], 0))
 
@@ -387,8 +389,8 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
         total = sum(num_windows(num_frames - t, s.window) + num_windows(t + 1, s.window)
                     for t, _ in groups)
         total *= 2 if fine is not None else 1
-        if s.anchor:
-            total += anchor.num_chunks(num_frames, t_query)
+        if s.anchor is not None:
+            total += post.num_chunks(num_frames, t_query)
         bar = tqdm(total=total, desc="tracking", unit="win")
     tick = bar.update if bar is not None else None
     chunk_size = s.chunk_size or point_chunk_size(s.window, int(model.latent_dim), s.max_memory_mb)
@@ -398,19 +400,15 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
                     tracks, logits, s, chunk_size, tick)
         if fine is not None:
             _second_pass(model, params, source, tracks, groups, xy_query, fine, s, chunk_size, tick)
-        if s.anchor:
-            tracks, accepted, scores = anchor.anchor_tracks(source, tracks, queries,
-                                                            on_chunk=tick)
+        if s.anchor is not None:
+            tracks, accepted, scores = post.anchor_tracks(source, tracks, queries, s.anchor,
+                                                          on_chunk=tick)
     finally:
         if bar is not None:
             bar.close()
     if not has_vis:
         return tracks, None, None
-    visible = logits > s.vis_threshold
-    firm = None if accepted is None else anchor.firm_threshold(anchor.AnchorConfig(),
-                                                                s.vis_threshold)
-    if firm is not None:
-        visible = anchor.fuse_visibility(visible, logits > firm, accepted,
-                                         scores == anchor.LOST_SCORE)
-    visible[np.arange(n), t_query] = True
+    lost = None if accepted is None else scores == anchor.LOST_SCORE
+    visible, _ = post.visibility(logits, s.vis_threshold, s.anchor, accepted,
+                                 post.at_query_frame(t_query, num_frames), lost)
     return tracks, visible, logits

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from objtrack_jax import anchor
+from objtrack_jax import anchor, post
 from objtrack_jax.settings import TrackingSettings, from_info
 
 H, W, T = 96, 128, 24
@@ -65,7 +65,7 @@ def test_removes_drift_to_subpixel(slow_clip):
     q = grid_queries()
     truth = truth_tracks(q, shifts)
     est = drifted(truth)
-    out, ok, score = anchor.anchor_tracks(video, est, q)
+    out, ok, score = post.anchor_tracks(video, est, q)
     err_before = np.linalg.norm(est - truth, axis=-1)
     err = np.linalg.norm(out - truth, axis=-1)
     assert err_before[:, -1].min() > 5.0
@@ -81,7 +81,7 @@ def test_brightness_change_does_not_move_points(slow_clip):
     truth = truth_tracks(q, shifts)
     gain = 1.0 + 0.15 * np.sin(np.arange(T))[:, None, None, None]
     lit = np.clip(video * gain * 0.8 + 12.0, 0, 255)
-    out, ok, _ = anchor.anchor_tracks(lit, drifted(truth), q)
+    out, ok, _ = post.anchor_tracks(lit, drifted(truth), q)
     assert ok.mean() > 0.95
     assert np.median(np.linalg.norm(out - truth, axis=-1)) < 0.08
 
@@ -94,7 +94,7 @@ def test_occluded_point_keeps_the_network_motion_and_last_correction(slow_clip):
     hidden = video.copy()
     x, y = truth[12, 10:16].mean(0).round().astype(int)  # the centre point, frames 10-15
     hidden[10:16, y - 12:y + 13, x - 12:x + 13] = texture(seed=7)[:25, :25]  # another texture
-    out, ok, score = anchor.anchor_tracks(hidden, est, q)
+    out, ok, score = post.anchor_tracks(hidden, est, q)
     assert not ok[12, 10:16].any(), score[12, 10:16]
     assert ok[12, 9]
     # hidden: the network's estimate moved by the correction accepted at frame 9
@@ -106,7 +106,7 @@ def test_occluded_point_keeps_the_network_motion_and_last_correction(slow_clip):
     assert ok[12, 16:].all()  # found again once uncovered (the carried correction)
     # keep_correction off: the network's estimate itself
     cfg = anchor.AnchorConfig(keep_correction=False)
-    out2, ok2, _ = anchor.anchor_tracks(hidden, est, q, cfg)
+    out2, ok2, _ = post.anchor_tracks(hidden, est, q, cfg)
     np.testing.assert_array_equal(out2[12, 10:16], est[12, 10:16])
     np.testing.assert_array_equal(ok2, ok)
 
@@ -116,7 +116,7 @@ def test_flat_patch_is_not_moved():
     q = grid_queries(n=2)
     est = np.repeat(q[:, None, [2, 1]], 6, 1) + 1.5
     est[:, 0] = q[:, [2, 1]]
-    out, ok, _ = anchor.anchor_tracks(video, est, q)
+    out, ok, _ = post.anchor_tracks(video, est, q)
     assert not ok[:, 1:].any()
     np.testing.assert_array_equal(out[:, 1:], est[:, 1:])
 
@@ -126,7 +126,7 @@ def test_queries_after_frame_zero_refine_both_directions(slow_clip):
     q = np.concatenate([grid_queries(t=9, n=3), grid_queries(t=0, n=2)])
     truth = np.concatenate([truth_tracks(q[:9], shifts), truth_tracks(q[9:], shifts)])
     est = np.concatenate([drifted(truth[:9], t0=9), drifted(truth[9:])])
-    out, ok, _ = anchor.anchor_tracks(video, est, q)
+    out, ok, _ = post.anchor_tracks(video, est, q)
     err = np.linalg.norm(out - truth, axis=-1)
     assert ok.mean() > 0.95
     assert err[:9, :9].max() < 0.3 and err[:9, 10:].max() < 0.3  # backward and forward of t=9
@@ -138,15 +138,15 @@ def test_same_result_for_any_chunking(slow_clip):
     q = np.concatenate([grid_queries(t=5, n=3), grid_queries(t=0, n=3)])
     est = drifted(np.concatenate([truth_tracks(q[:9], shifts), truth_tracks(q[9:], shifts)]),
                   per_frame=(0.3, -0.2))
-    a = anchor.anchor_tracks(video, est, q, chunk=16)
-    b = anchor.anchor_tracks(video, est, q, chunk=5)
+    a = post.anchor_tracks(video, est, q, chunk=16)
+    b = post.anchor_tracks(video, est, q, chunk=5)
     np.testing.assert_allclose(a[0], b[0], atol=1e-4)
     np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_empty_inputs():
     video = np.zeros((3, H, W, 3), np.uint8)
-    out, ok, score = anchor.anchor_tracks(video, np.zeros((0, 3, 2), np.float32),
+    out, ok, score = post.anchor_tracks(video, np.zeros((0, 3, 2), np.float32),
                                           np.zeros((0, 3), np.float32))
     assert out.shape == (0, 3, 2) and ok.shape == (0, 3) and score.shape == (0, 3)
 
@@ -161,8 +161,9 @@ def test_config_checked(kw, word):
 
 
 def test_setting_is_recorded_and_checked():
-    assert TrackingSettings().anchor is False  # weights that record nothing: PIPs++ as it is
-    assert from_info({"inference": {"window": 8, "iters": 4, "anchor": True}}).anchor is True
+    assert TrackingSettings().anchor is None  # weights that record nothing: PIPs++ as it is
+    assert from_info({"inference": {"window": 8, "iters": 4, "anchor": True}}).anchor == \
+        anchor.AnchorConfig()  # config.json's "anchor": true, the validated configuration
     with pytest.raises(ValueError, match="anchor"):
         TrackingSettings(anchor="yes")
     with pytest.raises(ValueError, match="config.json.*anchor"):
@@ -195,7 +196,7 @@ def test_track_queries_anchors_when_set(slow_clip, small_model):
     off, _, _ = track_queries(model, params, video, q, settings=base, progress=False)
     on, _, _ = track_queries(model, params, video, q, settings=base.replace(anchor=True),
                              progress=False)
-    ref, ok, _ = anchor.anchor_tracks(video, off, q)
+    ref, ok, _ = post.anchor_tracks(video, off, q)
     np.testing.assert_allclose(on, ref, atol=1e-5)
     err_on = np.linalg.norm(on - truth, axis=-1)
     assert np.median(err_on[ok]) < 0.1

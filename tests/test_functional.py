@@ -123,9 +123,9 @@ def _drifted_truth(queries, frames, per_frame=(0.15, -0.25)):
 
 def test_anchor_clips_equals_anchor_tracks():
     """The pure anchoring stage (two scans, templates taken at the query frames) equals the
-    host driver objtrack_jax.anchor.anchor_tracks on each clip of a batch, in both directions
+    host driver objtrack_jax.post.anchor_tracks on each clip of a batch, in both directions
     from queries at frames 0, 2 and 5; it removes the drift; it runs under jax.vmap."""
-    from objtrack_jax import anchor
+    from objtrack_jax import post
     from objtrack_jax.functional import anchor_clips
 
     frames = 9
@@ -143,7 +143,7 @@ def test_anchor_clips_equals_anchor_tracks():
     assert err <= 1e-3
     np.testing.assert_array_equal(np.asarray(mapped_ok[:, 0]), np.asarray(ok))
     for b in range(2):
-        ref, ref_ok, _ = anchor.anchor_tracks(videos[b], est[b], queries[b])
+        ref, ref_ok, _ = post.anchor_tracks(videos[b], est[b], queries[b])
         err = float(np.abs(np.asarray(got[b]) - ref).max())
         print(f"clip {b}: anchor_clips vs anchor_tracks max |diff| {err:.2e} px, "
               f"accepted {ref_ok.mean():.2f}")
@@ -157,9 +157,9 @@ def test_anchor_clips_equals_anchor_tracks():
 
 def test_make_tracker_anchors_as_the_settings_say(small_model):
     """Weights whose settings record ``anchor`` get the anchoring stage from make_tracker: the
-    tracks equal objtrack_jax.anchor.anchor_tracks applied to the network's tracks (the same
+    tracks equal objtrack_jax.post.anchor_tracks applied to the network's tracks (the same
     tracker with ``anchor=False``)."""
-    from objtrack_jax import anchor
+    from objtrack_jax import anchor, post
 
     model, params = small_model
     info = {"inference": {"window": 8, "iters": 2, "anchor": True}}
@@ -169,7 +169,7 @@ def test_make_tracker_anchors_as_the_settings_say(small_model):
     plain = jax.jit(make_tracker(model, info, anchor=False))(params, videos, queries)
     out = jax.jit(make_tracker(model, info))(params, videos, queries)
     net = np.asarray(plain["tracks"][0])
-    ref, ok, _ = anchor.anchor_tracks(videos[0], net, queries[0])
+    ref, ok, _ = post.anchor_tracks(videos[0], net, queries[0])
     err = float(np.abs(np.asarray(out["tracks"][0]) - ref).max())
     moved = float(np.abs(ref - net).max())
     print(f"make_tracker anchored vs anchor_tracks on its network tracks: max |diff| {err:.2e} px; "

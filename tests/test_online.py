@@ -265,6 +265,41 @@ def test_bad_input_is_named(shipped):
         OnlineTracker(shipped[0], shipped[1], (H, W))
 
 
+def test_drop_names_a_bad_slot(shipped):
+    """``drop`` takes the indices of slots in use: a negative or out-of-range index (``[-1]``
+    would free the last slot through numpy indexing) or a free slot is a ValueError naming it
+    and the valid range; nothing is freed."""
+    tracker = make_tracker(shipped, 8)
+    slots = tracker.add(queries_at(0, 2, seed=3))
+    for bad, words in (([-1], r"slot -1 does not exist; the slots are 0\.\.7"),
+                       ([8], r"slot 8 does not exist; the slots are 0\.\.7"),
+                       ([slots[0], 5], r"slot 5 is not in use"),
+                       ([0.5], "integer slot indices")):
+        with pytest.raises(ValueError, match=words):
+            tracker.drop(bad)
+    in_use = set(range(tracker.capacity)) - set(tracker.free_slots().tolist())
+    assert in_use == set(slots.tolist())  # nothing was freed
+    tracker.drop(slots[:1])
+    with pytest.raises(ValueError, match=f"slot {slots[0]} is not in use"):
+        tracker.drop(slots[:1])  # twice
+    tracker.drop([])  # nothing to free
+
+
+def test_push_after_finish_is_an_error(shipped):
+    """After ``finish`` the stream is over: ``push``, ``add`` and a second ``finish`` raise
+    (they used to re-emit revised frames) and say how to start another stream."""
+    tracker = make_tracker(shipped, 8)
+    tracker.add(queries_at(0, 1, seed=4))
+    video = photo_clip(3, H, W)
+    tracker.push(video[:2])
+    out = tracker.finish()
+    assert len(out.frames) == 2
+    for call in (lambda: tracker.push(video[2]), lambda: tracker.add(queries_at(2, 1, seed=5)),
+                 tracker.finish):
+        with pytest.raises(ValueError, match="the stream is finished.*new OnlineTracker"):
+            call()
+
+
 def test_track_online_cli(tmp_path, capsys):
     """``objtrack track --online`` on a small file: the .npz holds the tracks of every frame and
     the per-frame compute time; the report names the latency in frames."""

@@ -75,7 +75,7 @@ def test_online_tracker_takes_it_from_the_settings(small_model):
 def test_host_loop_with_anchoring_hides_unmatched_hesitant_points(small_model):
     """With anchoring, a point-frame whose patch was found neither from the query nor from the
     previous frame is visible only above AnchorConfig.hide_logit (anchor.fuse_visibility)."""
-    from objtrack_jax import anchor
+    from objtrack_jax import anchor, post
 
     model, params = small_model
     video = _video()
@@ -86,7 +86,7 @@ def test_host_loop_with_anchoring_hides_unmatched_hesitant_points(small_model):
     tracks, vis, logits1 = run_tracking(model, params, video, QUERIES,
                                         base.replace(vis_threshold=thr, anchor=True))
     np.testing.assert_array_equal(logits, logits1)
-    _, accepted, _ = anchor.anchor_tracks(video, net, QUERIES)
+    _, accepted, _ = post.anchor_tracks(video, net, QUERIES)
     firm = anchor.firm_threshold(anchor.AnchorConfig(), thr)
     want = anchor.fuse_visibility(logits > thr, logits > firm, accepted)
     want[np.arange(len(QUERIES)), QUERIES[:, 0].astype(int)] = True
