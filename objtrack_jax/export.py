@@ -3,7 +3,7 @@
 Two functions are exported, each with the weights folded in as constants:
 
 * ``window_step`` — one window of the PIPs++ protocol (docs/conventions.md, *Long videos*;
-  :func:`objtrack_jax.online.run_window`): the ``S`` frames are encoded together and the points
+  :func:`objtrack_jax.windows.run_window`): the ``S`` frames are encoded together and the points
   refined from their initial estimate, with the carried templates. A host loop around it
   (windows every ``S - 1`` frames, zero-velocity fill, templates carried) tracks any length,
   online or offline (docs/export.md shows the loop).
@@ -23,8 +23,9 @@ Two functions are exported, each with the weights folded in as constants:
 
 * ``track_clip`` — the whole forward pass on a clip of ``T`` frames (fixed at export) for queries
   at frame 0: ``frames [T, H, W, 3]``, ``queries [n, 2]`` (x, y) model pixels →
-  ``tracks [T, n, 2]``, ``vis_logits [T, n]``: the windows of :func:`objtrack_jax.inference.
-  track_windows` unrolled (one pass, at the model resolution).
+  ``tracks [T, n, 2]``, ``vis_logits [T, n]``: the windows of :mod:`objtrack_jax.windows`
+  unrolled as :func:`objtrack_jax.inference.track_windows` runs them (one pass, at the model
+  resolution).
 
 The point count ``n`` is symbolic in the StableHLO and SavedModel artifacts and in ONNX (a named
 dimension). Each artifact folder holds ``<function>.<ext>`` files and ``export.json``: the
@@ -48,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax.inference import window_starts
+from objtrack_jax import windows
 from objtrack_jax.models.tracker import PIPsTracker, tracker_config
 
 FORMATS = ("stablehlo", "savedmodel", "onnx")
@@ -70,27 +71,25 @@ def export_model(model: PIPsTracker) -> PIPsTracker:
 
 def window_step_fn(model: PIPsTracker, params: Any, iters: int, carry: str = "pips2"):
     """``fn(frames, init, feats1, feats2, feats4, fresh) -> (tracks, vis_logits, feats1,
-    feats2, feats4)`` (module docstring), params closed over."""
-    from objtrack_jax.online import run_window
-
+    feats2, feats4)`` (module docstring), params closed over:
+    :func:`objtrack_jax.windows.run_window`."""
     model = export_model(model)
 
-    def window_step(frames, init, feats1, feats2, feats4, fresh):
-        out = run_window(model, params, frames, init, (feats1, feats2, feats4), fresh > 0.5,
-                         iters, carry)
+    def one_window(frames, init, feats1, feats2, feats4, fresh):
+        out = windows.run_window(model, params, frames, init, (feats1, feats2, feats4),
+                                 fresh > 0.5, iters, carry)
         vis = out.vis_logits[0] if out.vis_logits is not None else jnp.zeros(init.shape[:2])
         return (out.tracks[0], vis) + tuple(f[0] for f in out.feats)
 
-    return window_step
+    return one_window
 
 
 def track_clip_fn(model: PIPsTracker, params: Any, num_frames: int, window: int, iters: int,
                   carry: str = "pips2"):
     """``fn(frames [T, H, W, 3], queries [n, 2]) -> (tracks [T, n, 2], vis_logits [T, n])``:
-    the offline engine's windows (:func:`objtrack_jax.inference.track_windows`) unrolled for
-    ``T = num_frames`` (a clip shorter than a window runs as one padded, masked window)."""
-    from objtrack_jax.online import run_window
-
+    the rules of :mod:`objtrack_jax.windows` on one segment of ``T = num_frames`` frames, its
+    windows unrolled (a clip shorter than a window runs as one padded, masked window), as
+    :func:`objtrack_jax.inference.track_windows` runs them."""
     model = export_model(model)
     t_len, s = int(num_frames), int(window)
     if t_len < 2:
@@ -99,28 +98,19 @@ def track_clip_fn(model: PIPsTracker, params: Any, num_frames: int, window: int,
     def track_clip(frames, queries):
         n = queries.shape[0]
         c = int(model.latent_dim)
-        trajs = jnp.broadcast_to(queries[None].astype(jnp.float32), (t_len, n, 2))
-        vis = jnp.zeros((t_len, n), jnp.float32)
-        if t_len < s:  # one window padded with the last frame, masked to the real ones
-            pad = lambda x: jnp.concatenate(  # noqa: E731
-                [x, jnp.repeat(x[-1:], s - t_len, 0)], 0)
-            zeros = jnp.zeros((s, n, c), model.dtype)
-            out = run_window(model, params, pad(frames), pad(trajs), (zeros,) * 3,
-                             jnp.ones((n,), bool), iters, carry, t_len)
-            vis_out = out.vis_logits[0] if out.vis_logits is not None else vis
-            return out.tracks[0][:t_len], vis_out[:t_len] if out.vis_logits is not None else vis
+        trajs = jnp.broadcast_to(queries[None].astype(jnp.float32), (1, t_len, n, 2))
+        vis = jnp.zeros((1, t_len, n), jnp.float32)
         feats = tuple(jnp.zeros((s, n, c), model.dtype) for _ in range(3))
         fresh = jnp.ones((n,), bool)
-        for start, end in window_starts(t_len, s):
-            out = run_window(model, params, frames[start:end], trajs[start:end], feats, fresh,
-                             iters, carry)
-            trajs = trajs.at[start:end].set(out.tracks[0])
-            trajs = trajs.at[end:].set(out.tracks[0][-1])
-            if out.vis_logits is not None:
-                vis = vis.at[start:end].set(out.vis_logits[0])
+        for start, end in windows.window_spans(t_len, s):
+            idx = windows.window_frames(start, end - start, s)  # padded when short
+            out = windows.run_window(model, params, frames[idx], trajs[0, idx], feats, fresh,
+                                     iters, carry, end - start if end - start < s else None)
+            trajs, vis = windows.write_window(trajs, vis, start, end - start, out.tracks,
+                                              out.vis_logits)
             feats = tuple(f[0] for f in out.feats)
             fresh = jnp.zeros((n,), bool)
-        return trajs, vis
+        return trajs[0], vis[0]
 
     return track_clip
 

@@ -49,8 +49,9 @@ a pure function: per clip :func:`objtrack_jax.post.anchor_clip`, the same per-fr
 once forward and once backward over the clip; its tracks equal
 :func:`objtrack_jax.post.anchor_tracks` on the same network tracks (tests/test_functional.py).
 
-Every window is one call of :func:`objtrack_jax.inference.window_step`, the engine's per-window
-step shared with the host loop.
+The window rules (schedule, zero-velocity start and write-back, template carry, the step
+:func:`objtrack_jax.windows.window_step`) are those of :mod:`objtrack_jax.windows`, shared with
+the host loop.
 """
 
 from __future__ import annotations
@@ -61,60 +62,40 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax import post
+from objtrack_jax import post, windows
 from objtrack_jax.anchor import AnchorConfig
-from objtrack_jax.inference import num_windows, window_step
 from objtrack_jax.memory import inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
 from objtrack_jax.settings import TrackingSettings, anchor_config, resolve
 
 
-def _num_windows(length, window: int):
-    """Windows of the PIPs++ protocol on ``length`` frames (traced; 1 for length <= window)."""
-    extra = jnp.maximum(length - window, 0)
-    return 1 + (extra + window - 2) // (window - 1)
-
-
 def _direction(model, params, fmaps, b_idx, t_q, xy, length, window, iters, carry, step):
     """One direction for a chunk of points: ``b_idx [P]`` video, ``t_q [P]`` query frame,
     ``xy [P, 2]``, ``length [P]`` frames of the segment, ``step`` +1 / -1. Returns the segment's
-    tracks ``[P, T, 2]`` and visibility logits ``[P, T]``, index j = frame ``t_q + step·j``."""
+    tracks ``[P, T, 2]`` and visibility logits ``[P, T]``, index j = frame ``t_q + step·j``: the
+    rules of :mod:`objtrack_jax.windows`, each point its own segment (batch axis ``P``, one point
+    each), every window masked, windows past a segment's last written nowhere."""
     num_frames = fmaps.shape[1]
     p = xy.shape[0]
-    j = jnp.arange(num_frames)
     trajs = jnp.broadcast_to(xy[:, None], (p, num_frames, 2)).astype(jnp.float32)
     vis = jnp.zeros((p, num_frames), jnp.float32)
-    nw = _num_windows(length, window)
-    offsets = jnp.arange(window)
+    nw = windows.num_windows(length, window)
 
     def run(k, trajs, vis, feats):
-        last = k >= nw - 1
-        start = jnp.where(last, jnp.maximum(length - window, 0), k * (window - 1))
-        num_valid = jnp.minimum(window, length - start)
-        idx = jnp.minimum(start[:, None] + offsets, length[:, None] - 1)  # [P, S], last repeated
+        start, num_valid = windows.window_span(k, length, window)
+        idx = windows.window_frames(start, num_valid, window)  # [P, S], last repeated
         frames = jnp.clip(t_q[:, None] + step * idx, 0, num_frames - 1)
         maps = fmaps[b_idx[:, None], frames]  # [P, S, h, w, C]
         init = jnp.take_along_axis(trajs, idx[..., None], axis=1)[:, :, None]  # [P, S, 1, 2]
-        feat_init = None
-        if feats is not None and carry != "none":
-            feat_init = (feats[0],) * 3 if carry == "paper" else feats
-        out = window_step(model, params, maps, init, iters, feat_init, num_valid)
-        # write back: the window's frames, then the last estimate over every later frame
-        rel = jnp.clip(j[None] - start[:, None], 0, window - 1)  # [P, T]
-        inside = (j[None] >= start[:, None]) & (j[None] < (start + num_valid)[:, None])
-        after = j[None] >= (start + num_valid)[:, None]
-        active = (k < nw)[:, None]
-        new = jnp.take_along_axis(out.tracks[:, :, 0], rel[..., None], axis=1)  # [P, T, 2]
-        lastpos = jnp.take_along_axis(out.tracks[:, :, 0], (num_valid - 1)[:, None, None], axis=1)
-        trajs = jnp.where((active & inside)[..., None], new,
-                          jnp.where((active & after)[..., None], lastpos, trajs))
-        if out.vis_logits is not None:
-            v = jnp.take_along_axis(out.vis_logits[:, :, 0], rel, axis=1)
-            vis = jnp.where(active & inside, v, vis)
+        out = windows.window_step(model, params, maps, init, iters,
+                                  windows.carried(feats, carry), num_valid)
+        trajs, vis = windows.write_window(
+            trajs, vis, start, num_valid, out.tracks[:, :, 0],
+            None if out.vis_logits is None else out.vis_logits[:, :, 0], where=k < nw)
         return trajs, vis, out.feats, out.vis_logits is not None
 
     trajs, vis, feats, has_vis = run(jnp.int32(0), trajs, vis, None)
-    max_windows = max(1, num_windows(num_frames, window))  # static: the longest segment's
+    max_windows = max(1, windows.num_windows(num_frames, window))  # static: the longest's
     if max_windows > 1:
         def body(state, k):
             trajs, vis, feats = state
@@ -123,7 +104,6 @@ def _direction(model, params, fmaps, b_idx, t_q, xy, length, window, iters, carr
 
         (trajs, vis, feats), _ = jax.lax.scan(body, (trajs, vis, feats),
                                               jnp.arange(1, max_windows, dtype=jnp.int32))
-    vis = jnp.where((length > 1)[:, None], vis, 0.0)  # a one-frame segment: no estimate
     return trajs, vis, has_vis
 
 

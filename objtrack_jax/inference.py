@@ -1,36 +1,21 @@
-"""The long-video engine: the window loop of the PIPs++ long-video protocol.
+"""The long-video engine: the host loop of the PIPs++ long-video protocol.
 
-Every caller that tracks through more frames than one window
+Every caller that tracks through more frames than one window on the host
 (:func:`objtrack_jax.tracking.track_queries`, hence ``objtrack eval``/``track``/``demo`` and the
-evaluation during training; :mod:`objtrack_jax.functional` for the in-memory function) follows the
-rules below (docs/conventions.md, "Long videos"), written once here: :func:`segment_windows` (the
-schedule), :func:`window_step` (one window: the model's refinement, pure, jit- and vmap-able),
-:func:`_carried` (the templates a window starts from), :func:`_write_window` (write-back and
-zero-velocity fill). On the host, a segment's points go through their windows as jobs (``_Job``,
-one per chunk of points: its estimate, visibility logits and carried templates; ``inputs`` for the
-next window, ``advance`` with its output) and :func:`_run_windows` is the one window loop: it
-runs the next window of a group of jobs until none has windows left. Its two drivers differ only
-in which jobs run together and where their feature maps come from: :func:`track_windows` (one
-segment, every chunk at the same window, the window's frames read from the video, streamed from a
-file, and encoded once for all its chunks) and :func:`track_segments` (the same window of many
-short segments of one video in one call, gathered from its shared feature maps on the device: the
-TAP-Vid protocol's query groups). :func:`track_long_video` is :func:`track_windows` with a
-progress bar, the entry the parity tests compare with the PyTorch original.
-
-A per-window step for other loops (streaming, export): ``window_step(model, params, fmaps
-[B, S, h, w, C], trajs [B, S, N, 2], iters, feat_init=None | (f1, f2, f4) each [B, S, N, C],
-num_valid=None | int | [B]) -> TrackerOutput`` (tracks, vis_logits, feats to carry).
-
-* windows of ``window`` frames; window k+1 starts at ``start_k + window - 1`` (one frame of
-  overlap); the last window is shifted back to end at the last frame (:func:`window_starts`);
-* each window runs with the current estimate as its initialisation; its final output (frame 0
-  re-locked) is written back and every later frame is set to the window's last estimate
-  (zero-velocity fill);
-* templates are carried across windows (:data:`CARRY_MODES`):
-  ``'pips2'`` (PIPs++ test code): feats1 (the frame-0 template) for the whole video,
-  feats2/feats4 from the previous window, sliced to the new length, for iteration 0;
-  ``'paper'`` (the object-prior test code): feats2 = feats4 = feats1 when carrying;
-  ``'none'``: every window starts from its own frame-0 templates.
+evaluation during training) runs here. The protocol's rules (docs/conventions.md, "Long
+videos": the schedule, the zero-velocity start and write-back, the template carry, the
+per-window step) are those of :mod:`objtrack_jax.windows`, shared with the pure function, the
+online tracker and the exported artifacts. On the host, a segment's points go through their
+windows as jobs (``_Job``, one per chunk of points: its estimate, visibility logits and carried
+templates; ``inputs`` for the next window, ``advance`` with its output) and
+:func:`_run_windows` is the one window loop: it runs the next window of a group of jobs until
+none has windows left. Its two drivers differ only in which jobs run together and where their
+feature maps come from: :func:`track_windows` (one segment, every chunk at the same window, the
+window's frames read from the video, streamed from a file, and encoded once for all its chunks)
+and :func:`track_segments` (the same window of many short segments of one video in one call,
+gathered from its shared feature maps on the device: the TAP-Vid protocol's query groups).
+:func:`track_long_video` is :func:`track_windows` with a progress bar, the entry the parity
+tests compare with the PyTorch original.
 
 Each window of frames is encoded **once**, then the points are refined in chunks of at most
 ``chunk_size`` on those feature maps (bounded memory for dense grids; PIPs++ tracks every point
@@ -59,8 +44,9 @@ import numpy as np
 
 from objtrack_jax.memory import TrimmedJit, inference_model
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
-from objtrack_jax.settings import CARRY_MODES
 from objtrack_jax.video_io import FrameSource, as_frame_source
+from objtrack_jax.windows import (carried, check_carry, num_windows, window_frames, window_spans,
+                                  window_step, write_window)
 
 MIN_CHUNK = 8
 
@@ -78,56 +64,6 @@ def to_time_major(tracks):
     return np.swapaxes(np.asarray(tracks), 0, 1)
 
 
-def check_carry(carry: str) -> str:
-    if carry not in CARRY_MODES:
-        raise ValueError(f"carry must be one of {CARRY_MODES}, got {carry!r}")
-    return carry
-
-
-def window_starts(num_frames: int, window: int) -> list[tuple[int, int]]:
-    """``[(start, end), ...]`` of the PIPs++ windows covering ``num_frames`` frames."""
-    if window < 2:
-        raise ValueError(f"window must be >= 2 frames, got {window}")
-    out = []
-    cur = 0
-    while True:
-        end = cur + window
-        if end > num_frames:
-            diff = end - num_frames
-            end -= diff
-            cur = max(cur - diff, 0)
-        out.append((cur, end))
-        if end >= num_frames:
-            return out
-        cur = cur + window - 1
-
-
-def segment_windows(length: int, window: int) -> list[tuple[int, int]]:
-    """The windows both loops (:func:`track_windows`, :func:`track_segments`) run on a segment of
-    ``length`` frames: none for one frame, one (padded when short) for up to ``window`` frames,
-    else :func:`window_starts`."""
-    return [] if length < 2 else window_starts(length, window)
-
-
-def num_windows(num_frames: int, window: int) -> int:
-    """How many windows :func:`track_windows` runs on ``num_frames`` frames (0 for one frame)."""
-    return len(segment_windows(num_frames, window))
-
-
-def _write_window(trajs: np.ndarray, vis: np.ndarray, start: int, end: int, tracks, vis_logits,
-                  fill: bool = True) -> None:
-    """Writes one window's output into a segment's state, time on axis 0 (numpy views): its
-    estimate ``tracks [>= w, ...]`` over frames ``start .. end-1`` and, with ``fill`` (the PIPs++
-    protocol), the window's last estimate over every later frame (zero-velocity fill); its
-    visibility logits (``vis_logits``, None: kept) over the same frames."""
-    w = end - start
-    trajs[start:end] = tracks[:w]
-    if fill:
-        trajs[end:] = trajs[end - 1:end]
-    if vis_logits is not None:
-        vis[start:end] = vis_logits[:w]
-
-
 def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
     """Points per refined chunk: a power of two >= n (>= MIN_CHUNK), capped at ``chunk_size``;
     ``chunk_size=None``: exactly ``n`` (one chunk, no padding)."""
@@ -138,20 +74,6 @@ def padded_chunk_size(n: int, chunk_size: Optional[int]) -> int:
     if n >= chunk_size:
         return chunk_size
     return min(chunk_size, max(MIN_CHUNK, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
-
-
-def window_step(model: PIPsTracker, params: Any, fmaps, trajs, iters: int, feat_init=None,
-                num_valid=None):
-    """One window of the protocol, pure (jit- and vmap-able): ``PIPsTracker.refine`` of the
-    window's feature maps ``fmaps [B, S, h, w, C]`` from the estimate ``trajs [B, S, N, 2]`` (frame
-    0: the query or the previous window's last estimate, kept), with the carried templates
-    ``feat_init`` (``(feats1, feats2, feats4)``, each ``[B, S, N, C]``; None: sampled at frame 0)
-    and ``num_valid`` real frames (scalar or ``[B]``; None: all ``S``). Returns the model's
-    :class:`~objtrack_jax.models.tracker.TrackerOutput` (``tracks``, ``vis_logits``, ``feats`` to
-    carry into the next window). The host loop (:func:`track_windows`, :func:`track_segments`) and
-    the functional API (:mod:`objtrack_jax.functional`) both run every window through it."""
-    return model.apply({"params": params}, fmaps, trajs, iters, feat_init, num_valid,
-                       method=PIPsTracker.refine)
 
 
 @functools.lru_cache(maxsize=16)
@@ -183,11 +105,9 @@ def _refine_gather_fn(model: PIPsTracker, iters: int, with_init: bool) -> Callab
     return TrimmedJit(run)
 
 
-def _pad_time(x, length: int):
-    """``[B, L, ...]`` → ``[B, length, ...]``, the last frame repeated (numpy)."""
-    x = np.asarray(x)
-    pad = length - x.shape[1]
-    return x if pad <= 0 else np.concatenate([x, np.repeat(x[:, -1:], pad, axis=1)], 1)
+def _padded(x, size: int):
+    """``x [B, L, ...]`` (numpy) padded to ``size`` frames with its last (a short window)."""
+    return x[:, window_frames(0, x.shape[1], max(int(size), x.shape[1]))]
 
 
 def encode_frames(model: PIPsTracker, params: Any, frames, chunk: int = 4) -> np.ndarray:
@@ -216,21 +136,13 @@ def encode_frames(model: PIPsTracker, params: Any, frames, chunk: int = 4) -> np
     return out
 
 
-def _carried(feats: Optional[tuple], length: int, carry: str) -> Optional[tuple]:
-    """The templates a window of ``length`` frames starts from (module docstring)."""
-    if feats is None or carry == "none":
-        return None
-    feats = tuple(f[:, :length] for f in feats)
-    return (feats[0],) * 3 if carry == "paper" else feats
-
-
 class _Job:
     """One chunk of a segment's points on its way through the segment's windows: its state
     (estimate ``trajs [b, L, size, 2]``, visibility logits ``vis [b, L, size]``, carried
-    templates), its windows (:func:`segment_windows`) and the next one to run. Every window of
-    both drivers goes through :meth:`inputs` (the estimate to start from, the carried templates)
-    and :meth:`advance` (write-back, zero-velocity fill, carry): the protocol's rules live here
-    and in :func:`_write_window` / :func:`_carried` only."""
+    templates), its windows (:func:`objtrack_jax.windows.window_spans`) and the next one to
+    run. Every window of both drivers goes through :meth:`inputs` (the estimate to start from,
+    :func:`~objtrack_jax.windows.carried` templates) and :meth:`advance`
+    (:func:`~objtrack_jax.windows.write_window`)."""
 
     def __init__(self, trajs: np.ndarray, windows: list[tuple[int, int]], *, seg: int = 0,
                  frames: Optional[np.ndarray] = None, first: bool = True):
@@ -260,16 +172,15 @@ class _Job:
         """The next window's starting estimate ``[b, S, size, 2]`` (padded to ``length`` frames
         with its last frame when shorter) and the templates it starts from (None: its own)."""
         start, end = self.span
-        return (_pad_time(self.trajs[:, start:end], length),
-                _carried(self.feats, end - start, carry))
+        return _padded(self.trajs[:, start:end], length), carried(self.feats, carry)
 
     def advance(self, tracks, vis_logits, feats: Optional[tuple], fill: bool = True) -> None:
         """Takes the next window's output (``tracks [b, >= S, size, 2]``, ``vis_logits`` or None,
         the templates to carry) and moves on to the following window."""
         start, end = self.span
-        _write_window(self.trajs.swapaxes(0, 1), self.vis.swapaxes(0, 1), start, end,
-                      np.asarray(tracks).swapaxes(0, 1),
-                      None if vis_logits is None else np.asarray(vis_logits).swapaxes(0, 1), fill)
+        self.trajs, self.vis = write_window(
+            self.trajs, self.vis, start, end - start, np.asarray(tracks),
+            None if vis_logits is None else np.asarray(vis_logits), fill=fill)
         self.feats = feats
         self.next += 1
 
@@ -318,7 +229,7 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
         3]`` frames, read one window at a time (streaming: the video is never held whole).
       trajs_e0: ``[B, T, N, 2]`` initial estimate in pixels; frame 0 holds the queries.
       window: S_max, frames per window; iters: refinement iterations per window.
-      carry: one of :data:`CARRY_MODES`.
+      carry: one of :data:`~objtrack_jax.settings.CARRY_MODES`.
       chunk_size: refine at most this many points at once (padded, see
         :func:`padded_chunk_size`); None: all points in one chunk.
       on_window: called after each window (progress).
@@ -358,7 +269,7 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
         return init.copy(), (np.zeros((b, length, n), np.float32) if has_vis else None)
     size = padded_chunk_size(n, chunk_size)
     jobs = _chunk_jobs(init, [(c, size) for c in range(0, n, size)],
-                       segment_windows(length, window))
+                       window_spans(length, window))
     model = inference_model(model, shape[2], shape[3], max_memory_mb)
     encode = _encode_fn(model)
     short = bool(pad_short) and length < window  # one window, padded to `window` frames
@@ -368,9 +279,9 @@ def track_windows(model: PIPsTracker, params: Any, rgbs, trajs_e0, *, window: in
     def run_group(group):  # every chunk, at the same window: its frames encoded once
         start, end = group[0].span
         if features is not None:
-            fmaps = jnp.asarray(_pad_time(features[:, start:end], span))
+            fmaps = jnp.asarray(_padded(features[:, start:end], span))
         else:
-            fmaps = encode(params, jnp.asarray(_pad_time(read(start, end), span), jnp.float32))
+            fmaps = encode(params, jnp.asarray(_padded(read(start, end), span), jnp.float32))
         for job in group:
             trajs, feat_init = job.inputs(carry, span)
             refine = _refine_fn(model, int(iters), feat_init is not None, short)
@@ -474,7 +385,7 @@ def track_segments(model: PIPsTracker, params: Any, features: np.ndarray, segmen
         xy0 = np.asarray(xy0, np.float32).reshape(-1, 2)
         init = np.broadcast_to(xy0, (1, len(frames)) + xy0.shape)
         jobs += _chunk_jobs(init, segment_chunks(len(xy0), chunk_size),
-                            segment_windows(len(frames), window), seg=i, frames=frames)
+                            window_spans(len(frames), window), seg=i, frames=frames)
     sizes = {}
     for n in {j.size for j in jobs}:
         b = segment_batch_size(window, features.shape[1:], n, max_memory_mb, itemsize)
@@ -510,12 +421,11 @@ def _refine_batch(model, params, features, jobs, batch: int, window: int, iters:
     each window's frames gathered from the device's feature maps and padded to ``window``."""
     padded = jobs + jobs[-1:] * (batch - len(jobs))
     spans = [j.span for j in padded]
-    idx = [j.frames[s:e] for j, (s, e) in zip(padded, spans)]
-    idx = np.stack([np.concatenate([i, np.repeat(i[-1:], window - len(i))]) for i in idx])
+    idx = np.stack([j.frames[window_frames(s, e - s, window)] for j, (s, e) in zip(padded, spans)])
     num_valid = np.array([e - s for s, e in spans], np.int32)
     inputs = [j.inputs(carry, window) for j in padded]
     feat_init = None
-    if inputs[0][1] is not None:  # a carried window is a full one (window_starts)
+    if inputs[0][1] is not None:  # a carried window is a full one (window_span)
         feat_init = tuple(jnp.asarray(np.concatenate([f[k] for _, f in inputs], 0))
                           for k in range(3))
     refine = _refine_gather_fn(model, iters, feat_init is not None)

@@ -76,9 +76,10 @@ import numpy as np
 
 from objtrack_jax import anchor as anchor_mod
 from objtrack_jax import post
-from objtrack_jax.inference import CARRY_MODES, MIN_CHUNK, window_step
-from objtrack_jax.models.correlation import sample_features
+from objtrack_jax.inference import MIN_CHUNK
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker
+from objtrack_jax.windows import (check_carry, ends_window, last_shifted, run_window,
+                                  window_frames, window_span, write_window)
 
 
 class OnlineState(NamedTuple):
@@ -130,38 +131,6 @@ def _check_size(hw, what: str) -> tuple[int, int]:
     return h, w
 
 
-def run_window(model: PIPsTracker, params: Any, frames, init, feats, fresh, iters: int,
-               carry: str = "pips2", num_valid=None):
-    """One window of the PIPs++ protocol, the offline engine's program: the ``S`` frames are
-    encoded together, then every point is refined from ``init``.
-
-    Args:
-      frames: ``[S, h, w, 3]`` float32 in [0, 255], model resolution.
-      init: ``[S, n, 2]`` (x, y) model pixels; frame 0 holds the positions locked in the output.
-      feats: carried templates ``(feats1, feats2, feats4)``, each ``[S, n, C]`` (the previous
-        window's ``feats``); ``carry='paper'`` seeds all three with ``feats1``.
-      fresh: bool ``[n]``: these points ignore ``feats`` and sample their templates from frame 0
-        at ``init[0]`` (a segment's first window; every window with ``carry='none'``).
-      num_valid: None, or the count of real frames (the rest padding; masked update net).
-    Returns:
-      the model's :class:`~objtrack_jax.models.tracker.TrackerOutput` with batch axis 1.
-    """
-    fm = model.apply({"params": params}, frames[None].astype(jnp.float32),
-                     method=PIPsTracker.encode)  # [1, S, h, w, C]
-    s = fm.shape[1]
-    coords0 = init.astype(jnp.float32)[None] / float(model.stride)
-    f1 = sample_features(fm[:, :1], coords0[:, :1])[0, 0]  # [n, C], as the model samples it
-    f1 = jnp.broadcast_to(f1, (s,) + f1.shape).astype(fm.dtype)
-    c1, c2, c4 = feats
-    if carry == "paper":
-        c2 = c4 = c1
-    pick = jnp.asarray(fresh, bool)[None, :, None]
-    if carry == "none":
-        pick = jnp.ones_like(pick)
-    feat_init = tuple(jnp.where(pick, f1, c)[None] for c in (c1, c2, c4))
-    return window_step(model, params, fm, init[None], int(iters), feat_init, num_valid)
-
-
 @dataclasses.dataclass(frozen=True)
 class OnlineCore:
     """Static settings of the online tracker (hashable: the jitted functions are cached on it).
@@ -170,7 +139,8 @@ class OnlineCore:
       model: the :class:`PIPsTracker` (with its inference memory settings, see
         :func:`make_core`).
       size: ``(h, w)`` model resolution of the first pass.
-      window, iters, carry: the tracking settings (``carry`` in :data:`CARRY_MODES`).
+      window, iters, carry: the tracking settings (``carry`` in
+        :data:`~objtrack_jax.settings.CARRY_MODES`).
       fine_size: ``(h, w)`` of the second pass, or None for one pass.
       fine_iters: iterations per window of the second pass.
       input_size: ``(H, W)`` of the input video: the second pass starts from the first pass's
@@ -198,8 +168,7 @@ class OnlineCore:
             raise ValueError(f"window must be >= 2 frames, got {self.window}")
         if int(self.iters) < 1:
             raise ValueError(f"iters must be >= 1, got {self.iters}")
-        if self.carry not in CARRY_MODES:
-            raise ValueError(f"carry must be one of {CARRY_MODES}, got {self.carry!r}")
+        check_carry(self.carry)
         object.__setattr__(self, "size", _check_size(self.size, "model resolution"))
         if self.fine_size is not None:
             object.__setattr__(self, "fine_size", _check_size(self.fine_size,
@@ -294,12 +263,13 @@ class OnlineCore:
     # One window of the protocol (first or second pass), used by step and finish
 
     def _window(self, params, st, fine: bool, pos, count, init, feats, fresh, masked: bool):
-        """:func:`run_window` on the frames at positions ``pos .. pos + count - 1`` (padded with
-        the last to ``S`` frames; the update net masked to ``count`` when ``masked``). The frame
-        buffers are rings: frame ``f`` sits at row ``f % P`` (one row written per frame)."""
+        """:func:`~objtrack_jax.windows.run_window` on the frames at positions ``pos .. pos +
+        count - 1`` (padded with the last to ``S`` frames; the update net masked to ``count``
+        when ``masked``); ``fresh``: the slots' first windows. The frame buffers are rings:
+        frame ``f`` sits at row ``f % P`` (one row written per frame)."""
         p = self.buffered
         frames_buf = st.fine_frames if fine else st.frames
-        idx = (st.frame - p + pos + jnp.minimum(jnp.arange(self.window), count - 1)) % p
+        idx = (st.frame - p + window_frames(pos, count, self.window)) % p
         iters = int(self.fine_iters or self.iters) if fine else int(self.iters)
         return run_window(self.model, params, frames_buf[idx], init, feats, fresh, iters,
                           self.carry, count if masked else None)
@@ -310,8 +280,7 @@ class OnlineCore:
         keep their estimates (frame 0 always: the previous window's last frame), the others
         start from the first pass's tracks at the fine resolution; a first window starts at the
         query."""
-        s = self.window
-        idx = pos + jnp.minimum(jnp.arange(s), count - 1)
+        idx = window_frames(pos, count, self.window)
         rest = self._fine_from_first(state.est[idx])
         written = (state.frame - self.buffered + idx)[:, None] <= state.fine_upto[None, :]
         init = jnp.where(written[..., None], state.fine_est[idx], rest)
@@ -373,7 +342,8 @@ class OnlineCore:
 
         t = st.frame
         new = st.active & (st.start == t)
-        est_last = jnp.where(new[:, None], st.query, st.est[-1])  # zero-velocity fill
+        # a new frame starts at the last estimate (windows.write_window's zero-velocity fill)
+        est_last = jnp.where(new[:, None], st.query, st.est[-1])
         st = st._replace(frames=st.frames.at[t % p].set(frame.astype(st.frames.dtype)),
                          est=shift(st.est, est_last),
                          vis=shift(st.vis, jnp.zeros_like(st.vis[-1])))
@@ -382,18 +352,15 @@ class OnlineCore:
                                  fine_frame.astype(st.fine_frames.dtype)),
                              fine_est=shift(st.fine_est, st.fine_est[-1]))
         st = st._replace(frame=t + 1)  # position P - 1 is frame t
-        due = st.active & (t > st.start) & ((t - st.start) % (s - 1) == 0)
+        due = st.active & ends_window(t - st.start, s)
 
         def first_pass(st):
             pos = p - s
-            out = self._window(params, st, False, pos, s, st.est[pos:], st.feats,
-                               (st.done == 0) | (self.carry == "none"), False)
-            m = due[None, :, None]
-            est = st.est.at[pos:].set(jnp.where(m, out.tracks[0], st.est[pos:]))
-            vis = st.vis
-            if out.vis_logits is not None:
-                vis = vis.at[pos:].set(jnp.where(due[None], out.vis_logits[0], vis[pos:]))
-            feats = tuple(jnp.where(m, f[0], c) for f, c in zip(out.feats, st.feats))
+            out = self._window(params, st, False, pos, s, st.est[pos:], st.feats, st.done == 0,
+                               False)
+            est, vis = _write(st.est, st.vis, pos, s, out, due)
+            feats = tuple(jnp.where(due[None, :, None], f[0], c)
+                          for f, c in zip(out.feats, st.feats))
             st = st._replace(est=est, vis=vis, feats=feats, done=st.done + due)
             if self.two_pass:  # the second pass's window one behind: its frames are final now
                 fdue = due & (st.done >= 2)
@@ -408,14 +375,10 @@ class OnlineCore:
     def _fine_window(self, params, st, pos, count, which, masked):
         first = st.fine_done == 0
         init = self._fine_init(st, pos, count, first)
-        out = self._window(params, st, True, pos, count, init, st.fine_feats,
-                           first | (self.carry == "none"), masked)
-        s = self.window
+        out = self._window(params, st, True, pos, count, init, st.fine_feats, first, masked)
+        # the frames after the window keep their init: a refinement pass (no fill)
+        fine_est, _ = _write(st.fine_est, None, pos, count, out, which, fill=False)
         m = which[None, :, None]
-        idx = pos + jnp.arange(s)  # rows written; a padded window writes only its real frames
-        keep = (jnp.arange(s) < count)[:, None, None] & m
-        cur = st.fine_est[jnp.minimum(idx, self.buffered - 1)]
-        fine_est = _scatter_rows(st.fine_est, idx, jnp.where(keep, out.tracks[0], cur))
         feats = tuple(jnp.where(m, f[0], c) for f, c in zip(out.feats, st.fine_feats))
         last = st.frame - self.buffered + pos + count - 1
         return st._replace(fine_est=fine_est, fine_feats=feats, fine_done=st.fine_done + which,
@@ -469,7 +432,7 @@ class OnlineCore:
                 continue
             if n_i < s:
                 groups.setdefault((p - n_i, n_i, True), []).append(i)
-            elif (n_i - 1) % (s - 1):
+            elif last_shifted(n_i, s):
                 groups.setdefault((p - s, s, False), []).append(i)
         for (pos, cnt, masked), rows in sorted(groups.items()):
             which = np.zeros(active.shape, bool)
@@ -485,9 +448,10 @@ class OnlineCore:
                 if n_i < s:
                     todo.append((0, p - n_i, n_i, True, i))
                     continue
-                k = int(done[i]) - 1  # the last regular window, not yet refined
-                todo.append((0, int(start[i]) + k * (s - 1) - (total - p), s, False, i))
-                if (n_i - 1) % (s - 1):
+                # the last window the first pass ran as scheduled, not yet refined
+                k_start, _ = window_span(int(done[i]) - 1, n_i, s)
+                todo.append((0, int(start[i]) + int(k_start) - (total - p), s, False, i))
+                if last_shifted(n_i, s):
                     todo.append((1, p - s, s, False, i))
             for order in (0, 1):
                 groups = {}
@@ -518,16 +482,10 @@ class OnlineCore:
     def _finish_window(self, params, st, pos, count, which, fine: bool, masked: bool):
         if fine:
             return self._fine_window(params, st, pos, count, which, masked)
-        s = self.window
-        idx = pos + jnp.minimum(jnp.arange(s), count - 1)
-        fresh = (st.done == 0) | (self.carry == "none")
-        out = self._window(params, st, False, pos, count, st.est[idx], st.feats, fresh, masked)
-        keep = (jnp.arange(s) < count)[:, None, None] & which[None, :, None]
-        rows = pos + jnp.arange(s)
-        est = _scatter_rows(st.est, rows, jnp.where(keep, out.tracks[0], st.est[idx]))
-        vis = st.vis
-        if out.vis_logits is not None:
-            vis = _scatter_rows(vis, rows, jnp.where(keep[..., 0], out.vis_logits[0], vis[idx]))
+        idx = window_frames(pos, count, self.window)
+        out = self._window(params, st, False, pos, count, st.est[idx], st.feats, st.done == 0,
+                           masked)
+        est, vis = _write(st.est, st.vis, pos, count, out, which)
         m = which[None, :, None]
         feats = tuple(jnp.where(m, f[0], c) for f, c in zip(out.feats, st.feats))
         return st._replace(est=est, vis=vis, feats=feats, done=st.done + which)
@@ -555,10 +513,13 @@ def _mul_f64(x, scale: np.ndarray):
     return p + (err + x * lo)
 
 
-def _scatter_rows(buf, rows, values):
-    """``buf`` with ``buf[rows[i]] = values[i]``; rows past the end are dropped (the padding of a
-    short window)."""
-    return buf.at[rows].set(values, mode="drop")
+def _write(buf, vis, pos, count, out, which, fill: bool = True):
+    """:func:`~objtrack_jax.windows.write_window` of a window's output ``out`` (batch axis 1)
+    into the buffers ``buf [P, n, 2]`` / ``vis [P, n]`` (or None) at positions ``pos ..
+    pos + count - 1``, for the slots ``which`` (bool ``[n]``)."""
+    est, vis = write_window(buf[None], None if vis is None else vis[None], pos, count,
+                            out.tracks, out.vis_logits, fill=fill, where=which[None])
+    return est[0], None if vis is None else vis[0]
 
 
 @functools.lru_cache(maxsize=16)
