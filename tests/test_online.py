@@ -132,7 +132,7 @@ def test_stream_200_frames_add_and_drop(shipped):
     events[150] = lambda tr: tr.drop([slots[0][1]])
     seen = {}
     events[100] = lambda tr: seen.update(latest=tr.latest())  # after frame 99
-    events[1] = lambda tr: seen.update(programs=online._step_fn(tr.core)._cache_size())
+    events[1] = lambda tr: seen.update(programs=online.step_fn(tr.core)._cache_size())
     tracks, visible = stream(tracker, video, events=events)
     # the provisional estimate: the end of each query's last window (frame 98 for the queries
     # at 0, whose windows end every 7 frames; 99 for those at 50), free slots NaN
@@ -140,7 +140,7 @@ def test_stream_200_frames_add_and_drop(shipped):
     assert np.array_equal(seen["latest"][slots[50]], tracks[slots[50], 99])
     assert np.isnan(seen["latest"][7]).all()
     assert [x.shape for x in jax.tree_util.tree_leaves(tracker.state)] == shapes0
-    assert online._step_fn(tracker.core)._cache_size() == seen["programs"]  # no recompile
+    assert online.step_fn(tracker.core)._cache_size() == seen["programs"]  # no recompile
     assert slots[160].tolist() == [slots[0][1]]  # the freed slot, reused
     dropped = slots[0][1]
     cut = 150 - tracker.latency  # frames emitted before the drop
