@@ -22,9 +22,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax import evaluation
+from objtrack_jax import evaluation, limits
 from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, at_least, load_model_or_exit,
                                    parse_model_hw)
+from objtrack_jax.limits import add_budget_arg
 from objtrack_jax.settings import CARRY_MODES, resolve
 
 
@@ -144,6 +145,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
         args.window, args.iters, args.carry = settings.window, settings.iters, settings.carry
         args.refine_scale, args.refine_iters = settings.refine_scale, settings.refine_iters
         args.anchor = settings.anchor
+        limits.check_settings(settings, limits.CLI_NAMES)
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
         args.dataset, args.data_root, model, params, info, settings=settings,
@@ -223,10 +225,35 @@ def track_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", type=at_least(64), default=None, metavar="MB",
                    help="memory budget that picks the encoder/refinement/point chunk sizes "
                         "(default: half the machine's memory)")
+    add_budget_arg(p)
     p.add_argument("--tail", type=at_least(0), default=8, help="frames of track tail drawn")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 24)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def query_count(args, queries=None) -> dict:
+    """The size of an ``objtrack track`` (or ``demo --video``) run from the video's header and
+    the query flags, as :func:`objtrack_jax.limits.check_command` takes it: ``num_points``,
+    ``num_frames``, ``height``, ``width``, ``query_frames`` and ``points_what`` (the flag that
+    made the points)."""
+    from objtrack_jax.video_io import video_info
+    from objtrack_jax.video_tracking import DEFAULT_GRID
+
+    info = video_info(args.video)
+    t, h, w = int(info["num_frames"]), int(info["height"]), int(info["width"])
+    t = min(t, args.max_frames) if args.max_frames else t
+    step, frame = getattr(args, "grid_step", None), getattr(args, "grid_frame", 0)
+    if queries is not None:
+        n, frames, what = len(queries), queries[:, 0], f"--queries gives {len(queries):,} points"
+    elif step is not None and step > 0:
+        n = int(h // step) * int(w // step)
+        frames, what = {frame: n}, f"--grid-step {step:g} on {w}x{h} frames gives {n:,} points"
+    else:
+        g = args.grid or DEFAULT_GRID
+        n, frames, what = g * g, {frame: g * g}, f"--grid {g} gives {g * g:,} points"
+    return dict(num_points=n, num_frames=t, height=h, width=w, query_frames=frames,
+                points_what=what)
 
 
 def track_main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -241,6 +268,7 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.queries is not None and not os.path.isfile(args.queries):
         parser.error(f"--queries file not found: {args.queries}")
     queries = None if args.queries is None else read_queries(args.queries)
+    count = query_count(args, queries)  # from the header, before the model
     t0 = time.perf_counter()
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     load_seconds = time.perf_counter() - t0
@@ -248,6 +276,7 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
                        resolution=args.resolution, refine_scale=args.refine_scale,
                        refine_iters=args.refine_iters, anchor=args.anchor, chunk_size=args.chunk_size,
                        max_memory_mb=args.max_memory)
+    limits.check_command(model, settings, **count, max_minutes=args.max_minutes)
     result = track_video(
         model, params, args.video, args.out, settings=settings, queries=queries, grid=args.grid,
         grid_step=args.grid_step, grid_frame=args.grid_frame, max_frames=args.max_frames,

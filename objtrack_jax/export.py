@@ -39,8 +39,11 @@ XLA); ONNX through ``jax2onnx`` from the function's jaxpr (``tf2onnx`` cannot co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import shutil
 import time
 from typing import Any, Optional, Sequence
 
@@ -48,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from objtrack_jax import limits
 from objtrack_jax.inference import window_starts
 from objtrack_jax.models.tracker import PIPsTracker, tracker_config
 
@@ -60,6 +64,8 @@ WINDOW_INPUTS = ("frames", "init", "feats1", "feats2", "feats4", "fresh")
 WINDOW_OUTPUTS = ("tracks", "vis_logits", "next_feats1", "next_feats2", "next_feats4")
 CLIP_INPUTS = ("frames", "queries")
 CLIP_OUTPUTS = ("tracks", "vis_logits")
+
+log = logging.getLogger(__name__)
 
 
 def export_model(model: PIPsTracker) -> PIPsTracker:
@@ -183,10 +189,36 @@ def _shape_structs(spec: dict, symbolic: bool):
 
 
 def _write_stablehlo(fn, spec: dict, path: str) -> dict:
+    from objtrack_jax.extras import require
+
+    require("flatbuffers", "StableHLO export (jax.export serialization)")
     exported = jax.export.export(jax.jit(fn))(*_shape_structs(spec, symbolic=True))
-    with open(path, "wb") as f:
-        f.write(exported.serialize())
+    data = exported.serialize()
+    with _published(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
     return {"symbolic_points": True, "platforms": list(exported.platforms)}
+
+
+def _shape_checks(tf, args, spec: dict) -> list:
+    """Assertions (run before the graph) that every input of ``args`` has its shape in
+    ``spec``: a wrong one fails naming the input, the expected and the given shape (the graph's
+    own error names none). ``n`` is the first input's point count, the same in every input."""
+    n, checks = None, []
+    for x, item in zip(args, spec["inputs"]):
+        given = tf.shape(x)
+        if n is None and "n" in item["shape"]:
+            n = given[item["shape"].index("n")] if len(x.shape) == len(item["shape"]) else -1
+        want = tf.stack([n if d == "n" else tf.constant(d) for d in item["shape"]])
+        same_rank = tf.equal(tf.size(given), len(item["shape"]))
+        ok = tf.cond(same_rank, lambda g=given, w=want: tf.reduce_all(tf.equal(g, w)),
+                     lambda: tf.constant(False))
+        shape = "[" + ", ".join(str(d) for d in item["shape"]) + "]"
+        with tf.control_dependencies(checks):
+            checks.append(tf.debugging.Assert(ok, [
+                f"input '{item['name']}' must have shape {shape} (n: the point count, the same "
+                "in every input; export.json lists the inputs); given shape:", given]))
+    return checks
 
 
 def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
@@ -210,10 +242,13 @@ def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
 
     @tf.function(input_signature=sig, autograph=False)
     def serve(*args):
+        with tf.control_dependencies(_shape_checks(tf, args, spec)):
+            args = [tf.identity(a) for a in args]
         return dict(zip(out_names, converted(*args)))
 
     setattr(module, name, serve)
-    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    with _published(path) as tmp:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
     return {"symbolic_points": True, "signature": "serving_default", "attribute": name}
 
 
@@ -236,12 +271,61 @@ def _write_onnx(fn, spec: dict, path: str, name: str, points: int) -> dict:
     def plain(*args):
         return tuple(flat(*args))
 
-    model = to_onnx(plain, structs, model_name=name,
-                    input_names=[x["name"] for x in spec["inputs"]],
-                    output_names=[x["name"] for x in spec["outputs"]])
-    onnx.save(model, path)
+    with _quiet_plugin_discovery():
+        model = to_onnx(plain, structs, model_name=name,
+                        input_names=[x["name"] for x in spec["inputs"]],
+                        output_names=[x["name"] for x in spec["outputs"]])
+    with _published(path) as tmp:
+        onnx.save(model, tmp)
     return {"symbolic_points": False, "points": int(points),
             "opset": int(max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))}
+
+
+@contextlib.contextmanager
+def _published(path: str):
+    """A temporary path beside ``path`` to write to, renamed to ``path`` when the block ends
+    without an error (else removed): a failed export leaves no file behind, and never a partial
+    one."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
+    _remove(tmp)
+    try:
+        yield tmp
+        _remove(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def _quiet_plugin_discovery():
+    """jax2onnx imports every one of its plugin modules on its first conversion and logs a
+    warning with a traceback for each one that fails to import (plugins for libraries that are
+    not installed); none is needed here. They are kept from the output, and one log line says
+    how many there were."""
+    logger = logging.getLogger("jax2onnx.plugins.plugin_system")
+    skipped = []
+
+    def drop(record):
+        if record.levelno < logging.ERROR:
+            skipped.append(record.args[0] if record.args else record.getMessage())
+            return False
+        return True
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+        if skipped:
+            log.info("jax2onnx: %d of its plugin modules could not be imported (libraries not "
+                     "installed; this export uses none of them)", len(skipped))
 
 
 def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: int, iters: int,
@@ -262,6 +346,7 @@ def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: i
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    limits.check_export(size, window, iters, num_frames, points, "track_clip" in functions)
     h, w = (int(v) for v in size)
     if h % 8 or w % 8 or min(h, w) < 128:
         raise ValueError(f"size {h}x{w}: height and width must be multiples of 8 and >= 128")

@@ -73,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from objtrack_jax import anchor as anchor_mod
+from objtrack_jax import limits
 from objtrack_jax.inference import CARRY_MODES, MIN_CHUNK, window_step
 from objtrack_jax.models.correlation import sample_features
 from objtrack_jax.models.tracker import MIN_SIZE, PIPsTracker
@@ -781,6 +782,7 @@ class OnlineTracker:
             raise ValueError(f"frame_size must be (H, W) of the input frames, got {frame_size}")
         size = tuple(resolution) if resolution is not None else default_resolution(*hw, short_side)
         fine = refine_size(size, refine_scale, model.stride)
+        limits.check_stream(window, iters, refine_iters, size, fine, capacity)  # hard limits
         vis_threshold = _setting(settings, "vis_threshold", 0.0) or 0.0
         firm = anchor_mod.firm_threshold(anchor_mod.AnchorConfig(), vis_threshold) if anchor \
             else None

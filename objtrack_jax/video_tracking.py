@@ -100,7 +100,7 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
       ``timings`` (seconds per stage) and the arrays ``tracks`` ``[n, T, 2]`` and ``visible``
       ``[n, T]`` (None without a visibility head).
     """
-    from objtrack_jax import tracking, viz
+    from objtrack_jax import limits, tracking, viz
     from objtrack_jax.memory import check_memory
     from objtrack_jax.tracking import grid_queries, run_tracking, settings_for
     from objtrack_jax.video_io import open_video, video_info
@@ -142,6 +142,7 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
             if grid < 1:
                 raise ValueError(f"grid must be >= 1 point per side, got {grid}")
             count, what = grid * grid, f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points)"
+        limits.check_points(count, "grid points")  # objtrack_jax.limits, before allocating
         check_memory(  # before the grid itself is allocated
             tracking.estimate_tracking_bytes(count, num_frames, height, width, resolution,
                                              s.window, int(model.latent_dim), streamed=True),
