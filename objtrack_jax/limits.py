@@ -31,22 +31,43 @@ group's points (padded to a power of two, at least 8) ``I`` times. So::
   seconds = COMPILE_S · passes                           (compiling; once per new video size)
           + ENCODE_S  · encoded frames · h · w            (encoder + attention, per pixel)
           + REFINE_S  · refined point-frames · I          (correlation + update net)
-          + ANCHOR_S  · points · frames                   (anchoring, when on)
+          + ANCHOR_S  · points · frames                   (anchoring, when on; padded points)
           + READ_S    · frames · H · W · reads            (decoding and resizing the input)
 
 with ``ENCODE_S`` and ``REFINE_S`` scaled by the model's widths relative to the shipped weights'
-(``latent_dim`` 64, encoder stem 32). The coefficients are CPU seconds measured on the shared
-2-core machine (2026-12-07, Intel Xeon, 2 cores, load average 2-5 from other jobs: CPU time, not
-wall time, was fitted, and wall time is taken as CPU time over the two cores) with
-``python benchmarks/bench_limits.py``, which prints each measured run beside its estimate; on
-that machine the estimate is within a factor of about two of the measured wall time. On a
+(``latent_dim`` 64, encoder stem 32), the query groups' segments counted as the tracker runs them.
+
+Calibration (``python benchmarks/bench_limits.py``; 2026-12-07, the shared 2-core AMD EPYC
+machine, load average 9-17 from other jobs): the shipped weights on random frames, each
+configuration's second (warm) call, CPU time of the process (``time.process_time``) against the
+estimate without compiling. On an idle machine wall time is about the CPU time (the first row: 4.65 s
+wall at load 1.6 in an earlier run, 4.85 s CPU); at load 9-17 it was 2.5-5x longer.
+
+==========================================  ========  ==========  ===========
+frames x points, input, settings            CPU s     estimate s  wall s
+==========================================  ========  ==========  ===========
+24 x 16, 192x256, one pass                  4.85      4.72        12.3
+24 x 64                                     5.38      5.15        14.3
+48 x 16                                     8.96      8.31        34.2
+24 x 256                                    7.34      6.88        30.8
+24 x 1024                                   13.89     13.76       66.7
+24 x 16, 16 iterations                      5.64      5.15        17.2
+24 x 256, 16 iterations                     14.07     13.76       44.8
+24 x 16, input 384x512 (model 192x256)      5.69      5.25        15.3
+24 x 256, anchored                          10.49     10.12       31.6
+24 x 256, second pass x2                    24.52     26.96       79.0
+24 x 16, window 16                          4.90      4.72        28.7
+==========================================  ========  ==========  ===========
+
+Compiling (first call minus second) took 11 s at load 1.6 (``COMPILE_S`` = 12 per pass). On a
 machine with more cores the estimate is high (an upper bound); on an accelerator it is the CPU's
 and is only printed, not enforced, unless a budget is given.
 
 **The budget** (:func:`check_budget`): ``objtrack track`` prints the estimate before it starts
 and refuses a run estimated over ``--max-minutes`` (default :data:`DEFAULT_MAX_MINUTES` on CPU),
 naming the flag; the app refuses one over its run budget (``objtrack app --max-minutes``).
-Library calls check the hard limits only (a Python caller asked for the work deliberately).
+Library calls check the hard limits only (a Python caller asked for the work deliberately) and
+log a warning with the estimate when it is over the default budget.
 """
 
 from __future__ import annotations

@@ -142,12 +142,12 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
             if grid < 1:
                 raise ValueError(f"grid must be >= 1 point per side, got {grid}")
             count, what = grid * grid, f"a {grid}x{grid} grid (--grid {grid}, {grid * grid} points)"
-        limits.check_points(count, "grid points")  # objtrack_jax.limits, before allocating
         check_memory(  # before the grid itself is allocated
             tracking.estimate_tracking_bytes(count, num_frames, height, width, resolution,
                                              s.window, int(model.latent_dim), streamed=True),
             f"{what} through {num_frames} frames",
             "use a smaller grid, fewer frames or a smaller resolution")
+        limits.check_points(count, "grid points")  # objtrack_jax.limits, before allocating
         queries = (tracking.grid_step_queries(grid_step, height, width, t=grid_frame)
                    if grid_step is not None else grid_queries(grid, height, width, t=grid_frame))
     queries = np.asarray(queries, np.float32)
