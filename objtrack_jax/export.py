@@ -208,16 +208,17 @@ def _shape_checks(tf, args, spec: dict) -> list:
     for x, item in zip(args, spec["inputs"]):
         given = tf.shape(x)
         if n is None and "n" in item["shape"]:
-            n = given[item["shape"].index("n")] if len(x.shape) == len(item["shape"]) else -1
+            n = tf.concat([given, tf.fill([len(item["shape"])], -1)], 0)[item["shape"].index("n")]
         want = tf.stack([n if d == "n" else tf.constant(d) for d in item["shape"]])
-        same_rank = tf.equal(tf.size(given), len(item["shape"]))
-        ok = tf.cond(same_rank, lambda g=given, w=want: tf.reduce_all(tf.equal(g, w)),
-                     lambda: tf.constant(False))
+        r = len(item["shape"])
+        padded = tf.concat([given, tf.fill([r], -1)], 0)[:r]  # any rank compares
+        ok = tf.logical_and(tf.equal(tf.size(given), r), tf.reduce_all(tf.equal(padded, want)))
         shape = "[" + ", ".join(str(d) for d in item["shape"]) + "]"
         with tf.control_dependencies(checks):
             checks.append(tf.debugging.Assert(ok, [
-                f"input '{item['name']}' must have shape {shape} (n: the point count, the same "
-                "in every input; export.json lists the inputs); given shape:", given]))
+                f"input {item['name']} must have shape {shape} (n: the point count, the same "
+                "in every input; export.json lists the inputs); given shape:", given],
+                summarize=8))
     return checks
 
 
@@ -234,17 +235,26 @@ def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
     poly = ["(" + ", ".join(str(d) for d in x["shape"]) + ")" for x in spec["inputs"]]
     converted = jax2tf.convert(fn, polymorphic_shapes=poly, with_gradient=False,
                                native_serialization_platforms=("cpu",))
-    sig = [tf.TensorSpec([None if d == "n" else d for d in x["shape"]], tf.float32, name=x["name"])
+    # Every dimension is left open in the signature (the shapes are in export.json) and checked
+    # by _shape_checks, whose errors name the input; the converted graph is a function of its
+    # own, kept from being inlined, so that it is set up only once the checks have passed (set
+    # up beside them, its own shape error would come first and name no input).
+    sig = [tf.TensorSpec([None] * len(x["shape"]), tf.float32, name=x["name"])
            for x in spec["inputs"]]
     out_names = [x["name"] for x in spec["outputs"]]
+    static = [[None if d == "n" else d for d in x["shape"]] for x in spec["inputs"]]
+
+    def checked(*args):
+        return converted(*[tf.ensure_shape(a, s) for a, s in zip(args, static)])
 
     module = tf.Module()
+    graph = tf.function(checked, autograph=False, experimental_attributes={"_noinline": True})
 
     @tf.function(input_signature=sig, autograph=False)
     def serve(*args):
         with tf.control_dependencies(_shape_checks(tf, args, spec)):
             args = [tf.identity(a) for a in args]
-        return dict(zip(out_names, converted(*args)))
+            return dict(zip(out_names, graph(*args)))
 
     setattr(module, name, serve)
     with _published(path) as tmp:
@@ -475,8 +485,8 @@ def export_main(argv=None) -> dict:
                       size=size, carry=args.carry or rec.carry, functions=functions,
                       num_frames=args.frames, points=args.points, weights=weights,
                       vis_threshold=rec.vis_threshold)
-    except ImportError as e:  # a converter not installed: say which, exit 2
-        parser.error(str(e))
+    except ImportError as e:  # a converter not installed: one line naming it, exit 2
+        raise SystemExit(str(e)) from None
     for name, e in side["functions"].items():
         print(f"wrote {os.path.join(args.out, e['file'])} ({e['bytes'] / 2**20:.1f} MB, "
               f"{e['export_seconds']:.0f} s)")
