@@ -224,7 +224,7 @@ class Workspace:
         except (ValueError, OSError, cv2.error) as e:
             log.warning("cannot decode %s (%s): %s", name, path, e)
             raise AppError(f"{name}: decoding failed part-way ({e})") from None
-        note = short_read_note(path, num_frames, self.max_frames)
+        note = short_read_note(name, path, num_frames, self.max_frames)
         if note:
             log.warning("%s: %s", name, note)
         fps = fps or source_fps(path) or 24.0

@@ -119,16 +119,16 @@ def write_previews(source: FrameSource, folder: str) -> None:
                 f.write(jpg.tobytes())
 
 
-def short_read_note(path: str, num_frames: int, max_frames: int) -> str:
+def short_read_note(name: str, path: str, num_frames: int, max_frames: int) -> str:
     """What the page says about a video that gave fewer frames than it has: cut at
     ``max_frames``, or a file that decodes fewer frames than its header reports (a truncated or
-    damaged file, e.g. an upload cut off); empty when neither."""
+    damaged file, e.g. an upload cut off; ``name`` as the page shows it); empty when neither."""
     reported = source_frame_count(path) if os.path.isfile(path) else None
     if num_frames >= max_frames and (reported is None or reported > num_frames):
         return (f"only the first {num_frames} frames are used" + (f" of about {reported}"
                 if reported else "") + " (objtrack app --max-frames)")
     if reported is not None and num_frames < reported:
-        return (f"{os.path.basename(path)}: only {num_frames} of the {reported} frames its header "
+        return (f"{name}: only {num_frames} of the {reported} frames its header "
                 "reports could be decoded (the file is truncated or damaged, e.g. an upload cut "
                 f"off); the {num_frames} frames are used")
     return ""
