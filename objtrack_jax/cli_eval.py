@@ -22,10 +22,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax import evaluation
+from objtrack_jax import evaluation, limits
 from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, add_set_arg, at_least,
                                    load_model_or_exit, parse_model_hw, setting_int,
                                    settings_overrides)
+from objtrack_jax.limits import add_budget_arg
 from objtrack_jax.settings import CARRY_MODES, resolve
 
 
@@ -142,6 +143,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> dict:
     else:
         # --resolution is the protocol's frame size here, not the tracking setting
         settings = resolve(info, **settings_overrides(parser, args, skip=("resolution",)))
+        limits.check_settings(settings, limits.CLI_NAMES)
     t0 = time.perf_counter()
     per_video, mean = evaluation.evaluate(
         args.dataset, args.data_root, model, params, info, settings=settings,
@@ -224,10 +226,35 @@ def track_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", type=at_least(64), default=None, metavar="MB",
                    help="memory budget that picks the encoder/refinement/point chunk sizes "
                         "(default: half the machine's memory)")
+    add_budget_arg(p)
     p.add_argument("--tail", type=at_least(0), default=8, help="frames of track tail drawn")
     p.add_argument("--fps", type=float, default=None, help="output fps (default: the input's, else 24)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def query_count(args, queries=None) -> dict:
+    """The size of an ``objtrack track`` (or ``demo --video``) run from the video's header and
+    the query flags, as :func:`objtrack_jax.limits.check_command` takes it: ``num_points``,
+    ``num_frames``, ``height``, ``width``, ``query_frames`` and ``points_what`` (the flag that
+    made the points)."""
+    from objtrack_jax.video_io import video_info
+    from objtrack_jax.video_tracking import DEFAULT_GRID
+
+    info = video_info(args.video)
+    t, h, w = int(info["num_frames"]), int(info["height"]), int(info["width"])
+    t = min(t, args.max_frames) if args.max_frames else t
+    step, frame = getattr(args, "grid_step", None), getattr(args, "grid_frame", 0)
+    if queries is not None:
+        n, frames, what = len(queries), queries[:, 0], f"--queries gives {len(queries):,} points"
+    elif step is not None and step > 0:
+        n = int(h // step) * int(w // step)
+        frames, what = {frame: n}, f"--grid-step {step:g} on {w}x{h} frames gives {n:,} points"
+    else:
+        g = args.grid or DEFAULT_GRID
+        n, frames, what = g * g, {frame: g * g}, f"--grid {g} gives {g * g:,} points"
+    return dict(num_points=n, num_frames=t, height=h, width=w, query_frames=frames,
+                points_what=what)
 
 
 def track_main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -242,10 +269,12 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.queries is not None and not os.path.isfile(args.queries):
         parser.error(f"--queries file not found: {args.queries}")
     queries = None if args.queries is None else read_queries(args.queries)
+    count = query_count(args, queries)  # from the header, before the model
     t0 = time.perf_counter()
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     load_seconds = time.perf_counter() - t0
     settings = resolve(info, **settings_overrides(parser, args))
+    limits.check_command(model, settings, **count, max_minutes=args.max_minutes)
     result = track_video(
         model, params, args.video, args.out, settings=settings, queries=queries, grid=args.grid,
         grid_step=args.grid_step, grid_frame=args.grid_frame, max_frames=args.max_frames,

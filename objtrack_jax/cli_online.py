@@ -54,6 +54,7 @@ def pipe_frames(stream, height: int, width: int, max_frames: Optional[int] = Non
 
 
 def online_main(argv: Optional[Sequence[str]] = None) -> dict:
+    from objtrack_jax import limits
     from objtrack_jax.cli_args import load_model_or_exit, settings_overrides
     from objtrack_jax.online import OnlineTracker, track_stream
     from objtrack_jax.settings import resolve
@@ -86,8 +87,12 @@ def online_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.queries is not None:
         queries = read_queries(args.queries)
     else:
-        grid = args.grid or DEFAULT_GRID
+        grid = limits.check_grid(args.grid or DEFAULT_GRID, "--grid")
         queries = grid_queries(grid, height, width, t=args.grid_frame)
+    num_frames = len(source) if source is not None else args.max_frames  # None: a pipe to its end
+    limits.check_command(model, settings, len(queries), num_frames or 0, height, width,
+                         queries[:, 0], args.max_minutes, "objtrack track --online",
+                         (lambda m: print(m, file=sys.stderr)) if num_frames else None)
     tracker = OnlineTracker(model, params, (height, width), capacity=max(1, len(queries)),
                             settings=settings)
     print(f"{args.video}: {height}x{width}; {len(queries)} queries; online at "

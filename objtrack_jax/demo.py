@@ -34,6 +34,7 @@ GAP = 6  # pixels between the two panels
 def demo_parser() -> argparse.ArgumentParser:
     from objtrack_jax.cli_args import (add_checkpoint_arg, add_refine_args, add_set_arg, parse_hw,
                                        setting_int)
+    from objtrack_jax.limits import add_budget_arg
 
     p = argparse.ArgumentParser(prog="objtrack demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=".", help="output folder (default: the current directory)")
@@ -55,6 +56,7 @@ def demo_parser() -> argparse.ArgumentParser:
                    help="refinement iterations per window (default: the weights' validated setting)")
     add_refine_args(p)
     add_set_arg(p)
+    add_budget_arg(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the LK and DIS baselines")
     p.add_argument("--scale", type=int, default=2, help="upscaling of the drawn synthetic frames")
     return p
@@ -190,7 +192,9 @@ def run_synthetic(model, params, settings, args) -> dict:
 
 
 def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
+    from objtrack_jax import limits
     from objtrack_jax.cli_args import load_model_or_exit, settings_overrides
+    from objtrack_jax.cli_eval import query_count
     from objtrack_jax.settings import resolve
     from objtrack_jax.video_tracking import track_video
 
@@ -200,8 +204,20 @@ def demo_main(argv: Optional[Sequence[str]] = None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     if args.scenes < 1 or args.frames < 2 or args.points < 1:
         parser.error("--scenes, --points must be >= 1 and --frames >= 2")
+    count = query_count(args) if args.video is not None else None  # limits before the model
+    if count is None:
+        limits.check_points(args.points, "--points")
+        limits.check_frames(args.frames, "--frames")
+        limits.check_size(args.size, "--size")
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     settings = resolve(info, **settings_overrides(parser, args))
+    limits.check_settings(settings, limits.CLI_NAMES)
+    if count is not None:
+        limits.check_command(model, settings, **count, max_minutes=args.max_minutes,
+                             prog="objtrack demo")
+    else:
+        limits.check_command(model, settings, args.scenes * args.points, args.frames, *args.size,
+                             max_minutes=args.max_minutes, prog="objtrack demo", echo=None)
     if args.video is not None:
         return track_video(model, params, args.video, os.path.join(args.out, "demo.mp4"),
                            settings=settings, grid=args.grid, max_frames=args.max_frames)

@@ -40,8 +40,11 @@ XLA); ONNX through ``jax2onnx`` from the function's jaxpr (``tf2onnx`` cannot co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import shutil
 import time
 from typing import Any, Optional, Sequence
 
@@ -49,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from objtrack_jax import windows
+from objtrack_jax import limits, windows
 from objtrack_jax.models.tracker import PIPsTracker, tracker_config
 
 FORMATS = ("stablehlo", "savedmodel", "onnx")
@@ -61,6 +64,8 @@ WINDOW_INPUTS = ("frames", "init", "feats1", "feats2", "feats4", "fresh")
 WINDOW_OUTPUTS = ("tracks", "vis_logits", "next_feats1", "next_feats2", "next_feats4")
 CLIP_INPUTS = ("frames", "queries")
 CLIP_OUTPUTS = ("tracks", "vis_logits")
+
+log = logging.getLogger(__name__)
 
 
 def export_model(model: PIPsTracker) -> PIPsTracker:
@@ -173,10 +178,37 @@ def _shape_structs(spec: dict, symbolic: bool):
 
 
 def _write_stablehlo(fn, spec: dict, path: str) -> dict:
+    from objtrack_jax.extras import require
+
+    require("flatbuffers", "StableHLO export (jax.export serialization)")
     exported = jax.export.export(jax.jit(fn))(*_shape_structs(spec, symbolic=True))
-    with open(path, "wb") as f:
-        f.write(exported.serialize())
+    data = exported.serialize()
+    with _published(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
     return {"symbolic_points": True, "platforms": list(exported.platforms)}
+
+
+def _shape_checks(tf, args, spec: dict) -> list:
+    """Assertions (run before the graph) that every input of ``args`` has its shape in
+    ``spec``: a wrong one fails naming the input, the expected and the given shape (the graph's
+    own error names none). ``n`` is the first input's point count, the same in every input."""
+    n, checks = None, []
+    for x, item in zip(args, spec["inputs"]):
+        given = tf.shape(x)
+        if n is None and "n" in item["shape"]:
+            n = tf.concat([given, tf.fill([len(item["shape"])], -1)], 0)[item["shape"].index("n")]
+        want = tf.stack([n if d == "n" else tf.constant(d) for d in item["shape"]])
+        r = len(item["shape"])
+        padded = tf.concat([given, tf.fill([r], -1)], 0)[:r]  # any rank compares
+        ok = tf.logical_and(tf.equal(tf.size(given), r), tf.reduce_all(tf.equal(padded, want)))
+        shape = "[" + ", ".join(str(d) for d in item["shape"]) + "]"
+        with tf.control_dependencies(checks):
+            checks.append(tf.debugging.Assert(ok, [
+                f"input {item['name']} must have shape {shape} (n: the point count, the same "
+                "in every input; export.json lists the inputs); given shape:", given],
+                summarize=8))
+    return checks
 
 
 def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
@@ -192,18 +224,30 @@ def _write_savedmodel(fn, spec: dict, path: str, name: str) -> dict:
     poly = ["(" + ", ".join(str(d) for d in x["shape"]) + ")" for x in spec["inputs"]]
     converted = jax2tf.convert(fn, polymorphic_shapes=poly, with_gradient=False,
                                native_serialization_platforms=("cpu",))
-    sig = [tf.TensorSpec([None if d == "n" else d for d in x["shape"]], tf.float32, name=x["name"])
+    # Every dimension is left open in the signature (the shapes are in export.json) and checked
+    # by _shape_checks, whose errors name the input; the converted graph is a function of its
+    # own, kept from being inlined, so that it is set up only once the checks have passed (set
+    # up beside them, its own shape error would come first and name no input).
+    sig = [tf.TensorSpec([None] * len(x["shape"]), tf.float32, name=x["name"])
            for x in spec["inputs"]]
     out_names = [x["name"] for x in spec["outputs"]]
+    static = [[None if d == "n" else d for d in x["shape"]] for x in spec["inputs"]]
+
+    def checked(*args):
+        return converted(*[tf.ensure_shape(a, s) for a, s in zip(args, static)])
 
     module = tf.Module()
+    graph = tf.function(checked, autograph=False, experimental_attributes={"_noinline": True})
 
     @tf.function(input_signature=sig, autograph=False)
     def serve(*args):
-        return dict(zip(out_names, converted(*args)))
+        with tf.control_dependencies(_shape_checks(tf, args, spec)):
+            args = [tf.identity(a) for a in args]
+            return dict(zip(out_names, graph(*args)))
 
     setattr(module, name, serve)
-    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    with _published(path) as tmp:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
     return {"symbolic_points": True, "signature": "serving_default", "attribute": name}
 
 
@@ -226,12 +270,61 @@ def _write_onnx(fn, spec: dict, path: str, name: str, points: int) -> dict:
     def plain(*args):
         return tuple(flat(*args))
 
-    model = to_onnx(plain, structs, model_name=name,
-                    input_names=[x["name"] for x in spec["inputs"]],
-                    output_names=[x["name"] for x in spec["outputs"]])
-    onnx.save(model, path)
+    with _quiet_plugin_discovery():
+        model = to_onnx(plain, structs, model_name=name,
+                        input_names=[x["name"] for x in spec["inputs"]],
+                        output_names=[x["name"] for x in spec["outputs"]])
+    with _published(path) as tmp:
+        onnx.save(model, tmp)
     return {"symbolic_points": False, "points": int(points),
             "opset": int(max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))}
+
+
+@contextlib.contextmanager
+def _published(path: str):
+    """A temporary path beside ``path`` to write to, renamed to ``path`` when the block ends
+    without an error (else removed): a failed export leaves no file behind, and never a partial
+    one."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
+    _remove(tmp)
+    try:
+        yield tmp
+        _remove(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def _quiet_plugin_discovery():
+    """jax2onnx imports every one of its plugin modules on its first conversion and logs a
+    warning with a traceback for each one that fails to import (plugins for libraries that are
+    not installed); none is needed here. They are kept from the output, and one log line says
+    how many there were."""
+    logger = logging.getLogger("jax2onnx.plugins.plugin_system")
+    skipped = []
+
+    def drop(record):
+        if record.levelno < logging.ERROR:
+            skipped.append(record.args[0] if record.args else record.getMessage())
+            return False
+        return True
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+        if skipped:
+            log.info("jax2onnx: %d of its plugin modules could not be imported (libraries not "
+                     "installed; this export uses none of them)", len(skipped))
 
 
 def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: int, iters: int,
@@ -252,6 +345,7 @@ def export(model: PIPsTracker, params: Any, out_dir: str, fmt: str, *, window: i
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    limits.check_export(size, window, iters, num_frames, points, "track_clip" in functions)
     h, w = (int(v) for v in size)
     if h % 8 or w % 8 or min(h, w) < 128:
         raise ValueError(f"size {h}x{w}: height and width must be multiples of 8 and >= 128")
@@ -380,8 +474,8 @@ def export_main(argv=None) -> dict:
                       size=size, carry=args.carry or rec.carry, functions=functions,
                       num_frames=args.frames, points=args.points, weights=weights,
                       vis_threshold=rec.vis_threshold)
-    except ImportError as e:  # a converter not installed: say which, exit 2
-        parser.error(str(e))
+    except ImportError as e:  # a converter not installed: one line naming it, exit 2
+        raise SystemExit(str(e)) from None
     for name, e in side["functions"].items():
         print(f"wrote {os.path.join(args.out, e['file'])} ({e['bytes'] / 2**20:.1f} MB, "
               f"{e['export_seconds']:.0f} s)")

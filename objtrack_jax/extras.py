@@ -6,6 +6,7 @@ needs: JAX, Flax, NumPy, OpenCV, imageio-ffmpeg and tqdm. The rest comes with ex
     pip install 'objtrack_jax[train]'   # objtrack train: TensorFlow, TFDS, orbax, TensorBoard, ...
     pip install 'objtrack_jax[data]'    # real-photo scenes (objtrack demo, synth --preset real)
     pip install 'objtrack_jax[dev]'     # tests, plots
+    pip install 'objtrack_jax[export]'  # objtrack export: StableHLO serialization, SavedModel, ONNX
     pip install 'objtrack_jax[all]'
 
 A feature whose extra is missing raises :class:`MissingExtraError` (a ``ModuleNotFoundError``)
@@ -31,6 +32,10 @@ MODULE_EXTRA = {
     "skimage": "data",
     "sklearn": "data",
     "PIL": "data",
+    "flatbuffers": "export",
+    "onnx": "export",
+    "jax2onnx": "export",
+    "onnxruntime": "export",
     "matplotlib": "dev",
     "pytest": "dev",
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import numpy as np
@@ -123,6 +123,23 @@ def inference_model(model, height: int, width: int, max_memory_mb: Optional[int]
     return model.clone(**memory_settings(height, width, max_memory_mb,
                                          int(tuple(model.encoder_dims)[0]),
                                          jnp.dtype(model.dtype).itemsize))
+
+
+def estimate_tracking_bytes(num_points: int, num_frames: int, height: int, width: int,
+                            model_size: Sequence[int], window: int, latent_dim: int = 128,
+                            streamed: bool = False) -> int:
+    """A rough lower bound of the host memory :func:`objtrack_jax.tracking.track_queries` needs:
+    the input frames (a window of them when ``streamed`` from a
+    :class:`~objtrack_jax.video_io.FrameSource`, else the whole video) and a window resized, the
+    encoded window (4-level pyramid), the output tracks/logits with their stitching copies, and
+    the three carried templates of every point."""
+    h, w = (int(s) for s in model_size)
+    s_win = max(1, min(int(window), int(num_frames)))
+    frames = (s_win if streamed else num_frames) * height * width * 3 + s_win * h * w * 3 * 4
+    fmaps = s_win * (h // 8) * (w // 8) * latent_dim * 4 * 4 // 3
+    tracks = num_points * num_frames * 3 * 4 * 3
+    templates = num_points * s_win * latent_dim * 3 * 4
+    return int(frames + fmaps + tracks + templates)
 
 
 def release_freed_memory() -> bool:

@@ -52,10 +52,11 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from objtrack_jax import anchor, post
+from objtrack_jax import anchor, limits, post
 from objtrack_jax.inference import (encode_frames, num_windows, to_point_major, to_time_major,
                                     track_segments, track_windows)
-from objtrack_jax.memory import check_memory, default_budget_mb, inference_model, point_chunk_size
+from objtrack_jax.memory import (check_memory, default_budget_mb, estimate_tracking_bytes,
+                                 inference_model, point_chunk_size)
 from objtrack_jax.models.tracker import PIPsTracker, check_inputs
 from objtrack_jax.settings import TrackingSettings, resolve
 from objtrack_jax.video_io import (ArrayFrames, FrameSource, FrameView,
@@ -171,22 +172,6 @@ def _check_queries(query_points, num_frames: int, height: Optional[int] = None,
                 f"{height}x{width} image (valid: y in [-0.5, {height - 0.5:g}], x in [-0.5, "
                 f"{width - 0.5:g}]); {int(outside.sum())} of {len(q)} queries are outside")
     return q
-
-
-def estimate_tracking_bytes(num_points: int, num_frames: int, height: int, width: int,
-                            model_size: Sequence[int], window: int, latent_dim: int = 128,
-                            streamed: bool = False) -> int:
-    """A rough lower bound of the host memory :func:`track_queries` needs: the input frames (a
-    window of them when ``streamed`` from a :class:`~objtrack_jax.video_io.FrameSource`, else the
-    whole video) and a window resized, the encoded window (4-level pyramid), the output
-    tracks/logits with their stitching copies, and the three carried templates of every point."""
-    h, w = (int(s) for s in model_size)
-    s_win = max(1, min(int(window), int(num_frames)))
-    frames = (s_win if streamed else num_frames) * height * width * 3 + s_win * h * w * 3 * 4
-    fmaps = s_win * (h // 8) * (w // 8) * latent_dim * 4 * 4 // 3
-    tracks = num_points * num_frames * 3 * 4 * 3
-    templates = num_points * s_win * latent_dim * 3 * 4
-    return int(frames + fmaps + tracks + templates)
 
 
 def shared_features(model: PIPsTracker, params: Any, frames,
@@ -372,6 +357,7 @@ def run_tracking(model: PIPsTracker, params: Any, video, query_points, settings:
                                              int(model.latent_dim), streamed),
                      f"refining {n} points through {num_frames} frames at {fine[0]}x{fine[1]}",
                      "track fewer points or frames, or refine at a smaller resolution")
+    limits.check_run(model, n, num_frames, height, width, s, warn=True)  # objtrack_jax.limits
     queries = _check_queries(query_points, num_frames, height, width)
     scale = np.array([size[1] / width, size[0] / height], np.float64)  # (x, y): model px per input px
 

@@ -99,7 +99,7 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
       ``timings`` (seconds per stage) and the arrays ``tracks`` ``[n, T, 2]`` and ``visible``
       ``[n, T]`` (None without a visibility head).
     """
-    from objtrack_jax import tracking, viz
+    from objtrack_jax import limits, tracking, viz
     from objtrack_jax.memory import check_memory
     from objtrack_jax.settings import TrackingSettings, resolve
     from objtrack_jax.tracking import grid_queries, run_tracking
@@ -143,6 +143,7 @@ def track_video(model, params, *inputs, out: Optional[str] = None, settings=None
                                              s.window, int(model.latent_dim), streamed=True),
             f"{what} through {num_frames} frames",
             "use a smaller grid, fewer frames or a smaller resolution")
+        limits.check_points(count, "grid points")  # objtrack_jax.limits, before allocating
         queries = (tracking.grid_step_queries(grid_step, height, width, t=grid_frame)
                    if grid_step is not None else grid_queries(grid, height, width, t=grid_frame))
     queries = np.asarray(queries, np.float32)

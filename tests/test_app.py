@@ -450,3 +450,169 @@ def test_app_on_a_busy_port_is_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert lines == [f"objtrack app: error: cannot listen on 127.0.0.1:{port} (Address already in "
                      "use); pick another --port (0: any free port) or --host"], proc.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Bounded runs, request types, truncated uploads and the cancel
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form, baselines, message", [
+    ({"iters": "1000000"}, (), r"^iterations 1000000 iterations per window; the limit is 64 "
+                              r"\(limits.MAX_ITERS\)"),
+    ({"window": 10 ** 9}, (), r"^window 1000000000 frames; the limit is 256 \(limits.MAX_WINDOW\)"),
+    ({"short_side": "8192"}, (), r"limits.MAX_SIDE"),
+    ([{"iters": 2}], (), r"^settings: expected an object of \{field: value\}, got list"),
+    ({}, 3, r"^baselines: expected a list of comparison names \(lk, dis\), got int 3"),
+    ({}, [1], r"^baselines: expected a list of comparison names \(lk, dis\), got \[1\]"),
+])
+def test_check_run_refuses_runs_over_the_limits_and_fields_of_another_type(workspace, form,
+                                                                           baselines, message):
+    video = _fake_video(workspace)
+    with pytest.raises(AppError, match=message):
+        workspace.check_run(video.id, [{"t": 0, "x": 3, "y": 3}], form, baselines)
+
+
+def test_check_run_refuses_a_run_over_the_time_budget(workspace, monkeypatch):
+    video = _fake_video(workspace, frames=600, height=480, width=640)
+    point = [{"t": 0, "x": 3, "y": 3}]
+    workspace.check_run(video.id, point)
+    monkeypatch.setattr(workspace, "max_minutes", 0.01)
+    with pytest.raises(AppError, match=r"^tracking 1 point through 600 frames of 640x480 is "
+                                       r"estimated at about .* over the time budget of 0.01 min "
+                                       r"\(objtrack app --max-minutes\)"):
+        workspace.check_run(video.id, point)
+
+
+def _upload(api, path, name="clip.mp4"):
+    with open(path, "rb") as f:
+        status, body, _ = _call(api, "POST", f"/api/open/upload?name={name}", f.read(),
+                                {"Content-Type": "application/octet-stream"})
+    return status, json.loads(body)
+
+
+def test_api_fields_of_another_type_are_400_naming_the_field(api, tmp_path):
+    status, video = _upload(api, _write_clip(tmp_path / "clip.mp4"))
+    assert status == 200
+    point = [{"t": 0, "x": 3, "y": 3}]
+    for body, needle in [({"video": video["id"], "points": point, "settings": [1, 2]},
+                          "settings: expected an object of {field: value}, got list"),
+                         ({"video": video["id"], "points": point, "baselines": 7},
+                          "baselines: expected a list of comparison names (lk, dis), got int 7"),
+                         ({"video": video["id"], "points": {"t": 0}},
+                          "points: expected a list of points {t, x, y}, got dict"),
+                         ({"video": [video["id"]], "points": point},
+                          "video: expected the id of an open video (a string)"),
+                         ({"video": video["id"], "points": point, "settings": {"iters": 10 ** 6}},
+                          "the limit is 64 (limits.MAX_ITERS)")]:
+        status, answer, _ = _call(api, "POST", "/api/run", body)
+        assert status == 400 and needle in json.loads(answer)["error"], (body, answer)
+
+
+def test_api_truncated_upload_opens_with_a_message(api, tmp_path):
+    from objtrack_jax.video_io import write_video
+
+    frames = np.random.default_rng(1).integers(0, 255, (24, H, W, 3), dtype=np.uint8)
+    path = write_video(str(tmp_path / "whole.mp4"), frames, 12)  # H.264, index at the front
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    status, video = _upload(api, cut, "cut.mp4")
+    assert status == 200 and 0 < video["num_frames"] < 24, video
+    assert video["note"] == (f"cut.mp4: only {video['num_frames']} of the 24 frames its "
+                             "header reports could be decoded (the file is truncated or damaged, "
+                             f"e.g. an upload cut off); the {video['num_frames']} frames are used")
+    status, whole = _upload(api, path, "whole.mp4")
+    assert status == 200 and whole["num_frames"] == 24 and whole["note"] == ""
+
+
+def _wait_for(api, job_id, seconds=30):
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        job = json.loads(_call(api, "GET", f"/api/job/{job_id}")[1])
+        if job["state"] != "running":
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"run {job_id} still running after {seconds} s")
+
+
+def test_api_cancel_stops_a_run_and_frees_the_slot(api, tmp_path, monkeypatch):
+    import time
+
+    reads = []
+
+    def slow_tracker(model, params, source, queries, s):  # a run that would take 100 s
+        for _ in range(10_000):
+            source.read(0, 1)  # each read reports progress: where the cancel is seen
+            reads.append(1)
+            time.sleep(0.01)
+        raise AssertionError("the run was not cancelled")
+
+    monkeypatch.setattr(engine, "track_points", slow_tracker)
+    status, video = _upload(api, _write_clip(tmp_path / "clip.mp4"))
+    body = {"video": video["id"], "points": [{"t": 0, "x": 3, "y": 3}]}
+    status, started, _ = _call(api, "POST", "/api/run", body)
+    job_id = json.loads(started)["job"]
+    while not reads:
+        time.sleep(0.01)
+    status, busy, _ = _call(api, "POST", "/api/run", body)
+    assert status == 409 and "already going on" in json.loads(busy)["error"]
+    t0 = time.time()
+    status, answer, _ = _call(api, "POST", f"/api/job/{job_id}/cancel", {})
+    assert status == 200 and json.loads(answer)["stage"].startswith("cancelling")
+    job = _wait_for(api, job_id)
+    assert job["state"] == "cancelled" and job["stage"] == "cancelled" and job["error"] is None
+    assert time.time() - t0 < 5 and len(reads) < 10_000
+    status, answer, _ = _call(api, "POST", f"/api/job/{job_id}/cancel", {})
+    assert status == 409 and "already ended (cancelled)" in json.loads(answer)["error"]
+    status, started, _ = _call(api, "POST", "/api/run", body)  # the slot is free again
+    assert status == 200
+    second = json.loads(started)["job"]
+    assert _call(api, "POST", f"/api/job/{second}/cancel", {})[0] == 200
+    assert _wait_for(api, second)["state"] == "cancelled"
+    status, answer, _ = _call(api, "POST", "/api/job/abcdef/cancel", {})
+    assert status == 404
+
+
+def test_cancel_button_in_chromium(api, tmp_path, monkeypatch):
+    """The page's Cancel button stops a run (the in-process server, a run that would take 100 s)."""
+    import time
+
+    sync_playwright = _browser()
+
+    def slow_tracker(model, params, source, queries, s):
+        for _ in range(10_000):
+            source.read(0, 1)
+            time.sleep(0.01)
+        raise AssertionError("the run was not cancelled")
+
+    monkeypatch.setattr(engine, "track_points", slow_tracker)
+    clip = _write_clip(tmp_path / "clip.mp4")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1200})
+            page_errors = []
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.goto(api.url)
+            page.wait_for_function("window.objtrackApp && window.objtrackApp.info !== null")
+            page.set_input_files("#file-input", clip)
+            page.wait_for_selector("#viewer:not([hidden])", timeout=30000)
+            box = page.locator("#frame-canvas").bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            assert page.locator("#cancel-button").is_hidden()
+            page.click("#run-button")
+            page.wait_for_selector("#cancel-button:not([hidden])", timeout=10000)
+            page.wait_for_function("window.objtrackApp.job && window.objtrackApp.job.progress >= 0"
+                                   " && window.objtrackApp.job.elapsed !== undefined")
+            page.click("#cancel-button")
+            page.wait_for_function("window.objtrackApp.job.state === 'cancelled'", timeout=10000)
+            assert "The run was cancelled" in page.locator("#message").inner_text()
+            assert page.locator("#cancel-button").is_hidden()
+            assert page.locator("#stage-label").inner_text().startswith("cancelled after")
+            assert page.locator("#run-button").is_enabled()
+            assert not page_errors, page_errors
+        finally:
+            browser.close()

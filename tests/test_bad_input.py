@@ -805,3 +805,94 @@ def test_demo_missing_video(tmp_path, capsys, cached_model):
     missing = str(tmp_path / "none.mp4")
     assert_cli_error(capsys, ["demo", "--video", missing, "--out", str(tmp_path / "o")], missing,
                      "not found")
+
+
+# ------------------------------------------------------------------------------------------------
+# Every run bounded (objtrack_jax.limits): a hard limit or the time budget, before any work
+# ------------------------------------------------------------------------------------------------
+
+
+def test_track_grid_1000_is_refused_naming_the_limit_and_estimate(tmp_path, capsys, cached_model):
+    folder = _frame_folder(tmp_path)
+    err = assert_cli_error(capsys, ["track", str(folder), "--grid", "1000"],
+                           "--grid 1000 gives 1,000,000 points", "needs an estimated",
+                           "the limit is 65,536 (limits.MAX_POINTS)", "--grid-step")
+    assert len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists("tracks.npz")
+
+
+def test_track_prints_the_estimate_and_refuses_a_run_over_the_time_budget(tmp_path, capsys,
+                                                                          cached_model):
+    folder = _frame_folder(tmp_path)
+    code, out, err = run_cli(capsys, "track", str(folder), "--grid", "200", "--max-minutes",
+                             "0.01", "--out", str(tmp_path / "t.mp4"))
+    assert code == 2, err
+    assert "objtrack track: 40,000 points x 3 frames estimated at about" in out, out
+    assert "time budget 0.01 min (--max-minutes)" in out
+    assert err.startswith("objtrack track: error: tracking 40,000 points through 3 frames is "
+                          "estimated at about") and "raise --max-minutes" in err, err
+    assert not (tmp_path / "t.npz").exists()
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--window", "1000000000", "--window 1000000000 frames; the limit is 256 (limits.MAX_WINDOW)"),
+    ("--iters", "1000000", "--iters 1000000 iterations per window; the limit is 64 "
+                           "(limits.MAX_ITERS)"),
+    ("--refine-iters", "100000", "--refine-iters 100000 iterations per window"),
+    ("--resolution", "32768x32768", "--resolution 32768x32768 has a side of 32,768 px; the limit "
+                                    "is 4,096 (limits.MAX_SIDE)"),
+])
+def test_track_settings_over_a_hard_limit(tmp_path, capsys, cached_model, flag, value, needle):
+    folder = _frame_folder(tmp_path)
+    assert_cli_error(capsys, ["track", str(folder), flag, value], needle)
+
+
+def test_eval_and_demo_check_the_limits(tmp_path, capsys, cached_model):
+    assert_cli_error(capsys, ["eval", "--dataset", "synthetic", "--iters", "1000000"],
+                     "limits.MAX_ITERS")
+    assert_cli_error(capsys, ["demo", "--out", str(tmp_path), "--window", "100000"],
+                     "--window 100000 frames", "limits.MAX_WINDOW")
+    folder = _frame_folder(tmp_path)
+    assert_cli_error(capsys, ["demo", "--out", str(tmp_path), "--video", str(folder), "--grid",
+                              "300"], "--grid 300 gives 90,000 points", "limits.MAX_POINTS")
+
+
+def test_library_entry_points_check_the_hard_limits(shipped):
+    from objtrack_jax.online import OnlineTracker
+
+    model, params, info = shipped
+    video, q = _frames(3, 128, 128), np.array([[0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match=r"^window 1000000000 frames; the limit is 256 "
+                                         r"\(limits.MAX_WINDOW\); use a smaller window"):
+        _track(model, params, video, q, window=10**9)
+    with pytest.raises(ValueError, match=r"^iters 1000000 iterations per window; the limit is 64"):
+        _track(model, params, video, q, iters=10**6)
+    with pytest.raises(ValueError, match=r"limits.MAX_WINDOW"):
+        OnlineTracker(model, params, (128, 128), 4, window=10**9, iters=4)
+    with pytest.raises(ValueError, match=r"100,000 query slots \(capacity\); the limit is 65,536"):
+        OnlineTracker(model, params, (128, 128), 100_000, window=8, iters=4)
+
+
+def test_estimate_follows_the_work_and_the_budget_refuses(shipped, caplog):
+    from objtrack_jax import limits
+    from objtrack_jax.settings import TrackingSettings
+
+    model = shipped[0]
+    s = TrackingSettings(window=8, iters=4, short_side=192)
+    one = limits.estimate(model, 1024, 24, 192, 256, s)
+    assert one.parts["refine"] > 0 and one.parts["encode"] > 0 and one.parts["anchor"] == 0
+    more = limits.estimate(model, 1024, 24, 192, 256, s.replace(iters=16))
+    np.testing.assert_allclose(more.parts["refine"], 4 * one.parts["refine"], rtol=1e-3)
+    assert more.parts["encode"] == one.parts["encode"]
+    longer = limits.estimate(model, 1024, 48 * 7 + 1, 192, 256, s)  # 48 windows, not 4
+    np.testing.assert_allclose(longer.parts["encode"], 12 * one.parts["encode"], rtol=1e-3)
+    assert limits.estimate(model, 10**9, 24, 192, 256, s, {0: 10**9}).bytes > 10**12  # no alloc
+    hour = limits.estimate(model, 4096, 30 * 60, 1080, 1920, s.replace(refine_scale=2))
+    assert hour.seconds > 30 * 60
+    with pytest.raises(ValueError, match=r"over the time budget of 30 min \(--max-minutes\); "
+                                         r"raise --max-minutes"):
+        limits.check_budget(hour, limits.DEFAULT_MAX_MINUTES)
+    limits.check_budget(hour, None)  # no budget
+    with caplog.at_level(logging.WARNING, logger="objtrack_jax.limits"):
+        limits.check_run(model, 4096, 30 * 60, 1080, 1920, s.replace(refine_scale=2), warn=True)
+    assert "is estimated at about" in caplog.text and "--max-minutes" in caplog.text

@@ -163,3 +163,120 @@ def test_export_cli_writes_the_sidecar(tmp_path):
     assert side["settings"]["window"] == 8 and side["settings"]["iters"] == 4
     assert side["weights"]["name"] == "objprior_synth" and side["format"] == "stablehlo"
     assert (out / "window_step.jaxexport").stat().st_size > 6e6
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad requests: one line each, nothing written
+# --------------------------------------------------------------------------------------------------
+
+
+def _cli_error(capsys, argv):
+    from objtrack_jax import cli
+
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("objtrack export: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--window", "1000000000"], "--window 1000000000 frames; the limit is 256 (limits.MAX_WINDOW)"),
+    (["--resolution", "32768x32768"], "has a side of 32,768 px; the limit is 4,096 "
+                                      "(limits.MAX_SIDE)"),
+    (["--iters", "1000000"], "limits.MAX_ITERS"),
+    (["--frames", "2000"], "unrolls 286 windows into one graph; the limit is 64 "
+                           "(limits.MAX_EXPORT_WINDOWS)"),
+])
+def test_export_over_a_limit_is_refused_before_any_work(tmp_path, capsys, flags, needle):
+    out = tmp_path / "out"
+    line = _cli_error(capsys, ["export", "--format", "stablehlo", "--out", str(out)] + flags)
+    assert needle in line, line
+    assert not out.exists() or not os.listdir(out)
+
+
+def test_stablehlo_export_without_flatbuffers_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)  # as in a lean install
+    out = tmp_path / "hlo"
+    line = _cli_error(capsys, ["export", "--format", "stablehlo", "--out", str(out),
+                               "--resolution", "128x128", "--functions", "window_step"])
+    assert "StableHLO export (jax.export serialization) needs the 'export' extra" in line, line
+    assert "pip install 'objtrack_jax[export]'" in line
+    assert not out.exists() or os.listdir(out) == [], os.listdir(out)
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    from objtrack_jax import export as ex
+
+    path = str(tmp_path / "f.onnx")
+    with pytest.raises(OSError):
+        with ex._published(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"half")
+            raise OSError("disk full")
+    assert os.listdir(tmp_path) == []
+    with ex._published(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"whole")
+    assert os.listdir(tmp_path) == ["f.onnx"] and open(path, "rb").read() == b"whole"
+
+
+def test_jax2onnx_plugin_discovery_tracebacks_are_kept_out(caplog):
+    """jax2onnx logs a warning with a traceback for each plugin module it cannot import (54 on
+    this install); the export keeps them out and says how many in one line."""
+    import logging
+
+    from objtrack_jax import export as ex
+
+    plugins = logging.getLogger("jax2onnx.plugins.plugin_system")
+    with caplog.at_level(logging.INFO):
+        with ex._quiet_plugin_discovery():
+            for i in range(54):
+                try:
+                    raise ImportError(f"no module named lib{i}")
+                except ImportError as e:
+                    plugins.warning("Skipping import of %s due to error: %s", f"plugin{i}", e,
+                                    exc_info=True)
+        records = [r for r in caplog.records if r.name.startswith("jax2onnx")]
+        assert records == [], [r.getMessage() for r in records]
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines == ["jax2onnx: 54 of its plugin modules could not be imported (libraries not "
+                         "installed; this export uses none of them)"], lines
+        with ex._quiet_plugin_discovery():  # errors still come through
+            plugins.error("a real failure")
+    assert caplog.records[-1].getMessage() == "a real failure"
+
+
+def test_savedmodel_shape_errors_name_the_input(tmp_path):
+    """A SavedModel called with a wrong shape names the input, the shape expected and the shape
+    given (the converted graph's own error names none)."""
+    pytest.importorskip("tensorflow")
+    import jax.numpy as jnp
+
+    from objtrack_jax import export as ex
+
+    spec = {"inputs": [{"name": "frames", "shape": [2, 8, 8, 3]},
+                       {"name": "queries", "shape": ["n", 2]},
+                       {"name": "init", "shape": [2, "n", 2]}],
+            "outputs": [{"name": "tracks", "shape": [2, "n", 2]}]}
+
+    def fn(frames, queries, init):
+        return (init + queries[None] + jnp.mean(frames),)
+
+    path = str(tmp_path / "sm")
+    ex._write_savedmodel(fn, spec, path, "fn")
+    import tensorflow as tf
+
+    call = tf.saved_model.load(path).signatures["serving_default"]
+    z = lambda *s: tf.zeros(s, tf.float32)  # noqa: E731
+    out = call(frames=z(2, 8, 8, 3), queries=z(5, 2), init=z(2, 5, 2))["tracks"]
+    assert out.shape == (2, 5, 2)
+    for args, needle in [(dict(frames=z(2, 16, 16, 3), queries=z(5, 2), init=z(2, 5, 2)),
+                          r"input frames must have shape \[2, 8, 8, 3\].*given shape:\] \[2 16 16 3\]"),
+                         (dict(frames=z(2, 8, 8, 3), queries=z(5, 2), init=z(2, 6, 2)),
+                          r"input init must have shape \[2, n, 2\].*given shape:\] \[2 6 2\]"),
+                         (dict(frames=z(2, 8, 8), queries=z(5, 2), init=z(2, 5, 2)),
+                          r"input frames must have shape \[2, 8, 8, 3\].*given shape:\] \[2 8 8\]")]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=needle):
+            call(**args)

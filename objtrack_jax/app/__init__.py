@@ -28,6 +28,7 @@ DEFAULT_PORT = 7860
 
 def app_parser() -> argparse.ArgumentParser:
     from objtrack_jax.cli_args import add_checkpoint_arg, at_least
+    from objtrack_jax.limits import DEFAULT_MAX_MINUTES, positive_minutes
 
     p = argparse.ArgumentParser(
         prog="objtrack app",
@@ -43,6 +44,11 @@ def app_parser() -> argparse.ArgumentParser:
                    help="frames read from a video (the rest is ignored; default 600)")
     p.add_argument("--max-upload-mb", type=at_least(1), default=2048,
                    help="largest upload accepted, in MB (default 2048)")
+    p.add_argument("--max-minutes", type=positive_minutes, default=DEFAULT_MAX_MINUTES,
+                   metavar="MIN",
+                   help="refuse a run whose estimated time is over MIN minutes (default "
+                        f"{DEFAULT_MAX_MINUTES:g}; objtrack_jax.limits; a run going on can be "
+                        "cancelled in the page)")
     p.add_argument("--allow-paths", action="store_true",
                    help="let the page open files by their path on this machine also when "
                         "--host is not a loopback address (always allowed on 127.0.0.1)")
@@ -67,7 +73,7 @@ def app_main(argv: Optional[Sequence[str]] = None) -> int:
         model, params, info = load_model_or_exit(parser, args.checkpoint)
         root = args.workdir or tempfile.mkdtemp(prefix="objtrack-app-")
         workspace = engine.Workspace(model, params, info, os.path.join(root, "app"),
-                                     max_frames=args.max_frames,
+                                     max_frames=args.max_frames, max_minutes=args.max_minutes,
                                      allow_paths=args.allow_paths or args.host in LOCAL_NAMES)
         server.workspace = workspace
         if threading.current_thread() is threading.main_thread():  # SIGTERM stops as Ctrl+C does

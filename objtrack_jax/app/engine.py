@@ -6,18 +6,20 @@ methods, so everything it does can be called (and tested) without a browser:
 
 * :meth:`Workspace.open_upload`, :meth:`Workspace.open_path`, :meth:`Workspace.open_example`: a
   video (uploaded file, a file or folder of frames on this machine, or a generated real-photo
-  scene) is opened, its frame count checked and one JPEG preview per frame written for the page's
-  frame slider (:class:`OpenedVideo`);
+  scene) is opened, its frame count checked against its header (a truncated file is said so)
+  and one JPEG preview per frame written for the page's frame slider (:class:`OpenedVideo`);
 * :meth:`Workspace.check_run`: the clicked points and the settings form become a checked
-  :class:`RunRequest` (frames and positions inside the video, settings under the CLI's rules, the
-  memory estimate under the budget); every refusal is an :class:`AppError` whose message is shown
-  in the page as it is;
+  :class:`RunRequest` (every field of the request of its type, frames and positions inside the
+  video, settings under the CLI's rules and :mod:`objtrack_jax.limits`, the memory and time
+  estimates under the budgets); every refusal is an :class:`AppError` whose message is shown in
+  the page as it is;
 * :meth:`Workspace.run`: tracks the points with the model (and LK / DIS when asked), draws the
   methods side by side into an H.264 mp4 that browsers play, and writes the tracks as ``.npz``,
   ``.csv`` and ``.json`` (columns in docs/app.md).
 
-The calls into the rest of the library (loading weights, their validated settings, tracking,
-baselines, drawing, video writing) are each isolated in one small function below.
+The calls into the rest of the library (their validated settings, tracking, baselines) are each
+isolated in one small function below; those for videos (reading, previews, drawing, writing) in
+:mod:`objtrack_jax.app.media`.
 """
 
 from __future__ import annotations
@@ -37,43 +39,24 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from objtrack_jax.video_io import FrameSource
+from objtrack_jax import limits
+from objtrack_jax.app.media import (BASELINE_NAMES, EXAMPLE_FPS, EXAMPLE_FRAMES,  # noqa: F401
+                                    EXAMPLE_SIZE, PALETTE, PANEL_GAP, PANEL_MIN_WIDTH, AppError,
+                                    CountingFrames, OpenedVideo, example_frames, open_frames,
+                                    require_h264, short_read_note, source_fps, write_previews,
+                                    write_result_video)
 
 log = logging.getLogger(__name__)
 
-PREVIEW_MAX_WIDTH = 960  # the slider's JPEGs; clicks are mapped back to the video's own pixels
-PREVIEW_QUALITY = 90
-PANEL_MAX_WIDTH = 1920  # the result video's width with every panel side by side
-PANEL_GAP = 6
 MAX_POINTS = 512
-EXAMPLE_FRAMES = 24
-EXAMPLE_SIZE = (192, 256)
-EXAMPLE_FPS = 12.0
-BASELINE_NAMES = {"lk": "Lucas-Kanade", "dis": "DIS flow"}
 MODEL_NAME = "objtrack_jax"
-PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
-           "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8")
-PANEL_MIN_WIDTH = 480  # small videos are enlarged in the result so that the markers show
+# How the limits name the values (objtrack_jax.limits): as the page does.
+APP_NAMES = {**limits.API_NAMES, "iters": "iterations", "refine_iters": "second pass iterations",
+             "resolution": "short side"}
 # The settings form's fields and their names in messages.
 SETTING_FIELDS = {"window": "window", "iters": "iterations", "short_side": "short side",
                   "refine_scale": "second pass scale", "refine_iters": "second pass iterations",
                   "max_memory_mb": "memory budget (MB)"}
-
-
-class AppError(ValueError):
-    """Input the app refuses (not a video, a point outside the frame, a setting out of range, a
-    run over the memory budget, ...); the message says what and why, and is shown in the page."""
-
-
-def require_h264() -> None:
-    """SystemExit with one line when videos cannot be written as H.264 (the format that every
-    browser plays)."""
-    from objtrack_jax.video_io import h264_encoder
-
-    exe, reason = h264_encoder()
-    if exe is None:
-        raise SystemExit(f"objtrack app writes its result videos as H.264, which needs imageio-ffmpeg "
-                         f"(part of the core install): {reason}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,15 +126,6 @@ def resolve_settings(info: dict, form: Optional[dict]):
     return s, notes
 
 
-def tracking_bytes(model, n: int, num_frames: int, height: int, width: int,
-                   size: Sequence[int], window: int) -> int:
-    """The tracker's own estimate of the host memory a run needs (frames streamed)."""
-    from objtrack_jax.tracking import estimate_tracking_bytes
-
-    return estimate_tracking_bytes(n, num_frames, height, width, size, window,
-                                   int(model.latent_dim), streamed=True)
-
-
 def track_points(model, params, source, queries: np.ndarray, s):
     """``(tracks [n, T, 2], visible [n, T] or None, logits or None)`` of the model with
     :class:`~objtrack_jax.settings.TrackingSettings` ``s``."""
@@ -167,111 +141,9 @@ def track_baseline(name: str, frames: np.ndarray, queries: np.ndarray):
     return baselines.track(name, frames, queries)
 
 
-def point_colours(n: int) -> np.ndarray:
-    """uint8 ``[n, 3]`` RGB: point ``i`` gets ``PALETTE[i % len(PALETTE)]``, the colour of its
-    marker and row in the page, in every panel of the result video."""
-    rgb = [tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in PALETTE]
-    return np.asarray([rgb[i % len(rgb)] for i in range(n)], np.uint8)
-
-
-def draw_panel(frames: np.ndarray, tracks: np.ndarray, visible: Optional[np.ndarray], colours,
-               start: int) -> np.ndarray:
-    """Frames ``start ..`` of a video with ``[n, T, 2]`` tracks drawn (markers of about 1/64 of
-    the short side: filled where visible, hollow where occluded; 8 frames of tail)."""
-    from objtrack_jax import viz
-
-    radius = max(3, round(min(frames.shape[1:3]) / 64))
-    return viz.draw_tracks(frames, tracks, visible, tail=8, radius=radius, colors=colours,
-                           start=start, layout="NT")
-
-
-def open_frames(path: str, max_frames: Optional[int] = None):
-    """A :class:`~objtrack_jax.video_io.FrameSource` over a video file or folder of frames."""
-    from objtrack_jax.video_io import open_video
-
-    return open_video(path, max_frames=max_frames)
-
-
-def source_fps(path: str) -> Optional[float]:
-    from objtrack_jax.video_io import video_info
-
-    try:
-        return video_info(path).get("fps") if os.path.isfile(path) else None
-    except (ValueError, OSError):
-        return None
-
-
-def source_frame_count(path: str) -> Optional[int]:
-    """The frame count a container reports (approximate for some formats), or None."""
-    from objtrack_jax.video_io import video_info
-
-    try:
-        n = video_info(path).get("num_frames")
-        return int(n) if n and n > 0 else None
-    except (ValueError, OSError):
-        return None
-
-
-def example_frames(index: int) -> np.ndarray:
-    """A generated real-photo scene (the evaluation photos under camera and object motion, as
-    ``objtrack demo`` makes them): uint8 ``[EXAMPLE_FRAMES, 192, 256, 3]``. Without the ``[data]``
-    extra: an :class:`AppError` naming it."""
-    from objtrack_jax.extras import as_missing_extra
-
-    try:
-        from objtrack_jax.data_pipelines import real_scenes, synthetic
-
-        seed = synthetic.sequence_seed(0, "demo", int(index))
-        return real_scenes.generate_sequence(seed, frames=EXAMPLE_FRAMES, size=EXAMPLE_SIZE,
-                                             num_points=16, photos="eval")["rgbs"]
-    except ModuleNotFoundError as e:
-        missing = as_missing_extra(e)
-        if missing is None:
-            raise
-        raise AppError(f"the example scene: {missing}; or open a video of your own") from None
-
-
-def h264_writer(path: str, fps: float):
-    """A :class:`~objtrack_jax.video_io.VideoWriter` for an H.264 mp4 (``append`` / ``close``)."""
-    from objtrack_jax.video_io import VideoWriter
-
-    return VideoWriter(path, fps)
-
-
-def append_h264(writer, frames: np.ndarray) -> None:
-    """``writer.append(frames)``; OSError unless the writer encodes H.264 (a video in another
-    codec would not play in the page)."""
-    writer.append(frames)
-    if writer.codec != "h264":
-        writer.close()
-        raise OSError(f"{writer.path}: the result video could not be encoded as H.264 (written as "
-                      f"{writer.codec!r} instead, which browsers do not play; the server log says "
-                      "why)")
-
-
 # --------------------------------------------------------------------------------------------------
-# Videos and runs
+# Runs
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class OpenedVideo:
-    """A video the page works on. ``path``: the file or folder of frames tracked; ``previews``:
-    one JPEG per frame (``%06d.jpg``, at most :data:`PREVIEW_MAX_WIDTH` wide)."""
-
-    id: str
-    name: str
-    path: str
-    num_frames: int
-    height: int
-    width: int
-    fps: float
-    previews: str
-    note: str = ""
-
-    def public(self) -> dict:
-        return {"id": self.id, "name": self.name, "num_frames": self.num_frames,
-                "height": self.height, "width": self.width, "fps": self.fps, "note": self.note}
 
 
 @dataclasses.dataclass
@@ -293,6 +165,12 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", base)[-100:] or "video"
 
 
+def _expect(value, types, field: str, expected: str, allow_none: bool = False) -> None:
+    """AppError naming ``field`` and the type expected unless ``value`` is one of ``types``."""
+    if not (isinstance(value, types) or (allow_none and value is None)):
+        raise AppError(f"{field}: expected {expected}, got {type(value).__name__} {value!r:.60}")
+
+
 def _as_number(value, what: str) -> float:
     try:
         f = float(value)
@@ -311,11 +189,15 @@ class Workspace:
       root: scratch folder (uploads, previews, results); removed by :meth:`close`.
       max_frames: frames read from a video (the rest is ignored, and the page says so).
       allow_paths: whether :meth:`open_path` may open files on this machine.
+      max_minutes: a run estimated over this many minutes is refused
+        (:func:`objtrack_jax.limits.check_budget`; None: no time budget).
     """
 
     def __init__(self, model, params, info: dict, root: str, *, max_frames: int = 600,
-                 allow_paths: bool = True):
+                 allow_paths: bool = True,
+                 max_minutes: Optional[float] = limits.DEFAULT_MAX_MINUTES):
         self.model, self.params, self.info = model, params, info
+        self.max_minutes = max_minutes
         self.root, self.max_frames, self.allow_paths = root, int(max_frames), allow_paths
         self.validated = validated_settings(info)
         self.defaults = settings_form(self.validated)
@@ -344,28 +226,14 @@ class Workspace:
         num_frames, height, width = (int(v) for v in source.shape[:3])
         previews = os.path.join(folder, "previews")
         os.makedirs(previews, exist_ok=True)
-        scale = min(1.0, PREVIEW_MAX_WIDTH / width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         try:
-            for start in range(0, num_frames, 16):
-                block = source.read(start, min(start + 16, num_frames))
-                for i, frame in enumerate(block):
-                    if scale < 1:
-                        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-                    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]),
-                                           [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_QUALITY])
-                    if not ok:
-                        raise OSError(f"cannot encode preview of frame {start + i}")
-                    with open(os.path.join(previews, f"{start + i:06d}.jpg"), "wb") as f:
-                        f.write(jpg.tobytes())
+            write_previews(source, previews)
         except (ValueError, OSError, cv2.error) as e:
             log.warning("cannot decode %s (%s): %s", name, path, e)
             raise AppError(f"{name}: decoding failed part-way ({e})") from None
-        note = ""
-        reported = source_frame_count(path) if os.path.isfile(path) else None
-        if num_frames >= self.max_frames and (reported is None or reported > num_frames):
-            note = (f"only the first {num_frames} frames are used" + (f" of about {reported}"
-                    if reported else "") + " (objtrack app --max-frames)")
+        note = short_read_note(name, path, num_frames, self.max_frames)
+        if note:
+            log.warning("%s: %s", name, note)
         fps = fps or source_fps(path) or 24.0
         video = OpenedVideo(uuid.uuid4().hex[:12], name, path, num_frames, height, width,
                             float(round(fps, 3)), previews, note)
@@ -434,8 +302,18 @@ class Workspace:
         ``points``: ``{"t": frame, "x": ..., "y": ...}`` in pixels of the video (x = 0 the centre
         of the first column, valid ``-0.5 <= x <= W - 0.5``); ``form``: the advanced settings
         (missing or empty fields: the weights' validated values); ``baselines``: any of ``lk``,
-        ``dis``.
+        ``dis``. A field of another JSON type is refused naming it and the type expected.
         """
+        if not isinstance(video_id, str):
+            raise AppError(f"video: expected the id of an open video (a string), got {video_id!r}")
+        _expect(points, (list, tuple), "points", "a list of points {t, x, y}", allow_none=True)
+        _expect(form, dict, "settings", "an object of {field: value}", allow_none=True)
+        _expect(baselines, (list, tuple), "baselines",
+                f"a list of comparison names ({', '.join(BASELINE_NAMES)})", allow_none=True)
+        if any(not isinstance(b, str) for b in baselines or ()):
+            raise AppError(f"baselines: expected a list of comparison names "
+                           f"({', '.join(BASELINE_NAMES)}), got {list(baselines)!r}")
+        baselines = tuple(baselines or ())
         video = self.get(video_id)
         if not isinstance(points, (list, tuple)) or not points:
             raise AppError("click at least one point on the video first")
@@ -460,19 +338,29 @@ class Workspace:
         if unknown:
             raise AppError(f"unknown comparison {unknown[0]!r}; choose from {list(BASELINE_NAMES)}")
         s, notes = resolve_settings(self.info, form)
-        self._check_memory(video, len(queries), s, tuple(baselines))
+        try:  # the hard limits (objtrack_jax.limits) and the time and memory estimates
+            est = limits.check_run(self.model, len(queries), video.num_frames, video.height,
+                                   video.width, s, queries[:, 0], APP_NAMES)
+            limits.check_budget(est, self.max_minutes, self._what(video, len(queries)),
+                                "objtrack app --max-minutes")
+        except ValueError as e:
+            raise AppError(str(e)) from None
+        self._check_memory(video, len(queries), s, baselines, est.bytes)
         return RunRequest(video, queries, tuple(dict.fromkeys(baselines)), s,
                           s.model_size(video.height, video.width), notes)
 
-    def _check_memory(self, video: OpenedVideo, n: int, s, baselines) -> None:
-        """AppError when the run's estimated memory exceeds the budget or what is free."""
+    @staticmethod
+    def _what(video: OpenedVideo, n: int) -> str:
+        return (f"tracking {n} point{'s' if n != 1 else ''} through {video.num_frames} frames of "
+                f"{video.width}x{video.height}")
+
+    def _check_memory(self, video: OpenedVideo, n: int, s, baselines, need: int) -> None:
+        """AppError when the run's estimated memory (``need`` bytes for tracking, from
+        :func:`objtrack_jax.limits.estimate`) exceeds the budget or what is free."""
         from objtrack_jax import memory
 
         t, h, w = video.num_frames, video.height, video.width
-        size = s.model_size(h, w)
-        sizes = [size] + [f for f in [s.fine_size(size)] if f is not None]
-        need = max(tracking_bytes(self.model, n, t, h, w, z, s.window) for z in sizes)
-        what = f"tracking {n} point{'s' if n != 1 else ''} through {t} frames of {w}x{h}"
+        what = self._what(video, n)
         if baselines:  # the baselines read the whole video: RGB, grey and one flow field
             need = max(need, t * h * w * 4 + h * w * 8)
             what += " with " + " and ".join(BASELINE_NAMES[b] for b in baselines)
@@ -493,7 +381,9 @@ class Workspace:
             report: Optional[Callable[[float, str], None]] = None) -> dict:
         """Tracks, draws and writes the outputs of ``req`` into ``out_dir``.
 
-        ``report(fraction, stage)`` is called as the work proceeds (fraction in [0, 1]).
+        ``report(fraction, stage)`` is called as the work proceeds (fraction in [0, 1]), at least
+        once per window the tracker reads and per block of the video drawn; an exception it
+        raises stops the run there (the server's cancel).
         Returns ``{"files": {"video", "npz", "csv", "json"}: paths, "methods": [...],
         "num_points", "num_frames", "seconds": {...}}``.
         """
@@ -532,7 +422,8 @@ class Workspace:
         t0 = time.perf_counter()
         report(0.9, "drawing the video")
         out_video = os.path.join(out_dir, "tracks.mp4")
-        self._write_video(out_video, video, methods, lambda f: report(0.9 + 0.08 * f, "drawing the video"))
+        write_result_video(out_video, video, methods, self.max_frames,
+                           lambda f: report(0.9 + 0.08 * f, "drawing the video"))
         seconds["draw"] = time.perf_counter() - t0
         report(0.98, "writing the tracks")
         files = {"video": out_video}
@@ -543,66 +434,6 @@ class Workspace:
                  ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
         return {"files": files, "methods": [m[0] for m in methods], "num_points": int(len(queries)),
                 "num_frames": video.num_frames, "seconds": seconds}
-
-    def _write_video(self, path: str, video: OpenedVideo, methods, report) -> str:
-        """The methods side by side (model first), each panel labelled, H.264."""
-        import cv2
-
-        colours = point_colours(len(methods[0][1]))
-        k = len(methods)
-        # Panels enlarged to PANEL_MIN_WIDTH when small, shrunk to fit PANEL_MAX_WIDTH in all.
-        scale = min(max(1.0, PANEL_MIN_WIDTH / video.width),
-                    (PANEL_MAX_WIDTH - (k - 1) * PANEL_GAP) / (k * video.width))
-        pw, ph = max(2, round(video.width * scale)), max(2, round(video.height * scale))
-        sx, sy = pw / video.width, ph / video.height
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        scaled = [(name, (tracks + 0.5) * np.float32([sx, sy]) - 0.5, visible)  # pixel centres
-                  for name, tracks, visible in methods]
-        source = open_frames(video.path, self.max_frames)
-        writer = h264_writer(path, video.fps)
-        for start in range(0, video.num_frames, 16):
-            frames = source.read(start, min(start + 16, video.num_frames))
-            if (pw, ph) != (video.width, video.height):
-                frames = np.stack([cv2.resize(f, (pw, ph), interpolation=interp) for f in frames])
-            canvas = np.zeros((len(frames), ph, k * pw + (k - 1) * PANEL_GAP, 3), np.uint8)
-            for j, (name, tracks, visible) in enumerate(scaled):
-                x0 = j * (pw + PANEL_GAP)
-                canvas[:, :, x0:x0 + pw] = draw_panel(frames, tracks, visible, colours, start)
-                if k > 1:
-                    for f in canvas:
-                        _label(f, BASELINE_NAMES.get(name, name), x0)
-            append_h264(writer, canvas)
-            report(min(1.0, (start + len(frames)) / video.num_frames))
-        written = writer.close()
-        if written != path or writer.codec != "h264":
-            raise OSError(f"{path}: the H.264 encoder did not finish the video (the server log "
-                          "says why)")
-        return written
-
-
-class CountingFrames(FrameSource):
-    """``source`` read through unchanged, calling ``on_read(frames read so far)`` after each read
-    (the progress bar)."""
-
-    def __init__(self, source: FrameSource, on_read: Callable[[int], None]):
-        self.source, self.on_read, self.count = source, on_read, 0
-        self.shape, self.dtype = source.shape, source.dtype
-
-    def _read(self, start, end):
-        out = self.source.read(start, end)
-        self.count += end - start
-        self.on_read(self.count)
-        return out
-
-
-def _label(image: np.ndarray, text: str, x0: int) -> None:
-    import cv2
-
-    scale = max(0.4, image.shape[0] / 640)
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(image, (x0, 0), (x0 + w + 8, h + base + 8), (0, 0, 0), -1)  # top left
-    cv2.putText(image, text, (x0 + 4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                cv2.LINE_AA)
 
 
 # --------------------------------------------------------------------------------------------------

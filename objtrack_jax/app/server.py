@@ -14,12 +14,18 @@ API (JSON unless noted)::
   GET  /api/video/<id>/frame/<t>   frame t as a JPEG preview
   POST /api/run                    {"video", "points": [{"t", "x", "y"}], "baselines": ["lk", "dis"],
                                     "settings": {...}}                      -> {"job", "warnings"}
-  GET  /api/job/<id>               {"state": "running"|"done"|"error", "progress", "stage",
-                                    "error", "result"}
+  GET  /api/job/<id>               {"state": "running"|"done"|"error"|"cancelled", "progress",
+                                    "stage", "error", "result"}
+  POST /api/job/<id>/cancel        stops the run at its next window or block of frames
+                                                                            -> the job
   GET  /api/job/<id>/<file>        tracks.mp4 (byte ranges served), tracks.npz / .csv / .json
 
+A cancel sets the job's flag; the run's progress callback, called at every window the tracker
+reads and every block of frames drawn, sees it and stops the run there (nothing can stop a window
+part-way), the run slot is freed and the job reports ``"cancelled"``.
+
 Errors are ``{"error": message}``: status 400 (413 for an upload over the limit, 409 while a run
-is going on) for input the app refuses, with the message shown in the page as it is; 500 for a
+is going on or for a cancel of a finished run) for input the app refuses, with the message shown in the page as it is; 500 for a
 failure of the app itself, whose detail and traceback go to the server log. Every POST must
 carry the header ``X-Objtrack: 1`` (a page of another site cannot send it without a CORS
 preflight, which this server never grants), and the ``Host`` header must name this server.
@@ -62,12 +68,17 @@ class HttpError(Exception):
         self.status = status
 
 
+class RunCancelled(Exception):
+    """Raised by a run's progress callback once its job was cancelled."""
+
+
 class Job:
-    """A tracking run: its state as the page sees it."""
+    """A tracking run: its state as the page sees it; ``cancel`` is set to stop it."""
 
     def __init__(self, video_name: str, out_dir: str):
         self.id = uuid.uuid4().hex[:12]
         self.video_name, self.out_dir = video_name, out_dir
+        self.cancel = threading.Event()
         self.state, self.progress, self.stage = "running", 0.0, "starting"
         self.error: Optional[str] = None
         self.result: Optional[dict] = None
@@ -122,13 +133,28 @@ class AppServer(http.server.ThreadingHTTPServer):
             raise
         return job
 
+    def cancel_run(self, job: Job) -> Job:
+        """Asks ``job`` to stop (:class:`RunCancelled` at its next progress report)."""
+        if job.state != "running":
+            raise HttpError(409, f"that run has already ended ({job.state})")
+        job.cancel.set()
+        job.stage = "cancelling (at the end of the current window)"
+        return job
+
     def _run(self, job: Job, req) -> None:
         def report(fraction, stage):
+            if job.cancel.is_set():
+                raise RunCancelled()
             job.progress, job.stage = max(job.progress, float(fraction)), stage
 
         try:
             job.result = self.workspace.run(req, job.out_dir, report)
             job.state, job.stage = "done", "done"
+        except RunCancelled:
+            log.info("run %s on %s cancelled after %.1f s", job.id, job.video_name,
+                     time.time() - job.started)
+            job.state, job.stage = "cancelled", "cancelled"
+            shutil.rmtree(job.out_dir, ignore_errors=True)
         except (AppError, MemoryError, ValueError, OSError, FloatingPointError) as e:
             log.warning("run %s on %s failed: %s\n%s", job.id, job.video_name, e,
                         traceback.format_exc())
@@ -262,7 +288,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._json({"weights": ws.weights_name, "defaults": ws.defaults,
                                "max_upload_mb": self.server.max_upload // 2 ** 20,
                                "max_frames": ws.max_frames, "allow_paths": ws.allow_paths,
-                               "baselines": BASELINE_NAMES, "palette": PALETTE})
+                               "baselines": BASELINE_NAMES, "palette": PALETTE,
+                               "max_minutes": ws.max_minutes})
         m = re.fullmatch(r"/api/video/([0-9a-f]+)/frame/(\d+)", path)
         if m:
             return self._file(ws.preview_path(m.group(1), int(m.group(2))), "image/jpeg")
@@ -305,6 +332,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._json(ws.open_path(body.get("path", "")).public())
         if path == "/api/open/example":
             return self._json(ws.open_example().public())
+        m = re.fullmatch(r"/api/job/([0-9a-f]+)/cancel", path)
+        if m:
+            return self._json(self.server.cancel_run(self._job(m.group(1))).public())
         if path == "/api/run":
             req = ws.check_run(body.get("video", ""), body.get("points"), body.get("settings") or {},
                                body.get("baselines") or ())

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from objtrack_jax import anchor as anchor_mod
-from objtrack_jax import post
+from objtrack_jax import limits, post
 from objtrack_jax.inference import MIN_CHUNK
 from objtrack_jax.models.tracker import PIPsTracker
 from objtrack_jax.online.core import finish_window_fn, make_core, step_fn
@@ -88,6 +88,7 @@ class OnlineTracker:
             raise ValueError(f"frame_size must be (H, W) of the input frames, got {frame_size}")
         size = s.model_size(*hw)
         fine = refine_size(size, s.refine_scale, model.stride)
+        limits.check_stream(window, iters, refine_iters, size, fine, capacity)  # hard limits
         self.settings = s
         cfg = s.anchor  # an AnchorConfig or None (TrackingSettings.anchor)
         firm = None if cfg is None else anchor_mod.firm_threshold(cfg, vis_threshold)

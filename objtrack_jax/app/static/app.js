@@ -65,6 +65,7 @@ function setBusy(busy, label = "") {
   $("file-input").disabled = busy;
   document.querySelectorAll("#path-form button").forEach((b) => { b.disabled = busy; });
   $("stage-label").textContent = label;
+  $("cancel-button").hidden = !(busy && state.job && state.job.state === "running");
 }
 
 // ---- opening a video -----------------------------------------------------------------------
@@ -244,6 +245,9 @@ async function run() {
     if (started.warnings && started.warnings.length) {
       showMessage("Note: " + started.warnings.join("; "), "warn");
     }
+    state.job = {id: started.job, state: "running"};
+    $("cancel-button").hidden = false;
+    $("cancel-button").disabled = false;
     poll(started.job);
   } catch (err) {
     $("progress").hidden = true;
@@ -262,14 +266,29 @@ function poll(jobId) {
       pollTimer = setTimeout(() => poll(jobId), 300);
       return;
     }
-    setBusy(false, job.state === "done" ? `done in ${job.elapsed} s` : "failed");
+    const ended = {done: `done in ${job.elapsed} s`, cancelled: `cancelled after ${job.elapsed} s`};
+    setBusy(false, ended[job.state] || "failed");
     $("progress").hidden = job.state !== "done";
-    if (job.state === "done") showResult(job); else showMessage(job.error || "the run failed");
+    if (job.state === "done") showResult(job);
+    else if (job.state === "cancelled") showMessage("The run was cancelled; nothing was written.", "warn");
+    else showMessage(job.error || "the run failed");
   }).catch((err) => {
     setBusy(false, "");
     $("progress").hidden = true;
     showMessage(err.message);
   });
+}
+
+// Stops the run going on: the server stops it at the tracker's next window (or the next block
+// of frames drawn) and frees the run slot; the poll then reports "cancelled".
+async function cancelRun() {
+  if (!state.job || state.job.state !== "running") return;
+  $("cancel-button").disabled = true;
+  try {
+    await api("POST", `/api/job/${state.job.id}/cancel`, {});
+  } catch (err) {
+    showMessage(err.message);
+  }
 }
 
 function showResult(job) {
@@ -314,6 +333,7 @@ async function init() {
   $("clear-points").onclick = () => { state.points = []; renderPoints(); drawFrame(); };
   $("reset-settings").onclick = fillSettings;
   $("run-button").onclick = run;
+  $("cancel-button").onclick = cancelRun;
   document.addEventListener("keydown", (ev) => {
     if (!state.video || ["INPUT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
     if (ev.key === "ArrowLeft") showFrame(state.frame - 1);
