@@ -231,7 +231,7 @@ def _segment_windows(length: int, window: int) -> int:
 
 
 def _padded(n: int) -> int:
-    from objtrack_jax.anchor import padded_count
+    from objtrack_jax.post import padded_count
 
     return padded_count(n) if n <= 4096 else -(-n // 4096) * 4096
 

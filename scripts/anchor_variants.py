@@ -57,17 +57,14 @@ def parse_variant(text: str) -> dict:
 
 def anchored(video, tracks, logits, queries, cfg, vis_threshold: float):
     """The network's ``tracks [N, T, 2]`` and visibility ``logits [N, T]`` anchored with ``cfg``
-    and fused as :func:`objtrack_jax.tracking.run_tracking` does: ``(tracks, visible [N, T],
+    and fused as :func:`objtrack_jax.tracking.run_tracking` does (:func:`objtrack_jax.post.visibility`): ``(tracks, visible [N, T],
     lost [N, T])``."""
-    from objtrack_jax import anchor
+    from objtrack_jax import anchor, post
 
-    out, accepted, scores = anchor.anchor_tracks(video, tracks, queries, cfg)
+    out, accepted, scores = post.anchor_tracks(video, tracks, queries, cfg)
     lost = scores == anchor.LOST_SCORE
-    visible = logits > vis_threshold
-    firm = anchor.firm_threshold(cfg, vis_threshold)
-    if firm is not None:
-        visible = anchor.fuse_visibility(visible, logits > firm, accepted, lost)
-    visible[np.arange(len(queries)), np.round(queries[:, 0]).astype(int)] = True
+    at_query = post.at_query_frame(np.round(queries[:, 0]).astype(int), tracks.shape[1])
+    visible, _ = post.visibility(logits, vis_threshold, cfg, accepted, at_query, lost)
     return out, visible, lost
 
 

@@ -251,7 +251,7 @@ def test_point_under_a_passing_occluder_is_held_hidden_and_refound():
     reported hidden while covered, stays where it is, and is found again once uncovered."""
     video, q, truth, net, covered, i = passing_occluder()
     cfg = anchor.AnchorConfig(hold_still=4)
-    out, ok, score = anchor.anchor_tracks(video, net, q, cfg)
+    out, ok, score = post.anchor_tracks(video, net, q, cfg)
     err = np.linalg.norm(out[i] - truth[i], axis=-1)
     net_err = np.linalg.norm(net[i] - truth[i], axis=-1)
     assert net_err[~covered & (np.arange(len(covered)) > 20)].min() > 20  # the network is dragged
@@ -266,7 +266,7 @@ def test_point_under_a_passing_occluder_is_held_hidden_and_refound():
     vis = anchor.fuse_visibility(np.ones_like(ok), firm, ok, score == anchor.LOST_SCORE)
     assert not vis[i, covered].mean() > 0.2 and vis[i, after].all()
     # the other points, never covered, are untouched by the rule
-    base, base_ok, _ = anchor.anchor_tracks(video, net, q)
+    base, base_ok, _ = post.anchor_tracks(video, net, q)
     others = np.flatnonzero(np.abs(q[:, 1] - q[i, 1]) > 12 + 5)  # rows the square never crosses
     np.testing.assert_allclose(out[others], base[others], atol=1e-4)
 
@@ -275,7 +275,7 @@ def test_occluder_drags_the_point_without_the_rule():
     """The failure the rule removes: with ``hold_still`` off the output follows the network's
     estimate, dragged off by the occluder, and the point is never found again."""
     video, q, truth, net, covered, i = passing_occluder()
-    out, ok, score = anchor.anchor_tracks(video, net, q)
+    out, ok, score = post.anchor_tracks(video, net, q)
     err = np.linalg.norm(out[i] - truth[i], axis=-1)
     assert err[-1] > 20 and not (score == anchor.LOST_SCORE).any()
 
