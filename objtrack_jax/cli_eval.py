@@ -269,11 +269,11 @@ def track_main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.queries is not None and not os.path.isfile(args.queries):
         parser.error(f"--queries file not found: {args.queries}")
     queries = None if args.queries is None else read_queries(args.queries)
-    count = query_count(args, queries)  # from the header, before the model
     t0 = time.perf_counter()
     model, params, info = load_model_or_exit(parser, args.checkpoint)
     load_seconds = time.perf_counter() - t0
     settings = resolve(info, **settings_overrides(parser, args))
+    count = query_count(args, queries)  # from the video's header, before any work
     limits.check_command(model, settings, **count, max_minutes=args.max_minutes)
     result = track_video(
         model, params, args.video, args.out, settings=settings, queries=queries, grid=args.grid,

@@ -60,13 +60,13 @@ def app_parser() -> argparse.ArgumentParser:
 
 def app_main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs ``objtrack app`` until interrupted (Ctrl+C); returns 0."""
-    from objtrack_jax.app import engine
+    from objtrack_jax.app import engine, media
     from objtrack_jax.app.server import LOCAL_NAMES, make_server
     from objtrack_jax.cli_args import load_model_or_exit
 
     parser = app_parser()
     args = parser.parse_args(argv)
-    engine.require_h264()
+    media.require_h264()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(None, args.host, args.port, args.max_upload_mb)  # a busy port: say so now
     try:

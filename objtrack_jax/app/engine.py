@@ -40,11 +40,11 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from objtrack_jax import limits
-from objtrack_jax.app.media import (BASELINE_NAMES, EXAMPLE_FPS, EXAMPLE_FRAMES,  # noqa: F401
-                                    EXAMPLE_SIZE, PALETTE, PANEL_GAP, PANEL_MIN_WIDTH, AppError,
-                                    CountingFrames, OpenedVideo, example_frames, open_frames,
-                                    require_h264, short_read_note, source_fps, write_previews,
-                                    write_result_video)
+from objtrack_jax.app.media import (BASELINE_NAMES, EXAMPLE_FPS, AppError, CountingFrames,
+                                    OpenedVideo, example_frames, open_frames, short_read_note,
+                                    source_fps, write_previews, write_result_video)
+from objtrack_jax.app.media import (EXAMPLE_FRAMES, EXAMPLE_SIZE, PALETTE,  # noqa: F401
+                                    PANEL_GAP, PANEL_MIN_WIDTH)  # (re-exported: the app's sizes)
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ import urllib.parse
 import uuid
 from typing import Optional
 
-from objtrack_jax.app.engine import BASELINE_NAMES, PALETTE, AppError, Workspace
+from objtrack_jax.app.engine import Workspace
+from objtrack_jax.app.media import BASELINE_NAMES, PALETTE, AppError
 
 log = logging.getLogger(__name__)
 
