@@ -246,11 +246,14 @@ def test_one_step_end_to_end(tmp_path, compile_cache):
                  "--short-side", "192", "--result", f"tiny_eval={ev}", "--refine-scale", "2"])
     info = json.load(open(os.path.join(out, "config.json")))["info"]
     assert (info["inference"]["refine_scale"], info["inference"]["refine_iters"]) == (2.0, 4)
-    assert info["steps"] == 8 and [s["steps"] for s in info["stages"]] == [7, 1]
+    results = json.load(open(os.path.join(out, "results.json")))  # stages and results beside it
+    training = results["training"]
+    assert training["steps"] == 8 and [s["steps"] for s in training["stages"]] == [7, 1]
     assert info["inference"]["short_side"] == 192 and info["inference"]["window"] == 8
-    rec = info["results"]["tiny_eval"]
-    assert rec["mean"] == {"d_avg": 12.5, "survival": 40.0, "num_videos": 2}
-    assert rec["resolution"] == [192, 256]
+    rec = results["entries"]["tiny_eval"]
+    assert rec["values"] == {"d_avg": 12.5, "survival": 40.0, "num_videos": 2}
+    assert rec["settings"]["resolution"] == [192, 256]
+    assert set(info) == {"inference"}  # config.json: what the code reads, no history
     model, params2, _ = model_io.load_model(out)
     assert model.use_attention and "attention" in params2
     with pytest.raises(SystemExit):  # the validated short side is not guessed
