@@ -446,13 +446,10 @@ CSV_COLUMNS = ("method", "point", "frame", "x", "y", "visible", "query_frame")
 def write_tracks(out_dir: str, video: OpenedVideo, queries: np.ndarray, methods, logits,
                  settings, resolution, weights: str) -> dict:
     """Writes ``tracks.npz`` (the tracks file of :mod:`objtrack_jax.tracks_io`, as ``objtrack
-    track`` writes it, with the comparisons as ``tracks_<method>``), ``tracks.csv`` and
-    ``tracks.json`` (formats in docs/app.md) and returns their paths as ``{"npz", "csv", "json"}``.
-
-    ``methods``: ``(name, tracks [n, T, 2], visible [n, T] or None)``, the model first;
-    ``settings``: the :class:`~objtrack_jax.settings.TrackingSettings` run (or its
-    ``as_dict()``); ``resolution``: the model size it gave.
-    """
+    track``; comparisons as ``tracks_<method>``), ``tracks.csv`` and ``tracks.json`` (docs/app.md);
+    returns their paths as ``{"npz", "csv", "json"}``. ``methods``: ``(name, tracks [n, T, 2],
+    visible [n, T] or None)``, the model first; ``settings``: the TrackingSettings run (or its
+    ``as_dict()``); ``resolution``: the model size it gave."""
     from objtrack_jax.tracks_io import read_tracks_npz, write_tracks_npz
 
     paths = {k: os.path.join(out_dir, f"tracks.{k}") for k in ("npz", "csv", "json")}
