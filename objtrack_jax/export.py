@@ -103,19 +103,28 @@ def track_clip_fn(model: PIPsTracker, params: Any, num_frames: int, window: int,
     def track_clip(frames, queries):
         n = queries.shape[0]
         c = int(model.latent_dim)
-        trajs = jnp.broadcast_to(queries[None].astype(jnp.float32), (1, t_len, n, 2))
-        vis = jnp.zeros((1, t_len, n), jnp.float32)
+        trajs = jnp.broadcast_to(queries[None].astype(jnp.float32), (t_len, n, 2))
+        vis = jnp.zeros((t_len, n), jnp.float32)
+        if t_len < s:  # one window padded with the last frame, masked to the real ones
+            idx = windows.window_frames(0, t_len, s)
+            zeros = jnp.zeros((s, n, c), model.dtype)
+            out = windows.run_window(model, params, frames[idx], trajs[idx], (zeros,) * 3,
+                                     jnp.ones((n,), bool), iters, carry, t_len)
+            vis_out = out.vis_logits[0] if out.vis_logits is not None else vis
+            return out.tracks[0][:t_len], vis_out[:t_len] if out.vis_logits is not None else vis
         feats = tuple(jnp.zeros((s, n, c), model.dtype) for _ in range(3))
         fresh = jnp.ones((n,), bool)
+        # static slices (windows.write_window's rule): the traced form rounds differently here
         for start, end in windows.window_spans(t_len, s):
-            idx = windows.window_frames(start, end - start, s)  # padded when short
-            out = windows.run_window(model, params, frames[idx], trajs[0, idx], feats, fresh,
-                                     iters, carry, end - start if end - start < s else None)
-            trajs, vis = windows.write_window(trajs, vis, start, end - start, out.tracks,
-                                              out.vis_logits)
+            out = windows.run_window(model, params, frames[start:end], trajs[start:end], feats,
+                                     fresh, iters, carry)
+            trajs = trajs.at[start:end].set(out.tracks[0])
+            trajs = trajs.at[end:].set(out.tracks[0][-1])
+            if out.vis_logits is not None:
+                vis = vis.at[start:end].set(out.vis_logits[0])
             feats = tuple(f[0] for f in out.feats)
             fresh = jnp.zeros((n,), bool)
-        return trajs[0], vis[0]
+        return trajs, vis
 
     return track_clip
 
