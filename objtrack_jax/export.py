@@ -114,14 +114,12 @@ def track_clip_fn(model: PIPsTracker, params: Any, num_frames: int, window: int,
             return out.tracks[0][:t_len], vis_out[:t_len] if out.vis_logits is not None else vis
         feats = tuple(jnp.zeros((s, n, c), model.dtype) for _ in range(3))
         fresh = jnp.ones((n,), bool)
-        # static slices (windows.write_window's rule): the traced form rounds differently here
-        for start, end in windows.window_spans(t_len, s):
+        for start, end in windows.window_spans(t_len, s):  # host ints: slice updates
             out = windows.run_window(model, params, frames[start:end], trajs[start:end], feats,
                                      fresh, iters, carry)
-            trajs = trajs.at[start:end].set(out.tracks[0])
-            trajs = trajs.at[end:].set(out.tracks[0][-1])
-            if out.vis_logits is not None:
-                vis = vis.at[start:end].set(out.vis_logits[0])
+            new, new_vis = windows.write_window(trajs[None], vis[None], start, end - start,
+                                                out.tracks, out.vis_logits)
+            trajs, vis = new[0], new_vis[0]
             feats = tuple(f[0] for f in out.feats)
             fresh = jnp.zeros((n,), bool)
         return trajs, vis

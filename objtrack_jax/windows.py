@@ -140,6 +140,8 @@ def write_window(trajs, vis, start, num_valid, tracks, vis_logits=None, *, fill:
       ``(trajs, vis)`` updated (new arrays).
     """
     xp = _xp(trajs, vis, start, num_valid, tracks, vis_logits, where)
+    if where is None and isinstance(start, int) and isinstance(num_valid, int):
+        return _write_static(xp, trajs, vis, start, num_valid, tracks, vis_logits, fill)
     t, s = trajs.shape[1], tracks.shape[1]
     rest = (1,) * (trajs.ndim - 3)  # the axes between time and (x, y)
     start = xp.reshape(xp.asarray(start), (-1, 1) + rest)
@@ -159,6 +161,26 @@ def write_window(trajs, vis, start, num_valid, tracks, vis_logits=None, *, fill:
     trajs = xp.where(inside[..., None], new, later)
     if vis is not None and vis_logits is not None:
         vis = xp.where(inside, xp.take_along_axis(vis_logits, rel, axis=1), vis)
+    return trajs, vis
+
+
+def _write_static(xp, trajs, vis, start: int, count: int, tracks, vis_logits, fill: bool):
+    """:func:`write_window` for a window at a fixed place (host ints): the same rule with
+    slices, so that a traced program (export's unrolled windows) holds plain slice updates."""
+    end = start + count
+
+    def put(a, sl, b):
+        if xp is np:
+            a = a.copy()
+            a[sl] = b
+            return a
+        return a.at[sl].set(b)
+
+    trajs = put(trajs, (slice(None), slice(start, end)), tracks[:, :count])
+    if fill:
+        trajs = put(trajs, (slice(None), slice(end, None)), tracks[:, count - 1:count])
+    if vis is not None and vis_logits is not None:
+        vis = put(vis, (slice(None), slice(start, end)), vis_logits[:, :count])
     return trajs, vis
 
 
